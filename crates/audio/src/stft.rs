@@ -1,0 +1,179 @@
+//! Short-time Fourier transform with torch's conventions: periodic Hann window, frames
+//! centred by reflect padding of `n_fft / 2`, one-sided spectrum, and its inverse by
+//! windowed overlap-add normalised by the summed squared window.
+
+use std::sync::Arc;
+
+use realfft::num_complex::Complex32;
+use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
+
+/// Periodic Hann window (`torch.hann_window(n, periodic=True)`).
+pub fn hann_periodic(n: usize) -> Vec<f32> {
+    (0..n)
+        .map(|i| {
+            let x = 2.0 * std::f64::consts::PI * i as f64 / n as f64;
+            (0.5 - 0.5 * x.cos()) as f32
+        })
+        .collect()
+}
+
+/// Index into a reflect-padded signal (`numpy.pad(mode="reflect")`), bouncing as often as
+/// needed so that signals shorter than the pad still work.
+fn reflect_index(i: isize, len: usize) -> usize {
+    if len == 1 {
+        return 0;
+    }
+    let period = 2 * (len as isize - 1);
+    let mut j = i.rem_euclid(period);
+    if j >= len as isize {
+        j = period - j;
+    }
+    j as usize
+}
+
+/// Complex spectrogram `[frames][n_fft/2 + 1]`, frame-major.
+#[derive(Debug, Clone)]
+pub struct Spectrum {
+    pub frames: usize,
+    pub bins: usize,
+    pub data: Vec<Complex32>,
+}
+
+impl Spectrum {
+    pub fn frame(&self, t: usize) -> &[Complex32] {
+        &self.data[t * self.bins..(t + 1) * self.bins]
+    }
+}
+
+/// A reusable STFT/ISTFT plan.
+pub struct Stft {
+    pub n_fft: usize,
+    pub hop: usize,
+    window: Vec<f32>,
+    forward: Arc<dyn RealToComplex<f32>>,
+    inverse: Arc<dyn ComplexToReal<f32>>,
+}
+
+impl Stft {
+    pub fn new(n_fft: usize, hop: usize) -> Self {
+        let mut planner = RealFftPlanner::<f32>::new();
+        Self {
+            n_fft,
+            hop,
+            window: hann_periodic(n_fft),
+            forward: planner.plan_fft_forward(n_fft),
+            inverse: planner.plan_fft_inverse(n_fft),
+        }
+    }
+
+    pub fn bins(&self) -> usize {
+        self.n_fft / 2 + 1
+    }
+
+    /// Frames a centred STFT produces for `len` samples.
+    pub fn frames_for(&self, len: usize) -> usize {
+        len / self.hop + 1
+    }
+
+    /// Centred, reflect-padded, Hann-windowed one-sided STFT.
+    pub fn forward(&self, signal: &[f32]) -> Spectrum {
+        let bins = self.bins();
+        let frames = self.frames_for(signal.len());
+        let mut data = vec![Complex32::new(0.0, 0.0); frames * bins];
+        if signal.is_empty() {
+            return Spectrum { frames, bins, data };
+        }
+        let pad = (self.n_fft / 2) as isize;
+        let mut buf = self.forward.make_input_vec();
+        let mut scratch = self.forward.make_scratch_vec();
+        for (t, out) in data.chunks_exact_mut(bins).enumerate() {
+            let start = (t * self.hop) as isize - pad;
+            for (i, (b, w)) in buf.iter_mut().zip(&self.window).enumerate() {
+                let idx = start + i as isize;
+                let s = if idx >= 0 && (idx as usize) < signal.len() {
+                    signal[idx as usize]
+                } else {
+                    signal[reflect_index(idx, signal.len())]
+                };
+                *b = s * w;
+            }
+            // Sizes come from the plan itself, so this cannot fail.
+            let _ = self
+                .forward
+                .process_with_scratch(&mut buf, out, &mut scratch);
+        }
+        Spectrum { frames, bins, data }
+    }
+
+    /// Inverse of [`Stft::forward`] (`torch.istft` with `center=True`): windowed overlap-add
+    /// divided by the summed squared window, centre padding removed. Output length
+    /// `hop * (frames - 1)` unless `length` is given.
+    pub fn inverse(&self, spec: &Spectrum, length: Option<usize>) -> Vec<f32> {
+        let n = self.n_fft;
+        let total = n + self.hop * spec.frames.saturating_sub(1);
+        let mut out = vec![0.0f32; total];
+        let mut norm = vec![0.0f32; total];
+        let mut buf = self.inverse.make_input_vec();
+        let mut time = self.inverse.make_output_vec();
+        let mut scratch = self.inverse.make_scratch_vec();
+        let scale = 1.0 / n as f32;
+        for t in 0..spec.frames {
+            buf.copy_from_slice(spec.frame(t));
+            // A real signal's DC and Nyquist bins are real; realfft insists on it.
+            buf[0].im = 0.0;
+            if let Some(last) = buf.last_mut() {
+                last.im = 0.0;
+            }
+            let _ = self
+                .inverse
+                .process_with_scratch(&mut buf, &mut time, &mut scratch);
+            let off = t * self.hop;
+            for i in 0..n {
+                let w = self.window[i];
+                out[off + i] += time[i] * scale * w;
+                norm[off + i] += w * w;
+            }
+        }
+        let pad = n / 2;
+        let want = length.unwrap_or(self.hop * spec.frames.saturating_sub(1));
+        (0..want)
+            .map(|i| {
+                let j = i + pad;
+                if j < total && norm[j] > 1e-11 {
+                    out[j] / norm[j]
+                } else {
+                    0.0
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reflect_padding_matches_numpy() {
+        // numpy.pad([0,1,2,3], 5, mode="reflect") = [1,2,3,2,1,0,1,2,3,2,1,0,1,2]
+        let got: Vec<usize> = (-5..9).map(|i| reflect_index(i, 4)).collect();
+        assert_eq!(got, vec![1, 2, 3, 2, 1, 0, 1, 2, 3, 2, 1, 0, 1, 2]);
+    }
+
+    #[test]
+    fn inverse_reconstructs_the_signal() {
+        let stft = Stft::new(256, 64);
+        let signal: Vec<f32> = (0..4000)
+            .map(|i| (i as f32 * 0.031).sin() * 0.5 + (i as f32 * 0.17).cos() * 0.2)
+            .collect();
+        let spec = stft.forward(&signal);
+        assert_eq!(spec.frames, 4000 / 64 + 1);
+        let back = stft.inverse(&spec, Some(signal.len()));
+        let err = signal
+            .iter()
+            .zip(&back)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(err < 1e-4, "max reconstruction error {err}");
+    }
+}

@@ -1,0 +1,124 @@
+//! Command-line interface definition and dispatch.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::backend::Backend;
+use crate::commands;
+
+/// Teach a generative model your own small sound collection, then generate new sounds from it.
+#[derive(Debug, Parser)]
+#[command(name = "distill", version, about, long_about = None)]
+pub struct Cli {
+    /// Compute backend. Default: flex, Burn's pure-Rust CPU backend — the fastest CPU
+    /// backend and it needs no driver, so it works on every machine. `wgpu` uses a GPU
+    /// (Vulkan/Metal/DX12/GL) when one is present; `ndarray` is the older CPU backend.
+    #[arg(long, value_enum, default_value_t = Backend::Flex, global = true)]
+    pub backend: Backend,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show what a model file holds: configs, parameter counts, training metadata.
+    Info(InfoArgs),
+    /// Convert a reference-system (PyTorch) .distill file to Distill's own format.
+    Import(ImportArgs),
+    /// Train the VQ-VAE and the prior on a folder of sounds.
+    Train(TrainArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// Model file (Distill format or a reference-system .distill file).
+    pub model: PathBuf,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Reference-system model file (PyTorch zip, as written by the Python Distill).
+    pub input: PathBuf,
+    /// Where to write the converted model.
+    #[arg(short, long)]
+    pub output: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Stage {
+    Vqvae,
+    Prior,
+    All,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Folder of sound files (searched recursively).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Model file to write.
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// Which stage(s) to train.
+    #[arg(long, value_enum, default_value_t = Stage::All)]
+    pub stage: Stage,
+    /// Existing model whose prior to (re)train, with its VQ-VAE frozen.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// TOML file overriding the automatic configuration.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Continue an interrupted run from its output directory.
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    /// Epochs (both stages unless --stage picks one).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Learning rate.
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Batch size.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Codes per RVQ codebook (default by dataset size: 64/128/256).
+    #[arg(long)]
+    pub codebook_size: Option<usize>,
+    /// RVQ levels, 2–4 (default 3).
+    #[arg(long)]
+    pub rvq_levels: Option<usize>,
+    /// Commitment loss weight (default 0.25, applied once).
+    #[arg(long)]
+    pub commitment_weight: Option<f64>,
+    /// Prior hidden size.
+    #[arg(long)]
+    pub hidden_size: Option<usize>,
+    /// Prior transformer layers.
+    #[arg(long)]
+    pub layers: Option<usize>,
+    /// Prior attention heads (must divide the hidden size).
+    #[arg(long)]
+    pub heads: Option<usize>,
+    /// Random seed: the same seed, data and backend give the same model.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Emit one JSON object per event instead of progress bars.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs a parsed command line; the exit code is the command's verdict.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Info(args) => commands::info::run(&args),
+        Command::Import(args) => commands::import::run(&args),
+        Command::Train(_) => anyhow::bail!(
+            "training is not available in this build yet; `distill info` and `distill import` work on existing models"
+        ),
+    }
+}

@@ -1,0 +1,7 @@
+//! The `distill` command-line tool: orchestration and file I/O around the model crates.
+
+pub mod backend;
+pub mod cli;
+pub mod commands;
+pub mod fsutil;
+pub mod modelfile;

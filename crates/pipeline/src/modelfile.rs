@@ -1,0 +1,334 @@
+//! `.distill` model files: ours (safetensors) and the reference system's (PyTorch zip).
+//!
+//! Our format is one safetensors container: VQ-VAE tensors under `vqvae.`, prior tensors
+//! under `prior.` (both with the reference system's names and layouts, so the same loaders
+//! serve both formats), and configs and metadata as JSON strings in the header metadata.
+//! Files are told apart by their first bytes, never by extension.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use audio::SpectrogramConfig;
+use prior_config::PriorConfig;
+use serde_json::{Map, Value as Json};
+use vqvae::VqvaeConfig;
+use weights::pickle::Value;
+use weights::{StateDict, WeightsError};
+
+/// Identifies our container in its metadata.
+pub const FORMAT_NAME: &str = "distill";
+pub const FORMAT_VERSION: u32 = 1;
+
+const VQVAE_PREFIX: &str = "vqvae.";
+const PRIOR_PREFIX: &str = "prior.";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelFileError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "{path}: not a Distill model (expected a Distill safetensors file or a reference-system PyTorch .distill file)"
+    )]
+    Unrecognised { path: PathBuf },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error("{path}: {source}")]
+    Weights {
+        path: PathBuf,
+        #[source]
+        source: WeightsError,
+    },
+}
+
+/// Where a model file came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelOrigin {
+    /// The original Python Distill (`torch.save` pickle).
+    Reference,
+    /// Written by this program.
+    Distill,
+}
+
+/// Everything a model file holds, independent of its container format.
+#[derive(Debug, Clone)]
+pub struct ModelFile {
+    pub origin: ModelOrigin,
+    pub vqvae_config: VqvaeConfig,
+    pub spectrogram_config: SpectrogramConfig,
+    pub prior_config: Option<PriorConfig>,
+    pub metadata: Map<String, Json>,
+    /// Other JSON entries: training history, codebook health, prior metadata, …
+    pub extra: BTreeMap<String, Json>,
+    pub vqvae: StateDict,
+    pub prior: Option<StateDict>,
+}
+
+impl ModelFile {
+    pub fn has_prior(&self) -> bool {
+        self.prior.is_some()
+    }
+
+    /// Reads either format, deciding by content.
+    pub fn load(path: &Path) -> Result<Self, ModelFileError> {
+        let bytes = std::fs::read(path).map_err(|source| ModelFileError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_bytes(&bytes, path)
+    }
+
+    pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self, ModelFileError> {
+        if weights::torch::looks_like_torch_zip(bytes) {
+            from_reference(bytes, path)
+        } else if weights::st::looks_like_safetensors(bytes) {
+            from_ours(bytes, path)
+        } else {
+            Err(ModelFileError::Unrecognised {
+                path: path.to_path_buf(),
+            })
+        }
+    }
+
+    /// Serialises in our format.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, WeightsError> {
+        let mut tensors = StateDict::new();
+        for (k, v) in &self.vqvae {
+            tensors.insert(format!("{VQVAE_PREFIX}{k}"), v.clone());
+        }
+        for (k, v) in self.prior.iter().flatten() {
+            tensors.insert(format!("{PRIOR_PREFIX}{k}"), v.clone());
+        }
+        let mut meta = BTreeMap::new();
+        meta.insert("format".to_string(), FORMAT_NAME.to_string());
+        meta.insert("format_version".to_string(), FORMAT_VERSION.to_string());
+        meta.insert("vqvae_config".into(), json_string(&self.vqvae_config));
+        meta.insert("spectrogram_config".into(), json_string(&self.spectrogram_config));
+        if let Some(p) = &self.prior_config {
+            meta.insert("prior_config".into(), json_string(p));
+        }
+        meta.insert("metadata".into(), Json::Object(self.metadata.clone()).to_string());
+        for (k, v) in &self.extra {
+            meta.insert(k.clone(), v.to_string());
+        }
+        weights::st::to_bytes(&tensors, &meta)
+    }
+
+    /// Writes our format atomically (temporary file + rename).
+    pub fn save(&self, path: &Path) -> Result<(), ModelFileError> {
+        let bytes = self.to_bytes().map_err(|source| ModelFileError::Weights {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        crate::fsutil::atomic_write(path, &bytes).map_err(|source| ModelFileError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+}
+
+/// Configs are plain data, so serialising them cannot fail.
+fn json_string<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".into())
+}
+
+fn invalid(path: &Path, message: impl Into<String>) -> ModelFileError {
+    ModelFileError::Invalid {
+        path: path.to_path_buf(),
+        message: message.into(),
+    }
+}
+
+fn parse_config<T: serde::de::DeserializeOwned>(path: &Path, what: &str, json: Json) -> Result<T, ModelFileError> {
+    serde_json::from_value(json).map_err(|e| invalid(path, format!("{what} is malformed: {e}")))
+}
+
+fn from_reference(bytes: &[u8], path: &Path) -> Result<ModelFile, ModelFileError> {
+    let weights_err = |source| ModelFileError::Weights {
+        path: path.to_path_buf(),
+        source,
+    };
+    let root = weights::torch::load_checkpoint(bytes).map_err(weights_err)?;
+    if root.get("format").and_then(Value::as_str) != Some("distill_model") {
+        return Err(invalid(path, "PyTorch file without the Distill model marker"));
+    }
+    let version = root.get("version").and_then(Value::as_i64).unwrap_or(0);
+    if version < 2 || root.get("model_type").and_then(Value::as_str) != Some("vqvae") {
+        return Err(invalid(
+            path,
+            format!("reference model version {version} is not a v2 VQ-VAE model (v1 continuous VAEs are not supported)"),
+        ));
+    }
+    let section = |key: &str| -> Result<&Value, ModelFileError> {
+        root.get(key)
+            .ok_or_else(|| invalid(path, format!("missing '{key}'")))
+    };
+    let vqvae = weights::torch::state_dict(section("model_state_dict")?, "model_state_dict")
+        .map_err(weights_err)?;
+    let vqvae_config = parse_config(path, "vqvae_config", to_json(section("vqvae_config")?))?;
+    let spectrogram_config =
+        parse_config(path, "spectrogram_config", to_json(section("spectrogram_config")?))?;
+    let has_prior = matches!(root.get("has_prior"), Some(Value::Bool(true)));
+    let (prior, prior_config) = if has_prior {
+        let sd = weights::torch::state_dict(section("prior_state_dict")?, "prior_state_dict")
+            .map_err(weights_err)?;
+        let cfg: PriorConfig = parse_config(path, "prior_config", to_json(section("prior_config")?))?;
+        (Some(sd), Some(cfg))
+    } else {
+        (None, None)
+    };
+    let metadata = match root.get("metadata").map(to_json) {
+        Some(Json::Object(m)) => m,
+        _ => Map::new(),
+    };
+    let mut extra = BTreeMap::new();
+    if let Value::Dict(items) = &root {
+        for (k, v) in items {
+            let Value::Str(k) = k else { continue };
+            let skip = [
+                "format",
+                "version",
+                "model_type",
+                "has_prior",
+                "model_state_dict",
+                "prior_state_dict",
+                "vqvae_config",
+                "spectrogram_config",
+                "prior_config",
+                "metadata",
+            ];
+            if !skip.contains(&k.as_str()) {
+                extra.insert(k.clone(), to_json(v));
+            }
+        }
+    }
+    Ok(ModelFile {
+        origin: ModelOrigin::Reference,
+        vqvae_config,
+        spectrogram_config,
+        prior_config,
+        metadata,
+        extra,
+        vqvae,
+        prior,
+    })
+}
+
+fn from_ours(bytes: &[u8], path: &Path) -> Result<ModelFile, ModelFileError> {
+    let (tensors, meta) = weights::st::from_bytes(bytes).map_err(|source| ModelFileError::Weights {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if meta.get("format").map(String::as_str) != Some(FORMAT_NAME) {
+        return Err(ModelFileError::Unrecognised {
+            path: path.to_path_buf(),
+        });
+    }
+    let version: u32 = meta
+        .get("format_version")
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| invalid(path, "missing format_version"))?;
+    if version > FORMAT_VERSION {
+        return Err(invalid(
+            path,
+            format!("model format version {version} is newer than this program supports ({FORMAT_VERSION}); update distill"),
+        ));
+    }
+    let json = |key: &str| -> Result<Option<Json>, ModelFileError> {
+        meta.get(key)
+            .map(|s| serde_json::from_str(s).map_err(|e| invalid(path, format!("metadata '{key}' is not JSON: {e}"))))
+            .transpose()
+    };
+    let required = |key: &str| -> Result<Json, ModelFileError> {
+        json(key)?.ok_or_else(|| invalid(path, format!("missing '{key}'")))
+    };
+    let vqvae_config = parse_config(path, "vqvae_config", required("vqvae_config")?)?;
+    let spectrogram_config = parse_config(path, "spectrogram_config", required("spectrogram_config")?)?;
+    let prior_config = json("prior_config")?
+        .map(|j| parse_config::<PriorConfig>(path, "prior_config", j))
+        .transpose()?;
+    let metadata = match json("metadata")? {
+        Some(Json::Object(m)) => m,
+        _ => Map::new(),
+    };
+    let mut extra = BTreeMap::new();
+    for key in meta.keys() {
+        let known = [
+            "format",
+            "format_version",
+            "vqvae_config",
+            "spectrogram_config",
+            "prior_config",
+            "metadata",
+        ];
+        if !known.contains(&key.as_str())
+            && let Some(v) = json(key)?
+        {
+            extra.insert(key.clone(), v);
+        }
+    }
+    let vqvae = weights::strip_prefix(&tensors, VQVAE_PREFIX);
+    let prior = weights::strip_prefix(&tensors, PRIOR_PREFIX);
+    if vqvae.is_empty() {
+        return Err(invalid(path, "no VQ-VAE tensors"));
+    }
+    if prior.is_empty() != prior_config.is_none() {
+        return Err(invalid(path, "prior tensors and prior_config must come together"));
+    }
+    Ok(ModelFile {
+        origin: ModelOrigin::Distill,
+        vqvae_config,
+        spectrogram_config,
+        prior_config,
+        metadata,
+        extra,
+        vqvae,
+        prior: (!prior.is_empty()).then_some(prior),
+    })
+}
+
+/// Plain pickle data as JSON; tensors and foreign objects (which configs never hold)
+/// become `null`, non-finite floats too (JSON has no NaN).
+pub fn to_json(v: &Value) -> Json {
+    match v {
+        Value::None => Json::Null,
+        Value::Bool(b) => Json::Bool(*b),
+        Value::Int(i) => Json::from(*i),
+        Value::Float(f) => serde_json::Number::from_f64(*f).map_or(Json::Null, Json::Number),
+        Value::Str(s) => Json::String(s.clone()),
+        Value::List(items) | Value::Tuple(items) => Json::Array(items.iter().map(to_json).collect()),
+        Value::Dict(items) => Json::Object(
+            items
+                .iter()
+                .filter_map(|(k, v)| {
+                    let key = match k {
+                        Value::Str(s) => s.clone(),
+                        Value::Int(i) => i.to_string(),
+                        _ => return None,
+                    };
+                    Some((key, to_json(v)))
+                })
+                .collect(),
+        ),
+        _ => Json::Null,
+    }
+}
+
+/// Trainable parameter count of a state dict: buffers (BatchNorm statistics, codebooks,
+/// masks) excluded.
+pub fn parameter_count(dict: &StateDict) -> usize {
+    dict.iter()
+        .filter(|(k, _)| {
+            !(k.ends_with("running_mean")
+                || k.ends_with("running_var")
+                || k.ends_with("num_batches_tracked")
+                || k.contains("_codebook.")
+                || k.ends_with("causal_mask"))
+        })
+        .map(|(_, t)| t.numel())
+        .sum()
+}

@@ -1,0 +1,347 @@
+//! Configuration of the Distill code prior.
+//!
+//! Pure Rust (no Burn): the CLI, the model file and the training loop all read it.
+//! Field names and defaults follow the reference system's `PriorConfig` so that
+//! reference model files round-trip through our own format unchanged.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// Errors from building, validating or reading a [`PriorConfig`].
+#[derive(Debug, thiserror::Error)]
+pub enum PriorConfigError {
+    #[error("invalid prior config: {0}")]
+    Invalid(String),
+    #[error("cannot read prior config {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot parse prior config {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("cannot serialise prior config: {0}")]
+    Serialise(String),
+}
+
+/// Hyper-parameters of the autoregressive prior and of its training run.
+///
+/// `seq_len` and `num_quantizers` describe the code grid the prior was built for; they are
+/// optional because they come from the VQ-VAE, not from the user (the reference stores them
+/// in the same dictionary once a prior has been trained).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PriorConfig {
+    pub hidden_size: usize,
+    pub num_layers: usize,
+    pub num_heads: usize,
+    pub dropout: f64,
+    pub max_epochs: usize,
+    pub learning_rate: f64,
+    pub weight_decay: f64,
+    pub gradient_clip_norm: f64,
+    pub batch_size: usize,
+    pub val_fraction: f64,
+    pub device: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seq_len: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub num_quantizers: Option<usize>,
+}
+
+impl Default for PriorConfig {
+    fn default() -> Self {
+        Self {
+            hidden_size: 256,
+            num_layers: 4,
+            num_heads: 4,
+            dropout: 0.1,
+            max_epochs: 100,
+            learning_rate: 1e-3,
+            weight_decay: 0.01,
+            gradient_clip_norm: 1.0,
+            batch_size: 32,
+            val_fraction: 0.2,
+            device: "auto".to_string(),
+            seq_len: None,
+            num_quantizers: None,
+        }
+    }
+}
+
+/// Dataset-size tier shared by the prior and the VQ-VAE configurations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatasetTier {
+    /// ≤ 20 files.
+    Small,
+    /// 21–100 files.
+    Medium,
+    /// > 100 files.
+    Large,
+}
+
+impl DatasetTier {
+    pub fn for_file_count(file_count: usize) -> Self {
+        match file_count {
+            0..=20 => Self::Small,
+            21..=100 => Self::Medium,
+            _ => Self::Large,
+        }
+    }
+}
+
+/// Validation fraction by file count (file-level split): 0.5 below 10 files, 0.3 below 50,
+/// 0.2 below 200, else 0.1.
+pub fn adaptive_val_fraction(file_count: usize) -> f64 {
+    match file_count {
+        0..=9 => 0.5,
+        10..=49 => 0.3,
+        50..=199 => 0.2,
+        _ => 0.1,
+    }
+}
+
+/// Batch size by file count: `min(32, max(1, files * 5 / 4))`.
+pub fn adaptive_batch_size(file_count: usize) -> usize {
+    (file_count * 5 / 4).clamp(1, 32)
+}
+
+/// The reference system's dataset-adaptive prior configuration.
+pub fn get_adaptive_prior_config(file_count: usize) -> PriorConfig {
+    let (hidden_size, num_layers, num_heads, dropout, max_epochs, learning_rate) =
+        match DatasetTier::for_file_count(file_count) {
+            DatasetTier::Small => (128, 2, 4, 0.3, 50, 3e-4),
+            DatasetTier::Medium => (256, 4, 4, 0.2, 100, 1e-3),
+            DatasetTier::Large => (512, 6, 8, 0.1, 150, 1e-3),
+        };
+    PriorConfig {
+        hidden_size,
+        num_layers,
+        num_heads,
+        dropout,
+        max_epochs,
+        learning_rate,
+        val_fraction: adaptive_val_fraction(file_count),
+        batch_size: adaptive_batch_size(file_count),
+        ..PriorConfig::default()
+    }
+}
+
+impl PriorConfig {
+    /// Checks that the configuration describes a buildable, trainable model.
+    pub fn validate(&self) -> Result<(), PriorConfigError> {
+        let invalid = |m: String| Err(PriorConfigError::Invalid(m));
+        for (name, value) in [
+            ("hidden_size", self.hidden_size),
+            ("num_layers", self.num_layers),
+            ("num_heads", self.num_heads),
+            ("max_epochs", self.max_epochs),
+            ("batch_size", self.batch_size),
+        ] {
+            if value == 0 {
+                return invalid(format!("{name} must be positive, got 0"));
+            }
+        }
+        if self.hidden_size % self.num_heads != 0 {
+            return invalid(format!(
+                "num_heads ({}) must divide hidden_size ({})",
+                self.num_heads, self.hidden_size
+            ));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return invalid(format!("dropout must be in [0, 1), got {}", self.dropout));
+        }
+        if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
+            return invalid(format!(
+                "learning_rate must be positive, got {}",
+                self.learning_rate
+            ));
+        }
+        if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
+            return invalid(format!(
+                "weight_decay must be zero or positive, got {}",
+                self.weight_decay
+            ));
+        }
+        if !(self.gradient_clip_norm >= 0.0 && self.gradient_clip_norm.is_finite()) {
+            return invalid(format!(
+                "gradient_clip_norm must be zero (off) or positive, got {}",
+                self.gradient_clip_norm
+            ));
+        }
+        if !(self.val_fraction > 0.0 && self.val_fraction < 1.0) {
+            return invalid(format!(
+                "val_fraction must be in (0, 1), got {}",
+                self.val_fraction
+            ));
+        }
+        if self.seq_len == Some(0) {
+            return invalid("seq_len must be positive, got 0".into());
+        }
+        if let Some(q) = self.num_quantizers {
+            if q == 0 {
+                return invalid("num_quantizers must be positive, got 0".into());
+            }
+            if let Some(s) = self.seq_len
+                && s % q != 0
+            {
+                return invalid(format!(
+                    "seq_len ({s}) must be a multiple of num_quantizers ({q})"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Parses and validates a TOML document.
+    pub fn from_toml_str(text: &str, origin: &str) -> Result<Self, PriorConfigError> {
+        let config: Self = toml::from_str(text).map_err(|e| PriorConfigError::Parse {
+            path: origin.to_string(),
+            message: e.message().to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn to_toml_string(&self) -> Result<String, PriorConfigError> {
+        toml::to_string_pretty(self).map_err(|e| PriorConfigError::Serialise(e.to_string()))
+    }
+
+    pub fn load_toml(path: &Path) -> Result<Self, PriorConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| PriorConfigError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_toml_str(&text, &path.display().to_string())
+    }
+
+    pub fn save_toml(&self, path: &Path) -> Result<(), PriorConfigError> {
+        let text = self.to_toml_string()?;
+        std::fs::write(path, text).map_err(|source| PriorConfigError::Io {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_reference() {
+        let c = PriorConfig::default();
+        assert_eq!((c.hidden_size, c.num_layers, c.num_heads), (256, 4, 4));
+        assert_eq!((c.dropout, c.max_epochs, c.learning_rate), (0.1, 100, 1e-3));
+        assert_eq!((c.weight_decay, c.gradient_clip_norm), (0.01, 1.0));
+        assert_eq!((c.batch_size, c.val_fraction), (32, 0.2));
+        assert_eq!(c.device, "auto");
+        c.validate().expect("defaults are valid");
+    }
+
+    #[test]
+    fn adaptive_tiers_at_their_boundaries() {
+        let small = get_adaptive_prior_config(20);
+        assert_eq!(
+            (small.hidden_size, small.num_layers, small.num_heads),
+            (128, 2, 4)
+        );
+        assert_eq!((small.dropout, small.max_epochs, small.learning_rate), (0.3, 50, 3e-4));
+        let medium = get_adaptive_prior_config(21);
+        assert_eq!((medium.hidden_size, medium.num_layers), (256, 4));
+        assert_eq!((medium.dropout, medium.max_epochs), (0.2, 100));
+        let medium_top = get_adaptive_prior_config(100);
+        assert_eq!(medium_top.hidden_size, 256);
+        let large = get_adaptive_prior_config(101);
+        assert_eq!(
+            (large.hidden_size, large.num_layers, large.num_heads),
+            (512, 6, 8)
+        );
+        assert_eq!((large.dropout, large.max_epochs, large.learning_rate), (0.1, 150, 1e-3));
+        for n in [1, 5, 9, 10, 20, 49, 50, 199, 200, 500] {
+            get_adaptive_prior_config(n).validate().expect("tier is valid");
+        }
+    }
+
+    #[test]
+    fn val_fraction_and_batch_size_follow_file_count() {
+        let cases = [
+            (1, 0.5, 1),
+            (5, 0.5, 6),
+            (9, 0.5, 11),
+            (10, 0.3, 12),
+            (20, 0.3, 25),
+            (26, 0.3, 32),
+            (49, 0.3, 32),
+            (50, 0.2, 32),
+            (199, 0.2, 32),
+            (200, 0.1, 32),
+        ];
+        for (files, val, batch) in cases {
+            let c = get_adaptive_prior_config(files);
+            assert_eq!(c.val_fraction, val, "val_fraction for {files} files");
+            assert_eq!(c.batch_size, batch, "batch_size for {files} files");
+        }
+        assert_eq!(adaptive_batch_size(0), 1);
+    }
+
+    #[test]
+    fn validation_rejects_bad_values_with_a_reason() {
+        let bad = |f: fn(&mut PriorConfig)| {
+            let mut c = PriorConfig::default();
+            f(&mut c);
+            c.validate().expect_err("should be rejected").to_string()
+        };
+        assert!(bad(|c| c.num_heads = 3).contains("must divide hidden_size"));
+        assert!(bad(|c| c.num_heads = 0).contains("num_heads must be positive"));
+        assert!(bad(|c| c.hidden_size = 0).contains("hidden_size"));
+        assert!(bad(|c| c.num_layers = 0).contains("num_layers"));
+        assert!(bad(|c| c.learning_rate = -1.0).contains("learning_rate"));
+        assert!(bad(|c| c.dropout = 1.5).contains("dropout"));
+        assert!(bad(|c| c.val_fraction = 0.0).contains("val_fraction"));
+        assert!(bad(|c| c.batch_size = 0).contains("batch_size"));
+        assert!(
+            bad(|c| {
+                c.seq_len = Some(10);
+                c.num_quantizers = Some(3)
+            })
+            .contains("multiple")
+        );
+    }
+
+    #[test]
+    fn toml_round_trip_and_partial_files() {
+        let mut c = get_adaptive_prior_config(42);
+        c.seq_len = Some(144);
+        c.num_quantizers = Some(3);
+        let text = c.to_toml_string().expect("serialises");
+        let back = PriorConfig::from_toml_str(&text, "memory").expect("parses");
+        assert_eq!(back, c);
+        // Missing fields fall back to the defaults, so a preset can name only what it changes.
+        let partial = PriorConfig::from_toml_str("hidden_size = 64\nnum_heads = 2\n", "p.toml")
+            .expect("partial file parses");
+        assert_eq!(partial.hidden_size, 64);
+        assert_eq!(partial.num_layers, 4);
+        let err = PriorConfig::from_toml_str("hidden_size = 66\nnum_heads = 4\n", "bad.toml")
+            .expect_err("heads do not divide");
+        assert!(err.to_string().contains("must divide"));
+        let err = PriorConfig::from_toml_str("hidden_size = \"big\"", "bad.toml")
+            .expect_err("wrong type");
+        assert!(err.to_string().contains("bad.toml"));
+    }
+
+    #[test]
+    fn reads_the_reference_json_field_names() {
+        // The reference's prior_config dictionary, as stored in its model files.
+        let c: PriorConfig = serde_json::from_str(
+            r#"{"hidden_size": 128, "num_layers": 2, "num_heads": 4, "dropout": 0.3,
+                "max_epochs": 20, "learning_rate": 0.0003, "weight_decay": 0.01,
+                "gradient_clip_norm": 1.0, "batch_size": 25, "val_fraction": 0.3,
+                "device": "cpu", "seq_len": 144, "num_quantizers": 3}"#,
+        )
+        .expect("reference config parses");
+        assert_eq!((c.hidden_size, c.seq_len, c.num_quantizers), (128, Some(144), Some(3)));
+        c.validate().expect("valid");
+    }
+}

@@ -1,0 +1,373 @@
+//! `CodePrior`: an autoregressive transformer over flattened residual-VQ codes.
+//!
+//! Architecture (the reference system's, so its weights load unchanged): summed token,
+//! learned absolute position and level embeddings (level = t mod Q), dropout, a pre-norm
+//! `TransformerEncoder` with a ReLU feed-forward of width 4h, a causal mask built once at
+//! construction, a final LayerNorm and a bias-free linear head.
+//!
+//! Tokens are the VQ codes of a `[S, Q]` grid flattened position-major with the levels
+//! interleaved (`p0q0, p0q1, …, p1q0, …`), see [`flatten_codes`].
+
+use burn::module::Param;
+use burn::nn::activation::ActivationConfig;
+use burn::nn::transformer::{TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput};
+use burn::nn::{
+    Dropout, DropoutConfig, Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear,
+    LinearConfig,
+};
+use burn::prelude::*;
+use weights::{HostTensor, StateDict, WeightsError};
+
+/// Errors from building, running or loading a [`CodePrior`].
+#[derive(Debug, thiserror::Error)]
+pub enum PriorError {
+    #[error("sequence of {len} tokens is longer than the prior's context of {seq_len}")]
+    TooLong { len: usize, seq_len: usize },
+    #[error("empty token sequence")]
+    Empty,
+    #[error("token sequence length {len} is not a multiple of the level count {levels}")]
+    NotMultiple { len: usize, levels: usize },
+    #[error("invalid prior shape: {0}")]
+    InvalidShape(String),
+    #[error("prior weights: {0}")]
+    Weights(#[from] WeightsError),
+    #[error("cannot read tensor data: {0}")]
+    Data(String),
+}
+
+/// Everything that determines the prior's tensor shapes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PriorShape {
+    pub codebook_size: usize,
+    pub seq_len: usize,
+    pub num_quantizers: usize,
+    pub hidden_size: usize,
+    pub num_layers: usize,
+    pub num_heads: usize,
+    pub dropout: f64,
+}
+
+impl PriorShape {
+    pub fn validate(&self) -> Result<(), PriorError> {
+        let bad = |m: String| Err(PriorError::InvalidShape(m));
+        for (name, v) in [
+            ("codebook_size", self.codebook_size),
+            ("seq_len", self.seq_len),
+            ("num_quantizers", self.num_quantizers),
+            ("hidden_size", self.hidden_size),
+            ("num_layers", self.num_layers),
+            ("num_heads", self.num_heads),
+        ] {
+            if v == 0 {
+                return bad(format!("{name} must be positive"));
+            }
+        }
+        if self.hidden_size % self.num_heads != 0 {
+            return bad(format!(
+                "num_heads ({}) must divide hidden_size ({})",
+                self.num_heads, self.hidden_size
+            ));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return bad(format!("dropout must be in [0, 1), got {}", self.dropout));
+        }
+        Ok(())
+    }
+}
+
+/// GPT-style prior over flattened codes.
+#[derive(Module, Debug)]
+pub struct CodePrior {
+    pub token_emb: Embedding,
+    pub pos_emb: Embedding,
+    pub level_emb: Embedding,
+    pub dropout: Dropout,
+    pub transformer: TransformerEncoder,
+    pub ln_f: LayerNorm,
+    pub head: Linear,
+    /// `true` above the diagonal (= may not attend). A plain tensor field is moved with the
+    /// module between devices but is not part of the saved weights.
+    causal_mask: Tensor<2, Bool>,
+    #[module(skip)]
+    shape: PriorShape,
+}
+
+impl CodePrior {
+    /// Builds a randomly initialised prior on `device`.
+    pub fn new(shape: PriorShape, device: &Device) -> Result<Self, PriorError> {
+        shape.validate()?;
+        let h = shape.hidden_size;
+        let transformer = TransformerEncoderConfig::new(h, 4 * h, shape.num_heads, shape.num_layers)
+            .with_dropout(shape.dropout)
+            .with_norm_first(true)
+            .with_activation(ActivationConfig::Relu)
+            .init(device);
+        Ok(Self {
+            token_emb: EmbeddingConfig::new(shape.codebook_size, h).init(device),
+            pos_emb: EmbeddingConfig::new(shape.seq_len, h).init(device),
+            level_emb: EmbeddingConfig::new(shape.num_quantizers, h).init(device),
+            dropout: DropoutConfig::new(shape.dropout).init(),
+            transformer,
+            ln_f: LayerNormConfig::new(h).init(device),
+            head: LinearConfig::new(h, shape.codebook_size)
+                .with_bias(false)
+                .init(device),
+            causal_mask: Tensor::<2, Bool>::triu_mask([shape.seq_len, shape.seq_len], 1, device),
+            shape,
+        })
+    }
+
+    pub fn shape(&self) -> PriorShape {
+        self.shape
+    }
+
+    /// Sum of token, position and level embeddings for tokens that start at `start`.
+    fn embed(&self, tokens: Tensor<2, Int>, start: usize) -> Tensor<3> {
+        let [_, t] = tokens.dims();
+        let device = tokens.device();
+        let positions = Tensor::<1, Int>::arange(start as i64..(start + t) as i64, &device);
+        let levels = positions
+            .clone()
+            .remainder_scalar(self.shape.num_quantizers as i64);
+        let pos = self.pos_emb.weight.val().select(0, positions);
+        let lvl = self.level_emb.weight.val().select(0, levels);
+        let x = self.token_emb.forward(tokens) + (pos + lvl).unsqueeze::<3>();
+        self.dropout.forward(x)
+    }
+
+    fn check_len(&self, len: usize) -> Result<(), PriorError> {
+        if len == 0 {
+            return Err(PriorError::Empty);
+        }
+        if len > self.shape.seq_len {
+            return Err(PriorError::TooLong {
+                len,
+                seq_len: self.shape.seq_len,
+            });
+        }
+        Ok(())
+    }
+
+    /// Next-token logits `[B, T, K]` for tokens `[B, T]`, `T ≤ seq_len`.
+    pub fn forward(&self, tokens: Tensor<2, Int>) -> Result<Tensor<3>, PriorError> {
+        let [b, t] = tokens.dims();
+        self.check_len(t)?;
+        let x = self.embed(tokens, 0);
+        let mask = self
+            .causal_mask
+            .clone()
+            .slice([0..t, 0..t])
+            .unsqueeze::<3>()
+            .expand([b, t, t]);
+        let x = self
+            .transformer
+            .forward(TransformerEncoderInput::new(x).mask_attn(mask));
+        Ok(self.head.forward(self.ln_f.forward(x)))
+    }
+
+    /// Loads a reference-system (PyTorch) `prior_state_dict`, or our own copy of it, which
+    /// uses the same names and layouts. Sizes come from the tensors; only the head count and
+    /// dropout, which no tensor shape reveals, are passed in.
+    pub fn from_state_dict(
+        dict: &StateDict,
+        num_heads: usize,
+        dropout: f64,
+        device: &Device,
+    ) -> Result<Self, PriorError> {
+        let shape = infer_shape(dict, num_heads, dropout)?;
+        let mut m = Self::new(shape, device)?;
+        let h = shape.hidden_size;
+        let f = 4 * h;
+        let k = shape.codebook_size;
+        m.token_emb.weight = param2(dict, "token_emb.weight", [k, h], device)?;
+        m.pos_emb.weight = param2(dict, "pos_emb.weight", [shape.seq_len, h], device)?;
+        m.level_emb.weight = param2(dict, "level_emb.weight", [shape.num_quantizers, h], device)?;
+        for (i, layer) in m.transformer.layers.iter_mut().enumerate() {
+            let p = format!("transformer.layers.{i}.");
+            let in_w = weights::get_f32(dict, &format!("{p}self_attn.in_proj_weight"), &[3 * h, h])?;
+            let in_b = weights::get_f32(dict, &format!("{p}self_attn.in_proj_bias"), &[3 * h])?;
+            for (j, lin) in [&mut layer.mha.query, &mut layer.mha.key, &mut layer.mha.value]
+                .into_iter()
+                .enumerate()
+            {
+                let rows = &in_w[j * h * h..(j + 1) * h * h];
+                lin.weight = linear_weight(rows, h, h, device);
+                lin.bias = Some(param1(in_b[j * h..(j + 1) * h].to_vec(), device));
+            }
+            set_linear(&mut layer.mha.output, dict, &format!("{p}self_attn.out_proj"), h, h, device)?;
+            set_linear(&mut layer.pwff.linear_inner, dict, &format!("{p}linear1"), h, f, device)?;
+            set_linear(&mut layer.pwff.linear_outer, dict, &format!("{p}linear2"), f, h, device)?;
+            // PyTorch's norm1 precedes attention; Burn names that norm `norm_2` in pre-norm mode.
+            set_norm(&mut layer.norm_2, dict, &format!("{p}norm1"), h, device)?;
+            set_norm(&mut layer.norm_1, dict, &format!("{p}norm2"), h, device)?;
+        }
+        set_norm(&mut m.ln_f, dict, "ln_f", h, device)?;
+        let head = weights::get_f32(dict, "head.weight", &[k, h])?;
+        m.head.weight = linear_weight(&head, k, h, device);
+        Ok(m)
+    }
+
+    /// The weights under the reference system's names and layouts (PyTorch `[out, in]`
+    /// Linear weights, packed q/k/v), so one loader serves both file formats.
+    pub fn to_state_dict(&self) -> Result<StateDict, PriorError> {
+        let mut d = StateDict::new();
+        let h = self.shape.hidden_size;
+        d.insert("token_emb.weight".into(), host(self.token_emb.weight.val())?);
+        d.insert("pos_emb.weight".into(), host(self.pos_emb.weight.val())?);
+        d.insert("level_emb.weight".into(), host(self.level_emb.weight.val())?);
+        for (i, layer) in self.transformer.layers.iter().enumerate() {
+            let p = format!("transformer.layers.{i}.");
+            let mut packed_w = Vec::with_capacity(3 * h * h);
+            let mut packed_b = Vec::with_capacity(3 * h);
+            for lin in [&layer.mha.query, &layer.mha.key, &layer.mha.value] {
+                packed_w.extend(torch_linear_weight(lin)?.1);
+                packed_b.extend(bias_values(lin, h)?);
+            }
+            d.insert(
+                format!("{p}self_attn.in_proj_weight"),
+                HostTensor::f32(vec![3 * h, h], packed_w),
+            );
+            d.insert(
+                format!("{p}self_attn.in_proj_bias"),
+                HostTensor::f32(vec![3 * h], packed_b),
+            );
+            insert_linear(&mut d, &format!("{p}self_attn.out_proj"), &layer.mha.output)?;
+            insert_linear(&mut d, &format!("{p}linear1"), &layer.pwff.linear_inner)?;
+            insert_linear(&mut d, &format!("{p}linear2"), &layer.pwff.linear_outer)?;
+            insert_norm(&mut d, &format!("{p}norm1"), &layer.norm_2)?;
+            insert_norm(&mut d, &format!("{p}norm2"), &layer.norm_1)?;
+        }
+        insert_norm(&mut d, "ln_f", &self.ln_f)?;
+        let (shape, w) = torch_linear_weight(&self.head)?;
+        d.insert("head.weight".into(), HostTensor::f32(shape, w));
+        Ok(d)
+    }
+}
+
+/// Reads the prior's dimensions from a state dict's tensor shapes.
+pub fn infer_shape(dict: &StateDict, num_heads: usize, dropout: f64) -> Result<PriorShape, PriorError> {
+    let dims2 = |name: &str| -> Result<[usize; 2], PriorError> {
+        match weights::shape_of(dict, name)? {
+            [a, b] => Ok([*a, *b]),
+            other => Err(PriorError::InvalidShape(format!(
+                "'{name}' should be a matrix, found shape {other:?}"
+            ))),
+        }
+    };
+    let [codebook_size, hidden_size] = dims2("token_emb.weight")?;
+    let [seq_len, _] = dims2("pos_emb.weight")?;
+    let [num_quantizers, _] = dims2("level_emb.weight")?;
+    let num_layers = (0..)
+        .take_while(|i| dict.contains_key(&format!("transformer.layers.{i}.linear1.weight")))
+        .count();
+    let shape = PriorShape {
+        codebook_size,
+        seq_len,
+        num_quantizers,
+        hidden_size,
+        num_layers,
+        num_heads,
+        dropout,
+    };
+    shape.validate()?;
+    Ok(shape)
+}
+
+fn param1(values: Vec<f32>, device: &Device) -> Param<Tensor<1>> {
+    let n = values.len();
+    Param::from_tensor(Tensor::from_data(TensorData::new(values, vec![n]), device))
+}
+
+fn param2(dict: &StateDict, name: &str, shape: [usize; 2], device: &Device) -> Result<Param<Tensor<2>>, PriorError> {
+    let v = weights::get_f32(dict, name, &shape)?;
+    Ok(Param::from_tensor(Tensor::from_data(
+        TensorData::new(v, shape.to_vec()),
+        device,
+    )))
+}
+
+/// Burn stores Linear weights `[in, out]`; PyTorch stores `[out, in]`.
+fn linear_weight(torch_rows: &[f32], out: usize, inp: usize, device: &Device) -> Param<Tensor<2>> {
+    let t = weights::transpose(torch_rows, out, inp);
+    Param::from_tensor(Tensor::from_data(TensorData::new(t, vec![inp, out]), device))
+}
+
+fn set_linear(lin: &mut Linear, dict: &StateDict, prefix: &str, inp: usize, out: usize, device: &Device) -> Result<(), PriorError> {
+    let w = weights::get_f32(dict, &format!("{prefix}.weight"), &[out, inp])?;
+    lin.weight = linear_weight(&w, out, inp, device);
+    let b = weights::get_f32(dict, &format!("{prefix}.bias"), &[out])?;
+    lin.bias = Some(param1(b, device));
+    Ok(())
+}
+
+fn set_norm(norm: &mut LayerNorm, dict: &StateDict, prefix: &str, h: usize, device: &Device) -> Result<(), PriorError> {
+    norm.gamma = param1(weights::get_f32(dict, &format!("{prefix}.weight"), &[h])?, device);
+    norm.beta = Some(param1(weights::get_f32(dict, &format!("{prefix}.bias"), &[h])?, device));
+    Ok(())
+}
+
+fn values<const D: usize>(t: Tensor<D>) -> Result<(Vec<usize>, Vec<f32>), PriorError> {
+    let data = t.to_data();
+    let shape = data.shape.to_vec();
+    let v = data
+        .convert::<f32>()
+        .to_vec::<f32>()
+        .map_err(|e| PriorError::Data(format!("{e:?}")))?;
+    Ok((shape, v))
+}
+
+fn host<const D: usize>(t: Tensor<D>) -> Result<HostTensor, PriorError> {
+    let (shape, v) = values(t)?;
+    Ok(HostTensor::f32(shape, v))
+}
+
+fn torch_linear_weight(lin: &Linear) -> Result<(Vec<usize>, Vec<f32>), PriorError> {
+    let (shape, v) = values(lin.weight.val())?;
+    let (inp, out) = (shape[0], shape[1]);
+    Ok((vec![out, inp], weights::transpose(&v, inp, out)))
+}
+
+fn bias_values(lin: &Linear, n: usize) -> Result<Vec<f32>, PriorError> {
+    match &lin.bias {
+        Some(b) => Ok(values(b.val())?.1),
+        None => Ok(vec![0.0; n]),
+    }
+}
+
+fn insert_linear(d: &mut StateDict, prefix: &str, lin: &Linear) -> Result<(), PriorError> {
+    let (shape, w) = torch_linear_weight(lin)?;
+    let out = shape[0];
+    d.insert(format!("{prefix}.weight"), HostTensor::f32(shape, w));
+    d.insert(format!("{prefix}.bias"), HostTensor::f32(vec![out], bias_values(lin, out)?));
+    Ok(())
+}
+
+fn insert_norm(d: &mut StateDict, prefix: &str, norm: &LayerNorm) -> Result<(), PriorError> {
+    let gamma = host(norm.gamma.val())?;
+    let n = gamma.numel();
+    let beta = match &norm.beta {
+        Some(b) => host(b.val())?,
+        None => HostTensor::f32(vec![n], vec![0.0; n]),
+    };
+    d.insert(format!("{prefix}.weight"), gamma);
+    d.insert(format!("{prefix}.bias"), beta);
+    Ok(())
+}
+
+/// `[B, S, Q]` codes → `[B, S·Q]` tokens, position-major with levels interleaved.
+pub fn flatten_codes(codes: Tensor<3, Int>) -> Tensor<2, Int> {
+    let [b, s, q] = codes.dims();
+    codes.reshape([b, s * q])
+}
+
+/// `[B, S·Q]` tokens → `[B, S, Q]` codes; the exact inverse of [`flatten_codes`].
+pub fn unflatten_codes(tokens: Tensor<2, Int>, num_quantizers: usize) -> Result<Tensor<3, Int>, PriorError> {
+    let [b, t] = tokens.dims();
+    if num_quantizers == 0 || t % num_quantizers != 0 {
+        return Err(PriorError::NotMultiple {
+            len: t,
+            levels: num_quantizers,
+        });
+    }
+    Ok(tokens.reshape([b, t / num_quantizers, num_quantizers]))
+}

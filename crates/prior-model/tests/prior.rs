@@ -1,0 +1,184 @@
+//! CodePrior against the reference system's fixture, plus its structural properties.
+
+use burn::prelude::*;
+use prior_model::{CodePrior, PriorError, PriorShape, flatten_codes, unflatten_codes};
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use weights::{HostData, StateDict, pickle::Value};
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/upstream-drums20")
+        .join(name)
+}
+
+#[allow(deprecated)] // ndarray is deprecated in Burn 0.22 but still a supported backend here
+fn cpu_devices() -> Vec<(&'static str, Device)> {
+    vec![("ndarray", Device::ndarray()), ("flex", Device::flex())]
+}
+
+fn reference_prior() -> (StateDict, usize) {
+    let bytes = std::fs::read(fixture("model.distill")).expect("fixture model present");
+    let ckpt = weights::torch::load_checkpoint(&bytes).expect("reference checkpoint parses");
+    let sd = weights::torch::state_dict(ckpt.get("prior_state_dict").expect("has prior"), "prior")
+        .expect("prior state dict");
+    let heads = ckpt
+        .get("prior_config")
+        .and_then(|c| c.get("num_heads"))
+        .and_then(Value::as_i64)
+        .expect("num_heads in prior_config") as usize;
+    (sd, heads)
+}
+
+fn vectors() -> StateDict {
+    let bytes = std::fs::read(fixture("vectors.safetensors")).expect("fixture vectors present");
+    weights::st::from_bytes(&bytes).expect("vectors parse").0
+}
+
+fn logits_of(prior: &CodePrior, tokens: &[i64], b: usize, t: usize, device: &Device) -> Vec<f32> {
+    let x = Tensor::<2, Int>::from_data(TensorData::new(tokens.to_vec(), [b, t]), device);
+    prior
+        .forward(x)
+        .expect("forward")
+        .into_data()
+        .convert::<f32>()
+        .to_vec::<f32>()
+        .expect("f32 data")
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+#[test]
+fn logits_match_the_reference_on_cpu_backends() {
+    let (sd, heads) = reference_prior();
+    let v = vectors();
+    let tokens = v["prior_tokens"].to_i64("prior_tokens").expect("int tokens");
+    let HostData::F32(expected) = &v["prior_logits"].data else {
+        panic!("logits are float")
+    };
+    assert_eq!(v["prior_logits"].shape, vec![4, 144, 64]);
+    for (name, device) in cpu_devices() {
+        let prior = CodePrior::from_state_dict(&sd, heads, 0.3, &device).expect("loads");
+        let s = prior.shape();
+        assert_eq!(
+            (s.codebook_size, s.seq_len, s.num_quantizers, s.hidden_size, s.num_layers),
+            (64, 144, 3, 128, 2)
+        );
+        let got = logits_of(&prior, &tokens, 4, 144, &device);
+        let diff = max_abs_diff(&got, expected);
+        assert!(diff <= 1e-4, "{name}: max |logits - reference| = {diff}");
+    }
+}
+
+#[test]
+fn state_dict_round_trip_gives_identical_logits() {
+    let (sd, heads) = reference_prior();
+    let device = Device::flex();
+    let prior = CodePrior::from_state_dict(&sd, heads, 0.3, &device).expect("loads");
+    let exported = prior.to_state_dict().expect("exports");
+    // Every exported tensor is bit-identical to what was imported (the mask is not a weight).
+    for (k, t) in &exported {
+        assert_eq!(Some(t), sd.get(k), "tensor {k}");
+    }
+    assert!(!exported.contains_key("causal_mask"));
+    let bytes = weights::st::to_bytes(&exported, &Default::default()).expect("serialise");
+    let (back, _) = weights::st::from_bytes(&bytes).expect("parse");
+    let again = CodePrior::from_state_dict(&back, heads, 0.3, &device).expect("reloads");
+    let tokens: Vec<i64> = (0..144).map(|i| (i * 7 % 64) as i64).collect();
+    assert_eq!(
+        logits_of(&prior, &tokens, 1, 144, &device),
+        logits_of(&again, &tokens, 1, 144, &device)
+    );
+}
+
+fn tiny(device: &Device) -> CodePrior {
+    device.seed(3);
+    CodePrior::new(
+        PriorShape {
+            codebook_size: 11,
+            seq_len: 24,
+            num_quantizers: 3,
+            hidden_size: 16,
+            num_layers: 2,
+            num_heads: 4,
+            dropout: 0.0,
+        },
+        device,
+    )
+    .expect("valid shape")
+}
+
+#[test]
+fn changing_a_token_never_changes_earlier_logits() {
+    let device = Device::flex();
+    let prior = tiny(&device);
+    let mut rng = StdRng::seed_from_u64(11);
+    for _ in 0..6 {
+        let base: Vec<i64> = (0..24).map(|_| rng.random_range(0..11)).collect();
+        let t = rng.random_range(0..24);
+        let mut changed = base.clone();
+        changed[t] = (changed[t] + 1 + rng.random_range(0..10)) % 11;
+        let a = logits_of(&prior, &base, 1, 24, &device);
+        let b = logits_of(&prior, &changed, 1, 24, &device);
+        let k = 11;
+        assert_eq!(&a[..t * k], &b[..t * k], "positions before {t} must not move");
+        if t < 23 {
+            assert_ne!(&a[t * k..], &b[t * k..], "later positions should see the change");
+        }
+    }
+}
+
+#[test]
+fn shorter_inputs_equal_the_prefix_of_longer_ones() {
+    let device = Device::flex();
+    let prior = tiny(&device);
+    let tokens: Vec<i64> = (0..24).map(|i| (i * 5 % 11) as i64).collect();
+    let full = logits_of(&prior, &tokens, 1, 24, &device);
+    let part = logits_of(&prior, &tokens[..10], 1, 10, &device);
+    assert!(max_abs_diff(&full[..10 * 11], &part) < 1e-5);
+}
+
+#[test]
+fn too_long_and_empty_inputs_are_errors() {
+    let device = Device::flex();
+    let prior = tiny(&device);
+    let long = Tensor::<2, Int>::zeros([1, 25], &device);
+    assert!(matches!(prior.forward(long), Err(PriorError::TooLong { len: 25, seq_len: 24 })));
+    let empty = Tensor::<2, Int>::zeros([1, 0], &device);
+    assert!(matches!(prior.forward(empty), Err(PriorError::Empty)));
+}
+
+#[test]
+fn invalid_shapes_are_rejected() {
+    let device = Device::flex();
+    let mut s = tiny(&device).shape();
+    s.num_heads = 3;
+    assert!(CodePrior::new(s, &device).is_err());
+    let (mut sd, heads) = reference_prior();
+    sd.remove("head.weight");
+    let err = CodePrior::from_state_dict(&sd, heads, 0.3, &device).expect_err("missing head");
+    assert!(err.to_string().contains("head.weight"), "{err}");
+}
+
+#[test]
+fn flatten_and_unflatten_are_exact_inverses() {
+    let device = Device::flex();
+    let mut rng = StdRng::seed_from_u64(5);
+    for _ in 0..20 {
+        let (b, s, q) = (rng.random_range(1..4), rng.random_range(1..30), rng.random_range(1..5));
+        let codes: Vec<i64> = (0..b * s * q).map(|_| rng.random_range(0..256)).collect();
+        let grid = Tensor::<3, Int>::from_data(TensorData::new(codes.clone(), [b, s, q]), &device);
+        let flat = flatten_codes(grid);
+        assert_eq!(flat.dims(), [b, s * q]);
+        let flat_v = flat.to_data().convert::<i64>().to_vec::<i64>().expect("ints");
+        // Position-major with interleaved levels: token p*Q + l is level l of position p.
+        assert_eq!(flat_v, codes);
+        let back = unflatten_codes(flat, q).expect("multiple of q");
+        assert_eq!(back.dims(), [b, s, q]);
+        assert_eq!(back.into_data().convert::<i64>().to_vec::<i64>().expect("ints"), codes);
+    }
+    let odd = Tensor::<2, Int>::zeros([1, 10], &device);
+    assert!(matches!(unflatten_codes(odd, 3), Err(PriorError::NotMultiple { len: 10, levels: 3 })));
+}

@@ -1,0 +1,155 @@
+//! VQ-VAE hyper-parameters, with the reference system's field names and tiers.
+
+use serde::{Deserialize, Serialize};
+
+/// Configuration of the VQ-VAE and of its training run (reference `VQVAEConfig`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct VqvaeConfig {
+    pub codebook_dim: usize,
+    pub codebook_size: usize,
+    pub num_quantizers: usize,
+    pub decay: f64,
+    pub commitment_weight: f64,
+    pub threshold_ema_dead_code: f64,
+    pub kmeans_init: bool,
+    pub kmeans_iters: usize,
+    pub dropout: f64,
+    pub gradient_clip_norm: f64,
+    pub batch_size: usize,
+    pub max_epochs: usize,
+    pub learning_rate: f64,
+    pub weight_decay: f64,
+    pub chunk_duration_s: f64,
+    pub val_fraction: f64,
+    pub augmentation_expansion: usize,
+    pub checkpoint_interval: usize,
+    pub preview_interval: usize,
+    pub max_checkpoints: usize,
+    pub device: String,
+    pub num_workers: usize,
+}
+
+impl Default for VqvaeConfig {
+    fn default() -> Self {
+        Self {
+            codebook_dim: 128,
+            codebook_size: 256,
+            num_quantizers: 3,
+            decay: 0.95,
+            commitment_weight: 0.25,
+            threshold_ema_dead_code: 2.0,
+            kmeans_init: true,
+            kmeans_iters: 10,
+            dropout: 0.2,
+            gradient_clip_norm: 1.0,
+            batch_size: 32,
+            max_epochs: 200,
+            learning_rate: 1e-3,
+            weight_decay: 0.01,
+            chunk_duration_s: 1.0,
+            val_fraction: 0.2,
+            augmentation_expansion: 10,
+            checkpoint_interval: 10,
+            preview_interval: 20,
+            max_checkpoints: 3,
+            device: "auto".into(),
+            num_workers: 0,
+        }
+    }
+}
+
+/// The reference system's dataset-adaptive VQ-VAE configuration.
+pub fn get_adaptive_vqvae_config(file_count: usize) -> VqvaeConfig {
+    use prior_config::DatasetTier;
+    let (codebook_size, decay, dropout, max_epochs, learning_rate, augmentation_expansion) =
+        match DatasetTier::for_file_count(file_count) {
+            DatasetTier::Small => (64, 0.8, 0.4, 100, 5e-4, 15),
+            DatasetTier::Medium => (128, 0.9, 0.2, 200, 1e-3, 10),
+            DatasetTier::Large => (256, 0.95, 0.1, 300, 1e-3, 5),
+        };
+    VqvaeConfig {
+        codebook_size,
+        decay,
+        dropout,
+        max_epochs,
+        learning_rate,
+        augmentation_expansion,
+        val_fraction: prior_config::adaptive_val_fraction(file_count),
+        batch_size: prior_config::adaptive_batch_size(file_count),
+        ..VqvaeConfig::default()
+    }
+}
+
+impl VqvaeConfig {
+    /// Checks the values a model can be built and trained with.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(2..=4).contains(&self.num_quantizers) {
+            return Err(format!(
+                "num_quantizers (RVQ levels) must be 2–4, got {}",
+                self.num_quantizers
+            ));
+        }
+        if self.codebook_size < 2 {
+            return Err(format!("codebook_size must be at least 2, got {}", self.codebook_size));
+        }
+        if self.codebook_dim == 0 {
+            return Err("codebook_dim must be positive".into());
+        }
+        if !(0.0..1.0).contains(&self.decay) {
+            return Err(format!("decay must be in [0, 1), got {}", self.decay));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(format!("dropout must be in [0, 1), got {}", self.dropout));
+        }
+        if !(self.commitment_weight >= 0.0 && self.commitment_weight.is_finite()) {
+            return Err(format!(
+                "commitment_weight must be zero or positive, got {}",
+                self.commitment_weight
+            ));
+        }
+        if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
+            return Err(format!("learning_rate must be positive, got {}", self.learning_rate));
+        }
+        if self.batch_size == 0 || self.max_epochs == 0 {
+            return Err("batch_size and max_epochs must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiers_match_the_reference() {
+        let cases = [
+            (20, 64, 0.8, 0.4, 100, 5e-4),
+            (21, 128, 0.9, 0.2, 200, 1e-3),
+            (100, 128, 0.9, 0.2, 200, 1e-3),
+            (101, 256, 0.95, 0.1, 300, 1e-3),
+        ];
+        for (n, k, decay, dropout, epochs, lr) in cases {
+            let c = get_adaptive_vqvae_config(n);
+            assert_eq!(
+                (c.codebook_size, c.decay, c.dropout, c.max_epochs, c.learning_rate),
+                (k, decay, dropout, epochs, lr),
+                "{n} files"
+            );
+            assert_eq!((c.commitment_weight, c.threshold_ema_dead_code, c.kmeans_iters), (0.25, 2.0, 10));
+            c.validate().expect("tier is valid");
+        }
+        assert_eq!(get_adaptive_vqvae_config(20).batch_size, 25);
+        assert_eq!(get_adaptive_vqvae_config(20).val_fraction, 0.3);
+    }
+
+    #[test]
+    fn validation_names_the_problem() {
+        let c = VqvaeConfig {
+            num_quantizers: 5,
+            ..VqvaeConfig::default()
+        };
+        assert!(c.validate().expect_err("5 levels").contains("2–4"));
+    }
+}
