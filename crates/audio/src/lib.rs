@@ -16,6 +16,8 @@ pub mod mel;
 pub mod resample;
 pub mod scan;
 pub mod stft;
+mod torchmath;
+pub mod vocoder;
 pub mod wav;
 
 pub use config::SpectrogramConfig;

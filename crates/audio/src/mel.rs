@@ -8,40 +8,58 @@ fn hz_to_mel_htk(f: f64) -> f64 {
     2595.0 * (1.0 + f / 700.0).log10()
 }
 
+#[cfg(test)]
 fn mel_to_hz_htk(m: f64) -> f64 {
     700.0 * (10f64.powf(m / 2595.0) - 1.0)
 }
 
+/// `torch.linspace` in float32 as PyTorch's CPU kernel computes it: `start + step·i` for the
+/// first half and `end − step·(n−1−i)` for the rest, each a fused multiply-add.
+fn torch_linspace_f32(start: f32, end: f32, steps: usize) -> Vec<f32> {
+    if steps == 1 {
+        return vec![start];
+    }
+    let step = (end - start) / (steps - 1) as f32;
+    let halfway = steps / 2;
+    (0..steps)
+        .map(|idx| {
+            if idx < halfway {
+                step.mul_add(idx as f32, start)
+            } else {
+                (-step).mul_add((steps - idx - 1) as f32, end)
+            }
+        })
+        .collect()
+}
+
 /// torchaudio's `melscale_fbanks(..., norm=None, mel_scale="htk")`: `[n_freqs][n_mels]`,
-/// row-major. Computed in float32 like torch so that values agree to the last bits.
-pub fn mel_filterbank(n_freqs: usize, f_min: f64, f_max: f64, n_mels: usize, sample_rate: u32) -> Vec<f32> {
-    let linspace = |a: f32, b: f32, n: usize| -> Vec<f32> {
-        if n == 1 {
-            return vec![a];
-        }
-        // torch.linspace: start + i*step for the first half, end - (n-1-i)*step for the rest.
-        let step = (b - a) / (n - 1) as f32;
-        (0..n)
-            .map(|i| {
-                if i < n / 2 {
-                    a + step * i as f32
-                } else {
-                    b - step * (n - 1 - i) as f32
-                }
-            })
-            .collect()
-    };
-    let all_freqs = linspace(0.0, (sample_rate / 2) as f32, n_freqs);
-    let m_pts = linspace(hz_to_mel_htk(f_min) as f32, hz_to_mel_htk(f_max) as f32, n_mels + 2);
+/// row-major. Computed in float32 with torch's operations (FMA linspace, SLEEF `powf`): the
+/// mel edges' last bits move filter weights by up to 1e-5, and the reference is matched to
+/// ≤ 1e-6 only this way.
+pub fn mel_filterbank(
+    n_freqs: usize,
+    f_min: f64,
+    f_max: f64,
+    n_mels: usize,
+    sample_rate: u32,
+) -> Vec<f32> {
+    let all_freqs = torch_linspace_f32(0.0, (sample_rate / 2) as f32, n_freqs);
+    // The mel edges are Python floats (f64) before torch.linspace casts them.
+    let m_pts = torch_linspace_f32(
+        hz_to_mel_htk(f_min) as f32,
+        hz_to_mel_htk(f_max) as f32,
+        n_mels + 2,
+    );
     let f_pts: Vec<f32> = m_pts
         .iter()
-        .map(|&m| 700.0 * (10f32.powf(m / 2595.0) - 1.0))
+        .map(|&m| 700.0f32 * (crate::torchmath::powf(10.0, m / 2595.0f32) - 1.0f32))
         .collect();
+    let f_diff: Vec<f32> = f_pts.windows(2).map(|w| w[1] - w[0]).collect();
     let mut fb = vec![0.0f32; n_freqs * n_mels];
     for (i, &f) in all_freqs.iter().enumerate() {
         for m in 0..n_mels {
-            let down = -(f_pts[m] - f) / (f_pts[m + 1] - f_pts[m]);
-            let up = (f_pts[m + 2] - f) / (f_pts[m + 2] - f_pts[m + 1]);
+            let down = (-1.0f32 * (f_pts[m] - f)) / f_diff[m];
+            let up = (f_pts[m + 2] - f) / f_diff[m + 1];
             fb[i * n_mels + m] = down.min(up).max(0.0);
         }
     }
@@ -71,7 +89,9 @@ impl MelSpectrogram {
         );
         let sparse = (0..config.n_mels)
             .map(|m| {
-                let col: Vec<f32> = (0..n_freqs).map(|f| filterbank[f * config.n_mels + m]).collect();
+                let col: Vec<f32> = (0..n_freqs)
+                    .map(|f| filterbank[f * config.n_mels + m])
+                    .collect();
                 let first = col.iter().position(|&w| w > 0.0).unwrap_or(0);
                 let last = col.iter().rposition(|&w| w > 0.0).unwrap_or(0);
                 (first, col[first..=last.max(first)].to_vec())
@@ -161,6 +181,9 @@ mod tests {
             .unwrap_or(0);
         // 1 kHz on the HTK scale from 0 to 24 kHz sits near band 128 * 1000 / 3817 ≈ 33.
         let expected = hz_to_mel_htk(1000.0) / hz_to_mel_htk(24000.0) * 129.0 - 1.0;
-        assert!((band as f64 - expected).abs() <= 1.5, "band {band}, expected ≈ {expected}");
+        assert!(
+            (band as f64 - expected).abs() <= 1.5,
+            "band {band}, expected ≈ {expected}"
+        );
     }
 }

@@ -76,7 +76,10 @@ mod tests {
         for from in [8_000, 22_050, 44_100, 96_000] {
             let x = sine(440.0, from, 1.0);
             let y = resample(&x, from, 48_000).expect("resamples");
-            assert_eq!(y.len(), (x.len() as u64 * 48_000).div_ceil(u64::from(from)) as usize);
+            assert_eq!(
+                y.len(),
+                (x.len() as u64 * 48_000).div_ceil(u64::from(from)) as usize
+            );
             let expected = sine(440.0, 48_000, 1.0);
             // Same phase (no delay) and level, away from the edges.
             let mid = &y[2000..y.len() - 2000];

@@ -22,7 +22,10 @@ pub enum Problem {
 impl Problem {
     /// Whether the file is still used for training.
     pub fn is_fatal(&self) -> bool {
-        matches!(self, Problem::Unsupported | Problem::Unreadable { .. } | Problem::Empty)
+        matches!(
+            self,
+            Problem::Unsupported | Problem::Unreadable { .. } | Problem::Empty
+        )
     }
 
     pub fn describe(&self) -> String {
@@ -36,7 +39,9 @@ impl Problem {
             Problem::SampleRateMismatch {
                 sample_rate,
                 majority,
-            } => format!("sample rate {sample_rate} Hz differs from the majority rate {majority} Hz (resampled)"),
+            } => format!(
+                "sample rate {sample_rate} Hz differs from the majority rate {majority} Hz (resampled)"
+            ),
         }
     }
 }
@@ -83,11 +88,17 @@ impl ScanReport {
     }
 
     pub fn total_duration_s(&self) -> f64 {
-        self.usable().filter_map(|f| f.info.as_ref()).map(|i| i.duration_s).sum()
+        self.usable()
+            .filter_map(|f| f.info.as_ref())
+            .map(|i| i.duration_s)
+            .sum()
     }
 
     pub fn total_chunks(&self) -> usize {
-        self.usable().filter_map(|f| f.info.as_ref()).map(|i| i.chunks).sum()
+        self.usable()
+            .filter_map(|f| f.info.as_ref())
+            .map(|i| i.chunks)
+            .sum()
     }
 }
 
@@ -102,7 +113,10 @@ pub fn collect_files(dir: &Path) -> Result<Vec<PathBuf>, AudioError> {
         source,
     })?;
     if !meta.is_dir() {
-        return Err(AudioError::Invalid(format!("{}: not a directory", dir.display())));
+        return Err(AudioError::Invalid(format!(
+            "{}: not a directory",
+            dir.display()
+        )));
     }
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];

@@ -49,7 +49,10 @@ pub fn fade_edges(x: &mut [f32], n: usize) {
 /// Renders 48 kHz mono audio to WAV bytes according to `opts`.
 pub fn encode_wav(samples_48k: &[f32], opts: &WavOptions) -> Result<Vec<u8>, AudioError> {
     let mut x = resample(samples_48k, 48_000, opts.sample_rate)?;
-    fade_edges(&mut x, (opts.fade_ms / 1000.0 * opts.sample_rate as f32) as usize);
+    fade_edges(
+        &mut x,
+        (opts.fade_ms / 1000.0 * opts.sample_rate as f32) as usize,
+    );
     if let Some(db) = opts.normalize_dbfs {
         let target = 10f32.powf(db / 20.0);
         let peak = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
@@ -74,10 +77,16 @@ pub fn encode_wav(samples_48k: &[f32], opts: &WavOptions) -> Result<Vec<u8>, Aud
     {
         let mut w = hound::WavWriter::new(&mut cursor, spec).map_err(err)?;
         for &v in &x {
-            let v = if v.is_finite() { v.clamp(-1.0, 1.0) } else { 0.0 };
+            let v = if v.is_finite() {
+                v.clamp(-1.0, 1.0)
+            } else {
+                0.0
+            };
             match opts.bit_depth {
                 BitDepth::Pcm16 => w.write_sample((v * 32767.0).round() as i16).map_err(err)?,
-                BitDepth::Pcm24 => w.write_sample((v * 8_388_607.0).round() as i32).map_err(err)?,
+                BitDepth::Pcm24 => w
+                    .write_sample((v * 8_388_607.0).round() as i32)
+                    .map_err(err)?,
                 BitDepth::Float32 => w.write_sample(v).map_err(err)?,
             }
         }
@@ -97,7 +106,9 @@ mod tests {
             hound::SampleFormat::Float => r.samples::<f32>().map(|s| s.expect("sample")).collect(),
             hound::SampleFormat::Int => {
                 let scale = (1i64 << (spec.bits_per_sample - 1)) as f32;
-                r.samples::<i32>().map(|s| s.expect("sample") as f32 / scale).collect()
+                r.samples::<i32>()
+                    .map(|s| s.expect("sample") as f32 / scale)
+                    .collect()
             }
         };
         (spec, v)
@@ -106,7 +117,11 @@ mod tests {
     #[test]
     fn writes_every_format_with_the_right_header_and_length() {
         let x: Vec<f32> = (0..48_000).map(|i| (i as f32 * 0.05).sin() * 0.3).collect();
-        for (depth, bits) in [(BitDepth::Pcm16, 16), (BitDepth::Pcm24, 24), (BitDepth::Float32, 32)] {
+        for (depth, bits) in [
+            (BitDepth::Pcm16, 16),
+            (BitDepth::Pcm24, 24),
+            (BitDepth::Float32, 32),
+        ] {
             for rate in [44_100, 48_000, 96_000] {
                 let opts = WavOptions {
                     sample_rate: rate,

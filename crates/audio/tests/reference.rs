@@ -30,7 +30,10 @@ fn rel_l2(a: &[f32], b: &[f32]) -> f64 {
 }
 
 fn max_abs(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 #[test]
@@ -75,13 +78,23 @@ fn mel_of_reference_waves_matches() {
 fn end_to_end_from_the_source_file() {
     let v = vectors();
     let samples = audio::load_48k(&fixture("audio/drum_roll.flac")).expect("decodes");
-    assert_eq!(samples.len(), 299_601, "same resampled length as torchaudio");
+    assert_eq!(
+        samples.len(),
+        299_601,
+        "same resampled length as torchaudio"
+    );
     let mut wave = samples[48_000..144_000].to_vec();
     let peak = audio::chunk::peak_normalise(&mut wave);
-    assert!((peak - 0.408_926).abs() < 2e-3, "peak before normalisation {peak}");
+    assert!(
+        (peak - 0.408_926).abs() < 2e-3,
+        "peak before normalisation {peak}"
+    );
     let reference_wave = floats(&v, "wave_in");
     let wave_err = rel_l2(&wave, &reference_wave);
-    assert!(wave_err < 0.02, "waveform relative L2 vs reference {wave_err}");
+    assert!(
+        wave_err < 0.02,
+        "waveform relative L2 vs reference {wave_err}"
+    );
 
     let mel = MelSpectrogram::new(SpectrogramConfig::default());
     let got = mel.log_mel(&wave);
@@ -91,5 +104,8 @@ fn end_to_end_from_the_source_file() {
     // Bands below 15 kHz: mel band edge index from the HTK scale (band 108 ≈ 15 kHz).
     let low = 108 * 188;
     let err_low = rel_l2(&got[..low], &expected[..low]);
-    assert!(err_low < 1e-2, "mel below 15 kHz relative L2 error {err_low}");
+    assert!(
+        err_low < 1e-2,
+        "mel below 15 kHz relative L2 error {err_low}"
+    );
 }

@@ -16,7 +16,9 @@ pub enum Backend {
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
-    #[error("the wgpu backend found no usable GPU adapter ({0}); use --backend flex to run on the CPU")]
+    #[error(
+        "the wgpu backend found no usable GPU adapter ({0}); use --backend flex to run on the CPU"
+    )]
     NoAdapter(String),
 }
 

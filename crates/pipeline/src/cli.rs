@@ -24,10 +24,16 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Check a folder of sounds: what is usable, what is not and why.
+    Scan(ScanArgs),
     /// Show what a model file holds: configs, parameter counts, training metadata.
     Info(InfoArgs),
     /// Convert a reference-system (PyTorch) .distill file to Distill's own format.
     Import(ImportArgs),
+    /// Turn a sound file into the VQ-VAE's code grid (JSON or safetensors).
+    Encode(EncodeArgs),
+    /// Turn a code grid back into audio.
+    Decode(DecodeArgs),
     /// Train the VQ-VAE and the prior on a folder of sounds.
     Train(TrainArgs),
 }
@@ -42,12 +48,54 @@ pub struct InfoArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ScanArgs {
+    /// Folder to scan (recursively; hidden files and folders are skipped).
+    pub dir: PathBuf,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct ImportArgs {
     /// Reference-system model file (PyTorch zip, as written by the Python Distill).
     pub input: PathBuf,
     /// Where to write the converted model.
     #[arg(short, long)]
     pub output: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct EncodeArgs {
+    /// Model file.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Sound file to encode (any supported format).
+    pub input: PathBuf,
+    /// Output: `.json` (readable) or `.safetensors`.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Start of the excerpt to encode, in seconds.
+    #[arg(long, default_value_t = 0.0)]
+    pub start: f64,
+    /// Length of the excerpt in seconds (default: to the end).
+    #[arg(long)]
+    pub duration: Option<f64>,
+}
+
+#[derive(Debug, Args)]
+pub struct DecodeArgs {
+    /// Model file.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Code grid written by `distill encode`.
+    pub codes: PathBuf,
+    /// WAV file to write.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Output sample rate (audio is resampled, never relabelled).
+    #[arg(long, default_value_t = 48_000)]
+    pub sample_rate: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -115,8 +163,11 @@ pub struct TrainArgs {
 /// Runs a parsed command line; the exit code is the command's verdict.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Scan(args) => commands::scan::run(&args),
         Command::Info(args) => commands::info::run(&args),
         Command::Import(args) => commands::import::run(&args),
+        Command::Encode(args) => commands::codes::encode(&args, &cli.backend.device()?),
+        Command::Decode(args) => commands::codes::decode(&args, &cli.backend.device()?),
         Command::Train(_) => anyhow::bail!(
             "training is not available in this build yet; `distill info` and `distill import` work on existing models"
         ),

@@ -5,3 +5,5 @@ pub mod cli;
 pub mod commands;
 pub mod fsutil;
 pub mod modelfile;
+pub mod models;
+pub mod progress;

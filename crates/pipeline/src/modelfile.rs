@@ -20,6 +20,9 @@ pub const FORMAT_NAME: &str = "distill";
 pub const FORMAT_VERSION: u32 = 1;
 
 const VQVAE_PREFIX: &str = "vqvae.";
+/// CRC-32 over tensor names, shapes, values and the other metadata: safetensors has no
+/// checksum of its own, and a flipped bit in the weights must not load silently.
+const CHECKSUM_KEY: &str = "crc32";
 const PRIOR_PREFIX: &str = "prior.";
 
 #[derive(Debug, thiserror::Error)]
@@ -107,14 +110,24 @@ impl ModelFile {
         meta.insert("format".to_string(), FORMAT_NAME.to_string());
         meta.insert("format_version".to_string(), FORMAT_VERSION.to_string());
         meta.insert("vqvae_config".into(), json_string(&self.vqvae_config));
-        meta.insert("spectrogram_config".into(), json_string(&self.spectrogram_config));
+        meta.insert(
+            "spectrogram_config".into(),
+            json_string(&self.spectrogram_config),
+        );
         if let Some(p) = &self.prior_config {
             meta.insert("prior_config".into(), json_string(p));
         }
-        meta.insert("metadata".into(), Json::Object(self.metadata.clone()).to_string());
+        meta.insert(
+            "metadata".into(),
+            Json::Object(self.metadata.clone()).to_string(),
+        );
         for (k, v) in &self.extra {
             meta.insert(k.clone(), v.to_string());
         }
+        meta.insert(
+            CHECKSUM_KEY.into(),
+            format!("{:08x}", checksum(&tensors, &meta)),
+        );
         weights::st::to_bytes(&tensors, &meta)
     }
 
@@ -131,6 +144,29 @@ impl ModelFile {
     }
 }
 
+fn checksum(tensors: &StateDict, meta: &BTreeMap<String, String>) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    for (k, v) in meta.iter().filter(|(k, _)| k.as_str() != CHECKSUM_KEY) {
+        h.update(k.as_bytes());
+        h.update(&[0]);
+        h.update(v.as_bytes());
+        h.update(&[0]);
+    }
+    for (name, t) in tensors {
+        h.update(name.as_bytes());
+        h.update(t.dtype_name().as_bytes());
+        for d in &t.shape {
+            h.update(&(*d as u64).to_le_bytes());
+        }
+        match &t.data {
+            weights::HostData::F32(v) => v.iter().for_each(|x| h.update(&x.to_le_bytes())),
+            weights::HostData::I64(v) => v.iter().for_each(|x| h.update(&x.to_le_bytes())),
+            weights::HostData::Bool(v) => v.iter().for_each(|x| h.update(&[u8::from(*x)])),
+        }
+    }
+    h.finalize()
+}
+
 /// Configs are plain data, so serialising them cannot fail.
 fn json_string<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "null".into())
@@ -143,7 +179,11 @@ fn invalid(path: &Path, message: impl Into<String>) -> ModelFileError {
     }
 }
 
-fn parse_config<T: serde::de::DeserializeOwned>(path: &Path, what: &str, json: Json) -> Result<T, ModelFileError> {
+fn parse_config<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    what: &str,
+    json: Json,
+) -> Result<T, ModelFileError> {
     serde_json::from_value(json).map_err(|e| invalid(path, format!("{what} is malformed: {e}")))
 }
 
@@ -154,13 +194,18 @@ fn from_reference(bytes: &[u8], path: &Path) -> Result<ModelFile, ModelFileError
     };
     let root = weights::torch::load_checkpoint(bytes).map_err(weights_err)?;
     if root.get("format").and_then(Value::as_str) != Some("distill_model") {
-        return Err(invalid(path, "PyTorch file without the Distill model marker"));
+        return Err(invalid(
+            path,
+            "PyTorch file without the Distill model marker",
+        ));
     }
     let version = root.get("version").and_then(Value::as_i64).unwrap_or(0);
     if version < 2 || root.get("model_type").and_then(Value::as_str) != Some("vqvae") {
         return Err(invalid(
             path,
-            format!("reference model version {version} is not a v2 VQ-VAE model (v1 continuous VAEs are not supported)"),
+            format!(
+                "reference model version {version} is not a v2 VQ-VAE model (v1 continuous VAEs are not supported)"
+            ),
         ));
     }
     let section = |key: &str| -> Result<&Value, ModelFileError> {
@@ -170,13 +215,17 @@ fn from_reference(bytes: &[u8], path: &Path) -> Result<ModelFile, ModelFileError
     let vqvae = weights::torch::state_dict(section("model_state_dict")?, "model_state_dict")
         .map_err(weights_err)?;
     let vqvae_config = parse_config(path, "vqvae_config", to_json(section("vqvae_config")?))?;
-    let spectrogram_config =
-        parse_config(path, "spectrogram_config", to_json(section("spectrogram_config")?))?;
+    let spectrogram_config = parse_config(
+        path,
+        "spectrogram_config",
+        to_json(section("spectrogram_config")?),
+    )?;
     let has_prior = matches!(root.get("has_prior"), Some(Value::Bool(true)));
     let (prior, prior_config) = if has_prior {
         let sd = weights::torch::state_dict(section("prior_state_dict")?, "prior_state_dict")
             .map_err(weights_err)?;
-        let cfg: PriorConfig = parse_config(path, "prior_config", to_json(section("prior_config")?))?;
+        let cfg: PriorConfig =
+            parse_config(path, "prior_config", to_json(section("prior_config")?))?;
         (Some(sd), Some(cfg))
     } else {
         (None, None)
@@ -219,14 +268,19 @@ fn from_reference(bytes: &[u8], path: &Path) -> Result<ModelFile, ModelFileError
 }
 
 fn from_ours(bytes: &[u8], path: &Path) -> Result<ModelFile, ModelFileError> {
-    let (tensors, meta) = weights::st::from_bytes(bytes).map_err(|source| ModelFileError::Weights {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let (tensors, meta) =
+        weights::st::from_bytes(bytes).map_err(|source| ModelFileError::Weights {
+            path: path.to_path_buf(),
+            source,
+        })?;
     if meta.get("format").map(String::as_str) != Some(FORMAT_NAME) {
         return Err(ModelFileError::Unrecognised {
             path: path.to_path_buf(),
         });
+    }
+    let stored = meta.get(CHECKSUM_KEY).cloned().unwrap_or_default();
+    if stored != format!("{:08x}", checksum(&tensors, &meta)) {
+        return Err(invalid(path, "checksum mismatch: the file is damaged"));
     }
     let version: u32 = meta
         .get("format_version")
@@ -235,19 +289,25 @@ fn from_ours(bytes: &[u8], path: &Path) -> Result<ModelFile, ModelFileError> {
     if version > FORMAT_VERSION {
         return Err(invalid(
             path,
-            format!("model format version {version} is newer than this program supports ({FORMAT_VERSION}); update distill"),
+            format!(
+                "model format version {version} is newer than this program supports ({FORMAT_VERSION}); update distill"
+            ),
         ));
     }
     let json = |key: &str| -> Result<Option<Json>, ModelFileError> {
         meta.get(key)
-            .map(|s| serde_json::from_str(s).map_err(|e| invalid(path, format!("metadata '{key}' is not JSON: {e}"))))
+            .map(|s| {
+                serde_json::from_str(s)
+                    .map_err(|e| invalid(path, format!("metadata '{key}' is not JSON: {e}")))
+            })
             .transpose()
     };
     let required = |key: &str| -> Result<Json, ModelFileError> {
         json(key)?.ok_or_else(|| invalid(path, format!("missing '{key}'")))
     };
     let vqvae_config = parse_config(path, "vqvae_config", required("vqvae_config")?)?;
-    let spectrogram_config = parse_config(path, "spectrogram_config", required("spectrogram_config")?)?;
+    let spectrogram_config =
+        parse_config(path, "spectrogram_config", required("spectrogram_config")?)?;
     let prior_config = json("prior_config")?
         .map(|j| parse_config::<PriorConfig>(path, "prior_config", j))
         .transpose()?;
@@ -258,6 +318,7 @@ fn from_ours(bytes: &[u8], path: &Path) -> Result<ModelFile, ModelFileError> {
     let mut extra = BTreeMap::new();
     for key in meta.keys() {
         let known = [
+            CHECKSUM_KEY,
             "format",
             "format_version",
             "vqvae_config",
@@ -277,7 +338,10 @@ fn from_ours(bytes: &[u8], path: &Path) -> Result<ModelFile, ModelFileError> {
         return Err(invalid(path, "no VQ-VAE tensors"));
     }
     if prior.is_empty() != prior_config.is_none() {
-        return Err(invalid(path, "prior tensors and prior_config must come together"));
+        return Err(invalid(
+            path,
+            "prior tensors and prior_config must come together",
+        ));
     }
     Ok(ModelFile {
         origin: ModelOrigin::Distill,
@@ -300,7 +364,9 @@ pub fn to_json(v: &Value) -> Json {
         Value::Int(i) => Json::from(*i),
         Value::Float(f) => serde_json::Number::from_f64(*f).map_or(Json::Null, Json::Number),
         Value::Str(s) => Json::String(s.clone()),
-        Value::List(items) | Value::Tuple(items) => Json::Array(items.iter().map(to_json).collect()),
+        Value::List(items) | Value::Tuple(items) => {
+            Json::Array(items.iter().map(to_json).collect())
+        }
         Value::Dict(items) => Json::Object(
             items
                 .iter()

@@ -247,7 +247,10 @@ mod tests {
             (small.hidden_size, small.num_layers, small.num_heads),
             (128, 2, 4)
         );
-        assert_eq!((small.dropout, small.max_epochs, small.learning_rate), (0.3, 50, 3e-4));
+        assert_eq!(
+            (small.dropout, small.max_epochs, small.learning_rate),
+            (0.3, 50, 3e-4)
+        );
         let medium = get_adaptive_prior_config(21);
         assert_eq!((medium.hidden_size, medium.num_layers), (256, 4));
         assert_eq!((medium.dropout, medium.max_epochs), (0.2, 100));
@@ -258,9 +261,14 @@ mod tests {
             (large.hidden_size, large.num_layers, large.num_heads),
             (512, 6, 8)
         );
-        assert_eq!((large.dropout, large.max_epochs, large.learning_rate), (0.1, 150, 1e-3));
+        assert_eq!(
+            (large.dropout, large.max_epochs, large.learning_rate),
+            (0.1, 150, 1e-3)
+        );
         for n in [1, 5, 9, 10, 20, 49, 50, 199, 200, 500] {
-            get_adaptive_prior_config(n).validate().expect("tier is valid");
+            get_adaptive_prior_config(n)
+                .validate()
+                .expect("tier is valid");
         }
     }
 
@@ -341,7 +349,10 @@ mod tests {
                 "device": "cpu", "seq_len": 144, "num_quantizers": 3}"#,
         )
         .expect("reference config parses");
-        assert_eq!((c.hidden_size, c.seq_len, c.num_quantizers), (128, Some(144), Some(3)));
+        assert_eq!(
+            (c.hidden_size, c.seq_len, c.num_quantizers),
+            (128, Some(144), Some(3))
+        );
         c.validate().expect("valid");
     }
 }

@@ -10,7 +10,9 @@
 
 use burn::module::Param;
 use burn::nn::activation::ActivationConfig;
-use burn::nn::transformer::{TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput};
+use burn::nn::transformer::{
+    TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput,
+};
 use burn::nn::{
     Dropout, DropoutConfig, Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear,
     LinearConfig,
@@ -97,11 +99,12 @@ impl CodePrior {
     pub fn new(shape: PriorShape, device: &Device) -> Result<Self, PriorError> {
         shape.validate()?;
         let h = shape.hidden_size;
-        let transformer = TransformerEncoderConfig::new(h, 4 * h, shape.num_heads, shape.num_layers)
-            .with_dropout(shape.dropout)
-            .with_norm_first(true)
-            .with_activation(ActivationConfig::Relu)
-            .init(device);
+        let transformer =
+            TransformerEncoderConfig::new(h, 4 * h, shape.num_heads, shape.num_layers)
+                .with_dropout(shape.dropout)
+                .with_norm_first(true)
+                .with_activation(ActivationConfig::Relu)
+                .init(device);
         Ok(Self {
             token_emb: EmbeddingConfig::new(shape.codebook_size, h).init(device),
             pos_emb: EmbeddingConfig::new(shape.seq_len, h).init(device),
@@ -112,7 +115,8 @@ impl CodePrior {
             head: LinearConfig::new(h, shape.codebook_size)
                 .with_bias(false)
                 .init(device),
-            causal_mask: Tensor::<2, Bool>::triu_mask([shape.seq_len, shape.seq_len], 1, device),
+            // `tril_mask` marks what lies above the diagonal (what a lower-triangular matrix zeroes).
+            causal_mask: Tensor::<2, Bool>::tril_mask([shape.seq_len, shape.seq_len], 0, device),
             shape,
         })
     }
@@ -184,19 +188,45 @@ impl CodePrior {
         m.level_emb.weight = param2(dict, "level_emb.weight", [shape.num_quantizers, h], device)?;
         for (i, layer) in m.transformer.layers.iter_mut().enumerate() {
             let p = format!("transformer.layers.{i}.");
-            let in_w = weights::get_f32(dict, &format!("{p}self_attn.in_proj_weight"), &[3 * h, h])?;
+            let in_w =
+                weights::get_f32(dict, &format!("{p}self_attn.in_proj_weight"), &[3 * h, h])?;
             let in_b = weights::get_f32(dict, &format!("{p}self_attn.in_proj_bias"), &[3 * h])?;
-            for (j, lin) in [&mut layer.mha.query, &mut layer.mha.key, &mut layer.mha.value]
-                .into_iter()
-                .enumerate()
+            for (j, lin) in [
+                &mut layer.mha.query,
+                &mut layer.mha.key,
+                &mut layer.mha.value,
+            ]
+            .into_iter()
+            .enumerate()
             {
                 let rows = &in_w[j * h * h..(j + 1) * h * h];
                 lin.weight = linear_weight(rows, h, h, device);
                 lin.bias = Some(param1(in_b[j * h..(j + 1) * h].to_vec(), device));
             }
-            set_linear(&mut layer.mha.output, dict, &format!("{p}self_attn.out_proj"), h, h, device)?;
-            set_linear(&mut layer.pwff.linear_inner, dict, &format!("{p}linear1"), h, f, device)?;
-            set_linear(&mut layer.pwff.linear_outer, dict, &format!("{p}linear2"), f, h, device)?;
+            set_linear(
+                &mut layer.mha.output,
+                dict,
+                &format!("{p}self_attn.out_proj"),
+                h,
+                h,
+                device,
+            )?;
+            set_linear(
+                &mut layer.pwff.linear_inner,
+                dict,
+                &format!("{p}linear1"),
+                h,
+                f,
+                device,
+            )?;
+            set_linear(
+                &mut layer.pwff.linear_outer,
+                dict,
+                &format!("{p}linear2"),
+                f,
+                h,
+                device,
+            )?;
             // PyTorch's norm1 precedes attention; Burn names that norm `norm_2` in pre-norm mode.
             set_norm(&mut layer.norm_2, dict, &format!("{p}norm1"), h, device)?;
             set_norm(&mut layer.norm_1, dict, &format!("{p}norm2"), h, device)?;
@@ -212,9 +242,15 @@ impl CodePrior {
     pub fn to_state_dict(&self) -> Result<StateDict, PriorError> {
         let mut d = StateDict::new();
         let h = self.shape.hidden_size;
-        d.insert("token_emb.weight".into(), host(self.token_emb.weight.val())?);
+        d.insert(
+            "token_emb.weight".into(),
+            host(self.token_emb.weight.val())?,
+        );
         d.insert("pos_emb.weight".into(), host(self.pos_emb.weight.val())?);
-        d.insert("level_emb.weight".into(), host(self.level_emb.weight.val())?);
+        d.insert(
+            "level_emb.weight".into(),
+            host(self.level_emb.weight.val())?,
+        );
         for (i, layer) in self.transformer.layers.iter().enumerate() {
             let p = format!("transformer.layers.{i}.");
             let mut packed_w = Vec::with_capacity(3 * h * h);
@@ -245,7 +281,11 @@ impl CodePrior {
 }
 
 /// Reads the prior's dimensions from a state dict's tensor shapes.
-pub fn infer_shape(dict: &StateDict, num_heads: usize, dropout: f64) -> Result<PriorShape, PriorError> {
+pub fn infer_shape(
+    dict: &StateDict,
+    num_heads: usize,
+    dropout: f64,
+) -> Result<PriorShape, PriorError> {
     let dims2 = |name: &str| -> Result<[usize; 2], PriorError> {
         match weights::shape_of(dict, name)? {
             [a, b] => Ok([*a, *b]),
@@ -278,7 +318,12 @@ fn param1(values: Vec<f32>, device: &Device) -> Param<Tensor<1>> {
     Param::from_tensor(Tensor::from_data(TensorData::new(values, vec![n]), device))
 }
 
-fn param2(dict: &StateDict, name: &str, shape: [usize; 2], device: &Device) -> Result<Param<Tensor<2>>, PriorError> {
+fn param2(
+    dict: &StateDict,
+    name: &str,
+    shape: [usize; 2],
+    device: &Device,
+) -> Result<Param<Tensor<2>>, PriorError> {
     let v = weights::get_f32(dict, name, &shape)?;
     Ok(Param::from_tensor(Tensor::from_data(
         TensorData::new(v, shape.to_vec()),
@@ -289,10 +334,20 @@ fn param2(dict: &StateDict, name: &str, shape: [usize; 2], device: &Device) -> R
 /// Burn stores Linear weights `[in, out]`; PyTorch stores `[out, in]`.
 fn linear_weight(torch_rows: &[f32], out: usize, inp: usize, device: &Device) -> Param<Tensor<2>> {
     let t = weights::transpose(torch_rows, out, inp);
-    Param::from_tensor(Tensor::from_data(TensorData::new(t, vec![inp, out]), device))
+    Param::from_tensor(Tensor::from_data(
+        TensorData::new(t, vec![inp, out]),
+        device,
+    ))
 }
 
-fn set_linear(lin: &mut Linear, dict: &StateDict, prefix: &str, inp: usize, out: usize, device: &Device) -> Result<(), PriorError> {
+fn set_linear(
+    lin: &mut Linear,
+    dict: &StateDict,
+    prefix: &str,
+    inp: usize,
+    out: usize,
+    device: &Device,
+) -> Result<(), PriorError> {
     let w = weights::get_f32(dict, &format!("{prefix}.weight"), &[out, inp])?;
     lin.weight = linear_weight(&w, out, inp, device);
     let b = weights::get_f32(dict, &format!("{prefix}.bias"), &[out])?;
@@ -300,18 +355,30 @@ fn set_linear(lin: &mut Linear, dict: &StateDict, prefix: &str, inp: usize, out:
     Ok(())
 }
 
-fn set_norm(norm: &mut LayerNorm, dict: &StateDict, prefix: &str, h: usize, device: &Device) -> Result<(), PriorError> {
-    norm.gamma = param1(weights::get_f32(dict, &format!("{prefix}.weight"), &[h])?, device);
-    norm.beta = Some(param1(weights::get_f32(dict, &format!("{prefix}.bias"), &[h])?, device));
+fn set_norm(
+    norm: &mut LayerNorm,
+    dict: &StateDict,
+    prefix: &str,
+    h: usize,
+    device: &Device,
+) -> Result<(), PriorError> {
+    norm.gamma = param1(
+        weights::get_f32(dict, &format!("{prefix}.weight"), &[h])?,
+        device,
+    );
+    norm.beta = Some(param1(
+        weights::get_f32(dict, &format!("{prefix}.bias"), &[h])?,
+        device,
+    ));
     Ok(())
 }
 
 fn values<const D: usize>(t: Tensor<D>) -> Result<(Vec<usize>, Vec<f32>), PriorError> {
     let data = t.to_data();
-    let shape = data.shape.to_vec();
+    let shape = data.shape().as_slice().to_vec();
     let v = data
         .convert::<f32>()
-        .to_vec::<f32>()
+        .try_to_vec::<f32>()
         .map_err(|e| PriorError::Data(format!("{e:?}")))?;
     Ok((shape, v))
 }
@@ -338,7 +405,10 @@ fn insert_linear(d: &mut StateDict, prefix: &str, lin: &Linear) -> Result<(), Pr
     let (shape, w) = torch_linear_weight(lin)?;
     let out = shape[0];
     d.insert(format!("{prefix}.weight"), HostTensor::f32(shape, w));
-    d.insert(format!("{prefix}.bias"), HostTensor::f32(vec![out], bias_values(lin, out)?));
+    d.insert(
+        format!("{prefix}.bias"),
+        HostTensor::f32(vec![out], bias_values(lin, out)?),
+    );
     Ok(())
 }
 
@@ -361,7 +431,10 @@ pub fn flatten_codes(codes: Tensor<3, Int>) -> Tensor<2, Int> {
 }
 
 /// `[B, S·Q]` tokens → `[B, S, Q]` codes; the exact inverse of [`flatten_codes`].
-pub fn unflatten_codes(tokens: Tensor<2, Int>, num_quantizers: usize) -> Result<Tensor<3, Int>, PriorError> {
+pub fn unflatten_codes(
+    tokens: Tensor<2, Int>,
+    num_quantizers: usize,
+) -> Result<Tensor<3, Int>, PriorError> {
     let [b, t] = tokens.dims();
     if num_quantizers == 0 || t % num_quantizers != 0 {
         return Err(PriorError::NotMultiple {

@@ -41,20 +41,25 @@ fn logits_of(prior: &CodePrior, tokens: &[i64], b: usize, t: usize, device: &Dev
         .expect("forward")
         .into_data()
         .convert::<f32>()
-        .to_vec::<f32>()
+        .try_to_vec::<f32>()
         .expect("f32 data")
 }
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 #[test]
 fn logits_match_the_reference_on_cpu_backends() {
     let (sd, heads) = reference_prior();
     let v = vectors();
-    let tokens = v["prior_tokens"].to_i64("prior_tokens").expect("int tokens");
+    let tokens = v["prior_tokens"]
+        .to_i64("prior_tokens")
+        .expect("int tokens");
     let HostData::F32(expected) = &v["prior_logits"].data else {
         panic!("logits are float")
     };
@@ -63,7 +68,13 @@ fn logits_match_the_reference_on_cpu_backends() {
         let prior = CodePrior::from_state_dict(&sd, heads, 0.3, &device).expect("loads");
         let s = prior.shape();
         assert_eq!(
-            (s.codebook_size, s.seq_len, s.num_quantizers, s.hidden_size, s.num_layers),
+            (
+                s.codebook_size,
+                s.seq_len,
+                s.num_quantizers,
+                s.hidden_size,
+                s.num_layers
+            ),
             (64, 144, 3, 128, 2)
         );
         let got = logits_of(&prior, &tokens, 4, 144, &device);
@@ -123,9 +134,17 @@ fn changing_a_token_never_changes_earlier_logits() {
         let a = logits_of(&prior, &base, 1, 24, &device);
         let b = logits_of(&prior, &changed, 1, 24, &device);
         let k = 11;
-        assert_eq!(&a[..t * k], &b[..t * k], "positions before {t} must not move");
+        assert_eq!(
+            &a[..t * k],
+            &b[..t * k],
+            "positions before {t} must not move"
+        );
         if t < 23 {
-            assert_ne!(&a[t * k..], &b[t * k..], "later positions should see the change");
+            assert_ne!(
+                &a[t * k..],
+                &b[t * k..],
+                "later positions should see the change"
+            );
         }
     }
 }
@@ -145,7 +164,13 @@ fn too_long_and_empty_inputs_are_errors() {
     let device = Device::flex();
     let prior = tiny(&device);
     let long = Tensor::<2, Int>::zeros([1, 25], &device);
-    assert!(matches!(prior.forward(long), Err(PriorError::TooLong { len: 25, seq_len: 24 })));
+    assert!(matches!(
+        prior.forward(long),
+        Err(PriorError::TooLong {
+            len: 25,
+            seq_len: 24
+        })
+    ));
     let empty = Tensor::<2, Int>::zeros([1, 0], &device);
     assert!(matches!(prior.forward(empty), Err(PriorError::Empty)));
 }
@@ -167,18 +192,35 @@ fn flatten_and_unflatten_are_exact_inverses() {
     let device = Device::flex();
     let mut rng = StdRng::seed_from_u64(5);
     for _ in 0..20 {
-        let (b, s, q) = (rng.random_range(1..4), rng.random_range(1..30), rng.random_range(1..5));
+        let (b, s, q) = (
+            rng.random_range(1..4),
+            rng.random_range(1..30),
+            rng.random_range(1..5),
+        );
         let codes: Vec<i64> = (0..b * s * q).map(|_| rng.random_range(0..256)).collect();
         let grid = Tensor::<3, Int>::from_data(TensorData::new(codes.clone(), [b, s, q]), &device);
         let flat = flatten_codes(grid);
         assert_eq!(flat.dims(), [b, s * q]);
-        let flat_v = flat.to_data().convert::<i64>().to_vec::<i64>().expect("ints");
+        let flat_v = flat
+            .to_data()
+            .convert::<i64>()
+            .try_to_vec::<i64>()
+            .expect("ints");
         // Position-major with interleaved levels: token p*Q + l is level l of position p.
         assert_eq!(flat_v, codes);
         let back = unflatten_codes(flat, q).expect("multiple of q");
         assert_eq!(back.dims(), [b, s, q]);
-        assert_eq!(back.into_data().convert::<i64>().to_vec::<i64>().expect("ints"), codes);
+        assert_eq!(
+            back.into_data()
+                .convert::<i64>()
+                .try_to_vec::<i64>()
+                .expect("ints"),
+            codes
+        );
     }
     let odd = Tensor::<2, Int>::zeros([1, 10], &device);
-    assert!(matches!(unflatten_codes(odd, 3), Err(PriorError::NotMultiple { len: 10, levels: 3 })));
+    assert!(matches!(
+        unflatten_codes(odd, 3),
+        Err(PriorError::NotMultiple { len: 10, levels: 3 })
+    ));
 }

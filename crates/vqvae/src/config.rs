@@ -91,7 +91,10 @@ impl VqvaeConfig {
             ));
         }
         if self.codebook_size < 2 {
-            return Err(format!("codebook_size must be at least 2, got {}", self.codebook_size));
+            return Err(format!(
+                "codebook_size must be at least 2, got {}",
+                self.codebook_size
+            ));
         }
         if self.codebook_dim == 0 {
             return Err("codebook_dim must be positive".into());
@@ -109,7 +112,10 @@ impl VqvaeConfig {
             ));
         }
         if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
-            return Err(format!("learning_rate must be positive, got {}", self.learning_rate));
+            return Err(format!(
+                "learning_rate must be positive, got {}",
+                self.learning_rate
+            ));
         }
         if self.batch_size == 0 || self.max_epochs == 0 {
             return Err("batch_size and max_epochs must be positive".into());
@@ -133,11 +139,24 @@ mod tests {
         for (n, k, decay, dropout, epochs, lr) in cases {
             let c = get_adaptive_vqvae_config(n);
             assert_eq!(
-                (c.codebook_size, c.decay, c.dropout, c.max_epochs, c.learning_rate),
+                (
+                    c.codebook_size,
+                    c.decay,
+                    c.dropout,
+                    c.max_epochs,
+                    c.learning_rate
+                ),
                 (k, decay, dropout, epochs, lr),
                 "{n} files"
             );
-            assert_eq!((c.commitment_weight, c.threshold_ema_dead_code, c.kmeans_iters), (0.25, 2.0, 10));
+            assert_eq!(
+                (
+                    c.commitment_weight,
+                    c.threshold_ema_dead_code,
+                    c.kmeans_iters
+                ),
+                (0.25, 2.0, 10)
+            );
             c.validate().expect("tier is valid");
         }
         assert_eq!(get_adaptive_vqvae_config(20).batch_size, 25);

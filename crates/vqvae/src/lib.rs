@@ -1,5 +1,20 @@
 //! Convolutional VQ-VAE with residual vector quantisation over log-mel spectrograms.
 
 mod config;
+pub mod model;
+pub mod rvq;
 
 pub use config::{VqvaeConfig, get_adaptive_vqvae_config};
+pub use model::{ConvVqvae, VqvaeOutput, VqvaeShape};
+pub use rvq::{ResidualVq, RvqOutput, RvqTraining};
+
+/// Errors of the VQ-VAE crate.
+#[derive(Debug, thiserror::Error)]
+pub enum VqvaeError {
+    #[error("invalid VQ-VAE shape: {0}")]
+    InvalidShape(String),
+    #[error("VQ-VAE weights: {0}")]
+    Weights(#[from] weights::WeightsError),
+    #[error("cannot read tensor data: {0}")]
+    Data(String),
+}

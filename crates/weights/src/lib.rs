@@ -102,11 +102,7 @@ impl HostTensor {
 pub type StateDict = BTreeMap<String, HostTensor>;
 
 /// Looks up a tensor and checks its shape, with errors that name the tensor.
-pub fn get_shaped<'a>(
-    dict: &'a StateDict,
-    name: &str,
-    shape: &[usize],
-) -> Result<&'a HostTensor> {
+pub fn get_shaped<'a>(dict: &'a StateDict, name: &str, shape: &[usize]) -> Result<&'a HostTensor> {
     let t = dict
         .get(name)
         .ok_or_else(|| WeightsError::Missing(name.to_string()))?;

@@ -23,9 +23,15 @@ pub enum Value {
     /// A `module.name` reference recorded by `GLOBAL`; never resolved to code.
     Global(String),
     /// The result of calling a global the resolver does not know: kept as data.
-    Object { class: String, args: Box<Value> },
+    Object {
+        class: String,
+        args: Box<Value>,
+    },
     /// A tensor storage reference produced by the resolver (PyTorch persistent ids).
-    Storage { key: String, dtype: String },
+    Storage {
+        key: String,
+        dtype: String,
+    },
     Tensor(HostTensor),
 }
 

@@ -35,7 +35,11 @@ pub fn to_bytes(tensors: &StateDict, metadata: &BTreeMap<String, String>) -> Res
         if t.numel() != data_len(&t.data) {
             return Err(WeightsError::Tensor {
                 name: name.clone(),
-                message: format!("shape {:?} does not match {} values", t.shape, data_len(&t.data)),
+                message: format!(
+                    "shape {:?} does not match {} values",
+                    t.shape,
+                    data_len(&t.data)
+                ),
             });
         }
         let (dtype, bytes): (&str, Vec<u8>) = match &t.data {
@@ -141,7 +145,10 @@ mod tests {
 
     fn sample() -> (StateDict, BTreeMap<String, String>) {
         let mut t = StateDict::new();
-        t.insert("b.weight".into(), HostTensor::f32(vec![2, 3], vec![1., 2., 3., 4., 5., 6.]));
+        t.insert(
+            "b.weight".into(),
+            HostTensor::f32(vec![2, 3], vec![1., 2., 3., 4., 5., 6.]),
+        );
         t.insert("a.count".into(), HostTensor::i64(vec![], vec![7]));
         t.insert(
             "c.mask".into(),
@@ -179,7 +186,9 @@ mod tests {
         let mut seed = 1u64;
         for _ in 0..3000 {
             let mut bad = good.clone();
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let i = (seed >> 33) as usize % bad.len();
             bad[i] ^= 1 << ((seed >> 20) % 8);
             let _ = from_bytes(&bad);

@@ -38,7 +38,10 @@ pub fn load_checkpoint(bytes: &[u8]) -> Result<Value> {
         f.read_to_string(&mut order)
             .map_err(|e| corrupt(format!("byteorder entry: {e}")))?;
         if order.trim() != "little" {
-            return Err(corrupt(format!("unsupported byte order '{}'", order.trim())));
+            return Err(corrupt(format!(
+                "unsupported byte order '{}'",
+                order.trim()
+            )));
         }
     }
     let pkl = read_entry(&mut archive, &pkl_name)?;
@@ -92,8 +95,12 @@ impl TorchResolver<'_> {
         let Value::Tuple(args) = args else {
             return Err(corrupt("_rebuild_tensor_v2 arguments are not a tuple"));
         };
-        let (Some(Value::Storage { key, dtype }), Some(offset), Some(Value::Tuple(size)), Some(Value::Tuple(stride))) =
-            (args.first(), args.get(1), args.get(2), args.get(3))
+        let (
+            Some(Value::Storage { key, dtype }),
+            Some(offset),
+            Some(Value::Tuple(size)),
+            Some(Value::Tuple(stride)),
+        ) = (args.first(), args.get(1), args.get(2), args.get(3))
         else {
             return Err(corrupt("_rebuild_tensor_v2 arguments have the wrong form"));
         };

@@ -72,7 +72,11 @@ fn text(r: &Json) -> String {
         Json::Null => "-".into(),
         other => other.to_string(),
     };
-    let f = |v: &Json| v.as_f64().map(|x| format!("{x:.4}")).unwrap_or_else(|| "-".into());
+    let f = |v: &Json| {
+        v.as_f64()
+            .map(|x| format!("{x:.4}"))
+            .unwrap_or_else(|| "-".into())
+    };
     let vq = &r["vqvae_config"];
     let sp = &r["spectrogram_config"];
     let md = &r["metadata"];
@@ -118,7 +122,9 @@ fn text(r: &Json) -> String {
         }
     }
     match &r["prior"] {
-        Json::Null => lines.push("Prior       none (train one with `distill train --stage prior`)".into()),
+        Json::Null => {
+            lines.push("Prior       none (train one with `distill train --stage prior`)".into())
+        }
         p => {
             lines.push(format!(
                 "Prior       hidden {}, {} layers, {} heads, context {} tokens ({} levels, {} codes), {} parameters",

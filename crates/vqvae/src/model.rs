@@ -1,0 +1,515 @@
+//! The convolutional VQ-VAE (reference `ConvVQVAE`).
+//!
+//! Encoder: input right/bottom-padded to multiples of 16, four Conv2d(k3, s2, p1) blocks
+//! 1→32→64→128→256 (BatchNorm, ReLU, channel dropout), 1×1 projection to `codebook_dim`.
+//! Residual VQ over the `H×W` grid in raster order (position `p = h·W + w`, frequency-row
+//! major — the reference's order, which imported priors depend on).
+//! Decoder: 1×1 projection to 256, ConvTranspose2d(k3, s2, p1, output_padding 1) blocks
+//! 256→128→64→32 (BatchNorm, ReLU, channel dropout), 32→1 and Softplus; output cropped to the
+//! input size.
+
+use burn::module::{Param, RunningState};
+use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, PaddingConfig2d};
+use burn::prelude::*;
+use burn::tensor::activation::{relu, softplus};
+use burn::tensor::ops::PadMode;
+use weights::{HostTensor, StateDict};
+
+use crate::VqvaeError;
+use crate::rvq::ResidualVq;
+
+const CHANNELS: [usize; 5] = [1, 32, 64, 128, 256];
+/// Total downsampling of the encoder (four stride-2 convolutions).
+pub const DOWNSAMPLE: usize = 16;
+
+/// Channel-wise dropout (`Dropout2d`): whole feature maps are dropped during training.
+#[derive(Module, Debug)]
+pub struct ChannelDropout {
+    inner: Dropout,
+}
+
+impl ChannelDropout {
+    fn new(prob: f64) -> Self {
+        Self {
+            inner: DropoutConfig::new(prob).init(),
+        }
+    }
+
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        if !x.device().is_autodiff() || self.inner.prob == 0.0 {
+            return x;
+        }
+        let [b, c, _, _] = x.dims();
+        // Burn's dropout on a [B, C, 1, 1] tensor of ones gives the per-channel mask (ones,
+        // unchanged, when the layer is not training).
+        let mask = self.inner.forward(Tensor::ones([b, c, 1, 1], &x.device()));
+        x * mask
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct ConvBlock {
+    pub conv: Conv2d,
+    pub bn: BatchNorm,
+    pub dropout: ChannelDropout,
+}
+
+#[derive(Module, Debug)]
+pub struct DeconvBlock {
+    pub deconv: ConvTranspose2d,
+    pub bn: BatchNorm,
+    pub dropout: ChannelDropout,
+}
+
+#[derive(Module, Debug)]
+pub struct Encoder {
+    pub blocks: Vec<ConvBlock>,
+    pub proj: Conv2d,
+}
+
+#[derive(Module, Debug)]
+pub struct Decoder {
+    pub proj: Conv2d,
+    pub blocks: Vec<DeconvBlock>,
+    pub out: ConvTranspose2d,
+}
+
+/// Shape parameters of a VQ-VAE.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct VqvaeShape {
+    pub codebook_dim: usize,
+    pub codebook_size: usize,
+    pub num_quantizers: usize,
+    pub dropout: f64,
+}
+
+impl From<&crate::VqvaeConfig> for VqvaeShape {
+    fn from(c: &crate::VqvaeConfig) -> Self {
+        Self {
+            codebook_dim: c.codebook_dim,
+            codebook_size: c.codebook_size,
+            num_quantizers: c.num_quantizers,
+            dropout: c.dropout,
+        }
+    }
+}
+
+/// Output of [`ConvVqvae::forward`].
+#[derive(Debug, Clone)]
+pub struct VqvaeOutput {
+    /// Reconstructed log-mel `[B, 1, n_mels, T]`.
+    pub recon: Tensor<4>,
+    /// Codes `[B, H·W, Q]`.
+    pub indices: Tensor<3, Int>,
+    /// Weighted commitment loss (zero outside training).
+    pub commit_loss: Tensor<1>,
+    /// Code grid `(H, W)`.
+    pub grid: (usize, usize),
+}
+
+#[derive(Module, Debug)]
+pub struct ConvVqvae {
+    pub encoder: Encoder,
+    pub quantizer: ResidualVq,
+    pub decoder: Decoder,
+    #[module(skip)]
+    shape: VqvaeShape,
+}
+
+fn batch_norm(n: usize, device: &Device) -> BatchNorm {
+    BatchNormConfig::new(n).init(device)
+}
+
+impl ConvVqvae {
+    pub fn new(shape: VqvaeShape, device: &Device) -> Result<Self, VqvaeError> {
+        if shape.codebook_dim == 0 || shape.codebook_size < 2 || shape.num_quantizers == 0 {
+            return Err(VqvaeError::InvalidShape(format!("{shape:?}")));
+        }
+        if !(0.0..1.0).contains(&shape.dropout) {
+            return Err(VqvaeError::InvalidShape(format!(
+                "dropout must be in [0, 1), got {}",
+                shape.dropout
+            )));
+        }
+        let blocks = (0..4)
+            .map(|i| ConvBlock {
+                conv: Conv2dConfig::new([CHANNELS[i], CHANNELS[i + 1]], [3, 3])
+                    .with_stride([2, 2])
+                    .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                    .init(device),
+                bn: batch_norm(CHANNELS[i + 1], device),
+                dropout: ChannelDropout::new(shape.dropout),
+            })
+            .collect();
+        let encoder = Encoder {
+            blocks,
+            proj: Conv2dConfig::new([256, shape.codebook_dim], [1, 1]).init(device),
+        };
+        let deconv = |cin: usize, cout: usize| {
+            ConvTranspose2dConfig::new([cin, cout], [3, 3])
+                .with_stride([2, 2])
+                .with_padding([1, 1])
+                .with_padding_out([1, 1])
+                .init(device)
+        };
+        let decoder = Decoder {
+            proj: Conv2dConfig::new([shape.codebook_dim, 256], [1, 1]).init(device),
+            blocks: (0..3)
+                .map(|i| DeconvBlock {
+                    deconv: deconv(CHANNELS[4 - i], CHANNELS[3 - i]),
+                    bn: batch_norm(CHANNELS[3 - i], device),
+                    dropout: ChannelDropout::new(shape.dropout),
+                })
+                .collect(),
+            out: deconv(32, 1),
+        };
+        Ok(Self {
+            encoder,
+            quantizer: ResidualVq::new(
+                shape.num_quantizers,
+                shape.codebook_size,
+                shape.codebook_dim,
+                device,
+            ),
+            decoder,
+            shape,
+        })
+    }
+
+    pub fn shape(&self) -> VqvaeShape {
+        self.shape
+    }
+
+    /// Code grid `(H, W)` for a mel of `n_mels × frames`.
+    pub fn grid_for(n_mels: usize, frames: usize) -> (usize, usize) {
+        (n_mels.div_ceil(DOWNSAMPLE), frames.div_ceil(DOWNSAMPLE))
+    }
+
+    /// Encoder output `[B, D, H, W]` for a log-mel `[B, 1, n_mels, T]`.
+    pub fn encode(&self, mel: Tensor<4>) -> Tensor<4> {
+        let [_, _, h, w] = mel.dims();
+        let ph = h.div_ceil(DOWNSAMPLE) * DOWNSAMPLE - h;
+        let pw = w.div_ceil(DOWNSAMPLE) * DOWNSAMPLE - w;
+        let mut x = if ph > 0 || pw > 0 {
+            mel.pad([(0, ph), (0, pw)], PadMode::Constant(0.0))
+        } else {
+            mel
+        };
+        for b in &self.encoder.blocks {
+            x = b.dropout.forward(relu(b.bn.forward(b.conv.forward(x))));
+        }
+        self.encoder.proj.forward(x)
+    }
+
+    /// Decodes embeddings `[B, D, H, W]` to a log-mel cropped to `(n_mels, frames)`.
+    pub fn decode(&self, z: Tensor<4>, target: (usize, usize)) -> Tensor<4> {
+        let mut x = self.decoder.proj.forward(z);
+        for b in &self.decoder.blocks {
+            x = b.dropout.forward(relu(b.bn.forward(b.deconv.forward(x))));
+        }
+        let x = softplus(self.decoder.out.forward(x), 1.0);
+        let [bsz, c, _, _] = x.dims();
+        x.slice([0..bsz, 0..c, 0..target.0, 0..target.1])
+    }
+
+    /// Full pass: encode, quantise, decode.
+    pub fn forward(&self, mel: Tensor<4>) -> VqvaeOutput {
+        let [_, _, n_mels, frames] = mel.dims();
+        let z = self.encode(mel);
+        let [b, d, h, w] = z.dims();
+        let flat = z.permute([0, 2, 3, 1]).reshape([b * h * w, d]);
+        let q = self.quantizer.forward(flat);
+        let quantized = q.quantized.reshape([b, h, w, d]).permute([0, 3, 1, 2]);
+        let recon = self.decode(quantized, (n_mels, frames));
+        VqvaeOutput {
+            recon,
+            indices: q.indices.reshape([b, h * w, self.shape.num_quantizers]),
+            commit_loss: q.commit_loss,
+            grid: (h, w),
+        }
+    }
+
+    /// Codes `[B, H·W, Q]` for a log-mel, without decoding.
+    pub fn codes(&self, mel: Tensor<4>) -> (Tensor<3, Int>, (usize, usize)) {
+        let z = self.encode(mel);
+        let [b, d, h, w] = z.dims();
+        let flat = z.permute([0, 2, 3, 1]).reshape([b * h * w, d]);
+        let idx = self.quantizer.encode(flat);
+        (idx.reshape([b, h * w, self.shape.num_quantizers]), (h, w))
+    }
+
+    /// Sum of the codebook vectors of `indices [B, H·W, Q]`, as `[B, D, H, W]`.
+    pub fn codes_to_embeddings(
+        &self,
+        indices: Tensor<3, Int>,
+        grid: (usize, usize),
+    ) -> Result<Tensor<4>, VqvaeError> {
+        let [b, s, q] = indices.dims();
+        if s != grid.0 * grid.1 || q != self.shape.num_quantizers {
+            return Err(VqvaeError::InvalidShape(format!(
+                "codes of shape [{b}, {s}, {q}] do not fit a {}x{} grid with {} levels",
+                grid.0, grid.1, self.shape.num_quantizers
+            )));
+        }
+        let d = self.shape.codebook_dim;
+        let z = self.quantizer.decode(indices.reshape([b * s, q]))?;
+        Ok(z.reshape([b, grid.0, grid.1, d]).permute([0, 3, 1, 2]))
+    }
+
+    /// Loads the reference system's `model_state_dict` (or ours, which uses its names).
+    /// Sizes come from the tensors.
+    pub fn from_state_dict(
+        dict: &StateDict,
+        dropout: f64,
+        device: &Device,
+    ) -> Result<Self, VqvaeError> {
+        let [codebook_dim, _, _, _] = dims::<4>(dict, "encoder.proj.weight")?;
+        let num_quantizers = (0..)
+            .take_while(|i| dict.contains_key(&format!("quantizer.rvq.layers.{i}._codebook.embed")))
+            .count();
+        let [_, codebook_size, _] = dims::<3>(dict, "quantizer.rvq.layers.0._codebook.embed")?;
+        let shape = VqvaeShape {
+            codebook_dim,
+            codebook_size,
+            num_quantizers,
+            dropout,
+        };
+        let mut m = Self::new(shape, device)?;
+        for (i, b) in m.encoder.blocks.iter_mut().enumerate() {
+            set_conv(
+                &mut b.conv.weight,
+                &mut b.conv.bias,
+                dict,
+                &format!("encoder.convs.{}", 4 * i),
+                device,
+            )?;
+            set_bn(
+                &mut b.bn,
+                dict,
+                &format!("encoder.convs.{}", 4 * i + 1),
+                device,
+            )?;
+        }
+        set_conv(
+            &mut m.encoder.proj.weight,
+            &mut m.encoder.proj.bias,
+            dict,
+            "encoder.proj",
+            device,
+        )?;
+        set_conv(
+            &mut m.decoder.proj.weight,
+            &mut m.decoder.proj.bias,
+            dict,
+            "decoder.proj",
+            device,
+        )?;
+        for (i, b) in m.decoder.blocks.iter_mut().enumerate() {
+            set_conv(
+                &mut b.deconv.weight,
+                &mut b.deconv.bias,
+                dict,
+                &format!("decoder.deconvs.{}", 4 * i),
+                device,
+            )?;
+            set_bn(
+                &mut b.bn,
+                dict,
+                &format!("decoder.deconvs.{}", 4 * i + 1),
+                device,
+            )?;
+        }
+        set_conv(
+            &mut m.decoder.out.weight,
+            &mut m.decoder.out.bias,
+            dict,
+            "decoder.deconvs.12",
+            device,
+        )?;
+        m.quantizer
+            .load_state(dict, "quantizer.rvq.layers", device)?;
+        Ok(m)
+    }
+
+    /// Weights and buffers under the reference system's names and layouts.
+    pub fn to_state_dict(&self) -> Result<StateDict, VqvaeError> {
+        let mut d = StateDict::new();
+        for (i, b) in self.encoder.blocks.iter().enumerate() {
+            put_conv(
+                &mut d,
+                &format!("encoder.convs.{}", 4 * i),
+                &b.conv.weight,
+                &b.conv.bias,
+            )?;
+            put_bn(&mut d, &format!("encoder.convs.{}", 4 * i + 1), &b.bn)?;
+        }
+        put_conv(
+            &mut d,
+            "encoder.proj",
+            &self.encoder.proj.weight,
+            &self.encoder.proj.bias,
+        )?;
+        put_conv(
+            &mut d,
+            "decoder.proj",
+            &self.decoder.proj.weight,
+            &self.decoder.proj.bias,
+        )?;
+        for (i, b) in self.decoder.blocks.iter().enumerate() {
+            put_conv(
+                &mut d,
+                &format!("decoder.deconvs.{}", 4 * i),
+                &b.deconv.weight,
+                &b.deconv.bias,
+            )?;
+            put_bn(&mut d, &format!("decoder.deconvs.{}", 4 * i + 1), &b.bn)?;
+        }
+        put_conv(
+            &mut d,
+            "decoder.deconvs.12",
+            &self.decoder.out.weight,
+            &self.decoder.out.bias,
+        )?;
+        self.quantizer.save_state(&mut d, "quantizer.rvq.layers")?;
+        Ok(d)
+    }
+}
+
+fn dims<const N: usize>(dict: &StateDict, name: &str) -> Result<[usize; N], VqvaeError> {
+    let s = weights::shape_of(dict, name)?;
+    s.try_into().map_err(|_| {
+        VqvaeError::InvalidShape(format!("'{name}' should have {N} dimensions, found {s:?}"))
+    })
+}
+
+pub(crate) fn tensor<const D: usize>(
+    dict: &StateDict,
+    name: &str,
+    device: &Device,
+) -> Result<Tensor<D>, VqvaeError> {
+    let t = dict
+        .get(name)
+        .ok_or_else(|| weights::WeightsError::Missing(name.to_string()))?;
+    if t.shape.len() != D {
+        return Err(VqvaeError::InvalidShape(format!(
+            "'{name}' should have {D} dimensions, found {:?}",
+            t.shape
+        )));
+    }
+    Ok(Tensor::from_data(
+        TensorData::new(t.to_f32(), t.shape.clone()),
+        device,
+    ))
+}
+
+/// Replaces a parameter after checking the new value has its shape.
+pub(crate) fn replace<const D: usize>(
+    param: &mut Param<Tensor<D>>,
+    value: Tensor<D>,
+    name: &str,
+) -> Result<(), VqvaeError> {
+    let want = param.shape();
+    if value.shape() != want {
+        return Err(VqvaeError::InvalidShape(format!(
+            "'{name}' has shape {:?}, the model needs {:?}",
+            value.shape().as_slice(),
+            want.as_slice()
+        )));
+    }
+    let require_grad = param.is_require_grad();
+    *param = Param::from_tensor(value).set_require_grad(require_grad);
+    Ok(())
+}
+
+fn set_conv(
+    weight: &mut Param<Tensor<4>>,
+    bias: &mut Option<Param<Tensor<1>>>,
+    dict: &StateDict,
+    prefix: &str,
+    device: &Device,
+) -> Result<(), VqvaeError> {
+    // Conv2d and ConvTranspose2d weights share PyTorch's layouts in Burn.
+    replace(
+        weight,
+        tensor(dict, &format!("{prefix}.weight"), device)?,
+        &format!("{prefix}.weight"),
+    )?;
+    if let Some(b) = bias {
+        replace(
+            b,
+            tensor(dict, &format!("{prefix}.bias"), device)?,
+            &format!("{prefix}.bias"),
+        )?;
+    }
+    Ok(())
+}
+
+fn set_bn(
+    bn: &mut BatchNorm,
+    dict: &StateDict,
+    prefix: &str,
+    device: &Device,
+) -> Result<(), VqvaeError> {
+    replace(
+        &mut bn.gamma,
+        tensor(dict, &format!("{prefix}.weight"), device)?,
+        prefix,
+    )?;
+    replace(
+        &mut bn.beta,
+        tensor(dict, &format!("{prefix}.bias"), device)?,
+        prefix,
+    )?;
+    let n = bn.gamma.shape().dims::<1>()[0];
+    for (name, slot) in [
+        ("running_mean", &mut bn.running_mean),
+        ("running_var", &mut bn.running_var),
+    ] {
+        let t: Tensor<1> = tensor(dict, &format!("{prefix}.{name}"), device)?;
+        if t.dims()[0] != n {
+            return Err(VqvaeError::InvalidShape(format!(
+                "'{prefix}.{name}' has the wrong length"
+            )));
+        }
+        *slot = RunningState::new(t);
+    }
+    Ok(())
+}
+
+pub(crate) fn host<const D: usize>(t: Tensor<D>) -> Result<HostTensor, VqvaeError> {
+    let data = t.to_data();
+    let shape = data.shape().as_slice().to_vec();
+    let v = data
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .map_err(|e| VqvaeError::Data(format!("{e:?}")))?;
+    Ok(HostTensor::f32(shape, v))
+}
+
+fn put_conv(
+    d: &mut StateDict,
+    prefix: &str,
+    weight: &Param<Tensor<4>>,
+    bias: &Option<Param<Tensor<1>>>,
+) -> Result<(), VqvaeError> {
+    d.insert(format!("{prefix}.weight"), host(weight.val())?);
+    if let Some(b) = bias {
+        d.insert(format!("{prefix}.bias"), host(b.val())?);
+    }
+    Ok(())
+}
+
+fn put_bn(d: &mut StateDict, prefix: &str, bn: &BatchNorm) -> Result<(), VqvaeError> {
+    d.insert(format!("{prefix}.weight"), host(bn.gamma.val())?);
+    d.insert(format!("{prefix}.bias"), host(bn.beta.val())?);
+    d.insert(
+        format!("{prefix}.running_mean"),
+        host(bn.running_mean.value())?,
+    );
+    d.insert(
+        format!("{prefix}.running_var"),
+        host(bn.running_var.value())?,
+    );
+    Ok(())
+}

@@ -1,0 +1,443 @@
+//! Residual vector quantisation with EMA codebooks (vector-quantize-pytorch semantics).
+//!
+//! Each level quantises what the previous levels left over (Euclidean nearest code, lowest
+//! index on ties). Training behaviour: k-means initialisation on the first batch, EMA
+//! codebook updates with Laplace-smoothed counts, dead-code restart from batch vectors, and a
+//! commitment loss. Gradients reach the encoder through a straight-through estimator
+//! (the reference used the "rotation trick"; straight-through is the classic VQ-VAE choice and
+//! needs no extra state). Codebook statistics are module state saved with the model, never
+//! touched by the optimiser (`require_grad = false`).
+
+use burn::module::Param;
+use burn::prelude::*;
+use rand::Rng;
+use rand::rngs::StdRng;
+use weights::StateDict;
+
+use crate::VqvaeError;
+use crate::model::{host, replace, tensor};
+
+/// Laplace smoothing of the EMA counts.
+const EPS: f32 = 1e-5;
+
+/// One level's codebook and its EMA statistics.
+#[derive(Module, Debug)]
+pub struct Codebook {
+    /// `[K, D]` code vectors.
+    pub embed: Param<Tensor<2>>,
+    /// `[K, D]` EMA of the summed vectors assigned to each code.
+    pub embed_avg: Param<Tensor<2>>,
+    /// `[K]` EMA of assignment counts.
+    pub cluster_size: Param<Tensor<1>>,
+    /// `[1]`: 1 once k-means initialisation has run.
+    pub initted: Param<Tensor<1>>,
+}
+
+fn buffer<const D: usize>(t: Tensor<D>) -> Param<Tensor<D>> {
+    Param::from_tensor(t).set_require_grad(false)
+}
+
+impl Codebook {
+    fn new(k: usize, d: usize, device: &Device) -> Self {
+        Self {
+            embed: buffer(Tensor::random(
+                [k, d],
+                burn::tensor::Distribution::Normal(0.0, 1.0),
+                device,
+            )),
+            embed_avg: buffer(Tensor::zeros([k, d], device)),
+            cluster_size: buffer(Tensor::zeros([k], device)),
+            initted: buffer(Tensor::zeros([1], device)),
+        }
+    }
+
+    /// Nearest code per row of `x [N, D]`.
+    fn nearest(&self, x: Tensor<2>) -> Tensor<1, Int> {
+        let e = self.embed.val();
+        let x2 = x.clone().powi_scalar(2).sum_dim(1); // [N, 1]
+        let e2 = e.clone().powi_scalar(2).sum_dim(1).transpose(); // [1, K]
+        let dist = x2 + e2 - x.matmul(e.transpose()).mul_scalar(2.0);
+        dist.argmin(1).squeeze_dim(1)
+    }
+}
+
+/// Host copy of a codebook's state, for the training-time updates.
+struct HostCodebook {
+    k: usize,
+    d: usize,
+    embed: Vec<f32>,
+    embed_avg: Vec<f32>,
+    cluster_size: Vec<f32>,
+}
+
+fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .unwrap_or_default()
+}
+
+fn nearest_host(x: &[f32], embed: &[f32], d: usize) -> Vec<usize> {
+    let k = embed.len() / d;
+    x.chunks_exact(d)
+        .map(|v| {
+            let mut best = (f32::INFINITY, 0usize);
+            for c in 0..k {
+                let e = &embed[c * d..(c + 1) * d];
+                let dist: f32 = v.iter().zip(e).map(|(a, b)| (a - b) * (a - b)).sum();
+                if dist < best.0 {
+                    best = (dist, c);
+                }
+            }
+            best.1
+        })
+        .collect()
+}
+
+/// Lloyd's k-means with `iters` iterations, initial centres sampled from the data.
+/// Returns centres `[k, d]` and the final cluster sizes.
+pub fn kmeans(
+    x: &[f32],
+    d: usize,
+    k: usize,
+    iters: usize,
+    rng: &mut StdRng,
+) -> (Vec<f32>, Vec<f32>) {
+    let n = x.len() / d;
+    let mut centres = vec![0.0f32; k * d];
+    if n == 0 {
+        return (centres, vec![0.0; k]);
+    }
+    // Without replacement when there are enough vectors (like the reference's randperm).
+    let mut order: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        order.swap(i, rng.random_range(0..=i));
+    }
+    for c in 0..k {
+        let src = if n >= k {
+            order[c]
+        } else {
+            rng.random_range(0..n)
+        };
+        centres[c * d..(c + 1) * d].copy_from_slice(&x[src * d..(src + 1) * d]);
+    }
+    let mut counts = vec![0.0f32; k];
+    for _ in 0..iters {
+        let assign = nearest_host(x, &centres, d);
+        let mut sums = vec![0.0f32; k * d];
+        counts.iter_mut().for_each(|c| *c = 0.0);
+        for (i, &a) in assign.iter().enumerate() {
+            counts[a] += 1.0;
+            for j in 0..d {
+                sums[a * d + j] += x[i * d + j];
+            }
+        }
+        for c in 0..k {
+            // Empty clusters keep their centre.
+            if counts[c] > 0.0 {
+                for j in 0..d {
+                    centres[c * d + j] = sums[c * d + j] / counts[c];
+                }
+            }
+        }
+    }
+    (centres, counts)
+}
+
+impl HostCodebook {
+    /// EMA update from vectors `x` and their assignments.
+    fn ema_update(&mut self, x: &[f32], assign: &[usize], decay: f32) {
+        let (k, d) = (self.k, self.d);
+        let mut counts = vec![0.0f32; k];
+        let mut sums = vec![0.0f32; k * d];
+        for (i, &a) in assign.iter().enumerate() {
+            counts[a] += 1.0;
+            for j in 0..d {
+                sums[a * d + j] += x[i * d + j];
+            }
+        }
+        for c in 0..k {
+            self.cluster_size[c] = self.cluster_size[c] * decay + counts[c] * (1.0 - decay);
+        }
+        for (a, s) in self.embed_avg.iter_mut().zip(&sums) {
+            *a = *a * decay + s * (1.0 - decay);
+        }
+        let total: f32 = self.cluster_size.iter().sum();
+        for c in 0..k {
+            let smoothed = (self.cluster_size[c] + EPS) / (total + k as f32 * EPS) * total;
+            for j in 0..d {
+                self.embed[c * d + j] = self.embed_avg[c * d + j] / smoothed.max(1e-12);
+            }
+        }
+    }
+
+    /// Codes whose EMA count fell below `threshold` restart at random batch vectors.
+    /// Returns how many were restarted.
+    fn restart_dead(&mut self, x: &[f32], threshold: f32, rng: &mut StdRng) -> usize {
+        let n = x.len() / self.d;
+        if n == 0 || threshold <= 0.0 {
+            return 0;
+        }
+        let d = self.d;
+        let mut restarted = 0;
+        for c in 0..self.k {
+            if self.cluster_size[c] < threshold {
+                let src = rng.random_range(0..n);
+                let v = &x[src * d..(src + 1) * d];
+                self.embed[c * d..(c + 1) * d].copy_from_slice(v);
+                for j in 0..d {
+                    self.embed_avg[c * d + j] = v[j] * threshold;
+                }
+                self.cluster_size[c] = threshold;
+                restarted += 1;
+            }
+        }
+        restarted
+    }
+}
+
+/// Training-time settings of the quantiser.
+#[derive(Debug, Clone, Copy)]
+pub struct RvqTraining {
+    pub decay: f32,
+    pub commitment_weight: f32,
+    pub dead_code_threshold: f32,
+    pub kmeans_iters: usize,
+}
+
+/// What the quantiser returns.
+#[derive(Debug, Clone)]
+pub struct RvqOutput {
+    /// Sum of the chosen codes `[N, D]` (straight-through in training).
+    pub quantized: Tensor<2>,
+    /// `[N, Q]`
+    pub indices: Tensor<2, Int>,
+    /// Weighted commitment loss, `[1]` (zero outside training).
+    pub commit_loss: Tensor<1>,
+    /// Codes restarted per level during this call.
+    pub restarted: Vec<usize>,
+}
+
+#[derive(Module, Debug)]
+pub struct ResidualVq {
+    pub levels: Vec<Codebook>,
+}
+
+impl ResidualVq {
+    pub fn new(num_quantizers: usize, codebook_size: usize, dim: usize, device: &Device) -> Self {
+        Self {
+            levels: (0..num_quantizers)
+                .map(|_| Codebook::new(codebook_size, dim, device))
+                .collect(),
+        }
+    }
+
+    /// Eval-mode quantisation of `x [N, D]`: no statistics change, zero loss.
+    pub fn forward(&self, x: Tensor<2>) -> RvqOutput {
+        let device = x.device();
+        let mut residual = x;
+        let mut total: Option<Tensor<2>> = None;
+        let mut indices = Vec::with_capacity(self.levels.len());
+        for cb in &self.levels {
+            let idx = cb.nearest(residual.clone());
+            let q = cb.embed.val().select(0, idx.clone());
+            residual = residual - q.clone();
+            total = Some(match total {
+                Some(t) => t + q,
+                None => q,
+            });
+            indices.push(idx.unsqueeze_dim::<2>(1));
+        }
+        RvqOutput {
+            quantized: total.unwrap_or_else(|| residual.zeros_like()),
+            indices: Tensor::cat(indices, 1),
+            commit_loss: Tensor::zeros([1], &device),
+            restarted: vec![0; self.levels.len()],
+        }
+    }
+
+    /// Codes only, `[N, Q]`.
+    pub fn encode(&self, x: Tensor<2>) -> Tensor<2, Int> {
+        self.forward(x).indices
+    }
+
+    /// Training-mode quantisation: k-means init on the first call, EMA updates and dead-code
+    /// restarts after assignment, commitment loss, straight-through output.
+    pub fn forward_train(
+        &mut self,
+        x: Tensor<2>,
+        cfg: &RvqTraining,
+        rng: &mut StdRng,
+    ) -> RvqOutput {
+        let device = x.device();
+        let [n, d] = x.dims();
+        let mut residual = x.clone();
+        let mut total: Option<Tensor<2>> = None;
+        let mut loss: Option<Tensor<1>> = None;
+        let mut indices = Vec::with_capacity(self.levels.len());
+        let mut restarted = Vec::with_capacity(self.levels.len());
+        for cb in &mut self.levels {
+            let r_host = to_vec(residual.clone().detach());
+            let k = cb.embed.shape().dims::<2>()[0];
+            let mut state = HostCodebook {
+                k,
+                d,
+                embed: to_vec(cb.embed.val()),
+                embed_avg: to_vec(cb.embed_avg.val()),
+                cluster_size: to_vec(cb.cluster_size.val()),
+            };
+            if to_vec(cb.initted.val()).first().copied().unwrap_or(0.0) < 0.5 {
+                let (centres, counts) = kmeans(&r_host, d, k, cfg.kmeans_iters, rng);
+                // Running sums consistent with the counts, so the first EMA step keeps the
+                // centres (vector-quantize-pytorch stores the bare centres here, which drags
+                // every code toward the origin on the first update).
+                state.embed_avg = centres
+                    .chunks_exact(d)
+                    .zip(&counts)
+                    .flat_map(|(c, &n)| c.iter().map(move |v| v * n))
+                    .collect();
+                state.embed = centres;
+                state.cluster_size = counts;
+                cb.initted = buffer(Tensor::ones([1], &device));
+            }
+            let assign = nearest_host(&r_host, &state.embed, d);
+            let chosen: Vec<f32> = assign
+                .iter()
+                .flat_map(|&a| state.embed[a * d..(a + 1) * d].iter().copied())
+                .collect();
+            let q = Tensor::<2>::from_data(TensorData::new(chosen, [n, d]), &device);
+            let level_loss = (q.clone() - residual.clone()).powi_scalar(2).mean();
+            loss = Some(match loss {
+                Some(l) => l + level_loss,
+                None => level_loss,
+            });
+            state.ema_update(&r_host, &assign, cfg.decay);
+            restarted.push(state.restart_dead(&r_host, cfg.dead_code_threshold, rng));
+            cb.embed = buffer(Tensor::from_data(
+                TensorData::new(state.embed, [k, d]),
+                &device,
+            ));
+            cb.embed_avg = buffer(Tensor::from_data(
+                TensorData::new(state.embed_avg, [k, d]),
+                &device,
+            ));
+            cb.cluster_size = buffer(Tensor::from_data(
+                TensorData::new(state.cluster_size, [k]),
+                &device,
+            ));
+            let idx: Vec<i64> = assign.iter().map(|&a| a as i64).collect();
+            indices.push(Tensor::<2, Int>::from_data(
+                TensorData::new(idx, [n, 1]),
+                &device,
+            ));
+            residual = residual - q.clone();
+            total = Some(match total {
+                Some(t) => t + q,
+                None => q,
+            });
+        }
+        let total = total.unwrap_or_else(|| x.zeros_like());
+        // Straight-through: forward value is the quantised sum, gradient flows to `x`.
+        let quantized = x.clone() + (total - x).detach();
+        RvqOutput {
+            quantized,
+            indices: Tensor::cat(indices, 1),
+            commit_loss: loss
+                .map(|l| l.mul_scalar(cfg.commitment_weight))
+                .unwrap_or_else(|| Tensor::zeros([1], &device)),
+            restarted,
+        }
+    }
+
+    /// Sum of the codes `indices [N, Q]` → `[N, D]`.
+    pub fn decode(&self, indices: Tensor<2, Int>) -> Result<Tensor<2>, VqvaeError> {
+        let [n, q] = indices.dims();
+        if q != self.levels.len() {
+            return Err(VqvaeError::InvalidShape(format!(
+                "{q} code levels given, the model has {}",
+                self.levels.len()
+            )));
+        }
+        let k = self
+            .levels
+            .first()
+            .map(|c| c.embed.shape().dims::<2>()[0])
+            .unwrap_or(0) as i64;
+        let max = indices.clone().max().into_scalar::<i64>();
+        let min = indices.clone().min().into_scalar::<i64>();
+        if n > 0 && (min < 0 || max >= k) {
+            return Err(VqvaeError::InvalidShape(format!(
+                "code values must be in 0..{k}, found {min}..={max}"
+            )));
+        }
+        let mut total: Option<Tensor<2>> = None;
+        for (l, cb) in self.levels.iter().enumerate() {
+            let idx = indices.clone().slice([0..n, l..l + 1]).squeeze_dim(1);
+            let v = cb.embed.val().select(0, idx);
+            total = Some(match total {
+                Some(t) => t + v,
+                None => v,
+            });
+        }
+        total.ok_or_else(|| VqvaeError::InvalidShape("no quantizer levels".into()))
+    }
+
+    pub(crate) fn load_state(
+        &mut self,
+        dict: &StateDict,
+        prefix: &str,
+        device: &Device,
+    ) -> Result<(), VqvaeError> {
+        for (i, cb) in self.levels.iter_mut().enumerate() {
+            let p = format!("{prefix}.{i}._codebook");
+            // The reference stores one head: [1, K, D] and [1, K].
+            let embed: Tensor<3> = tensor(dict, &format!("{p}.embed"), device)?;
+            replace(&mut cb.embed, embed.squeeze_dim(0), &format!("{p}.embed"))?;
+            let avg: Tensor<3> = tensor(dict, &format!("{p}.embed_avg"), device)?;
+            replace(
+                &mut cb.embed_avg,
+                avg.squeeze_dim(0),
+                &format!("{p}.embed_avg"),
+            )?;
+            let size: Tensor<2> = tensor(dict, &format!("{p}.cluster_size"), device)?;
+            replace(
+                &mut cb.cluster_size,
+                size.squeeze_dim(0),
+                &format!("{p}.cluster_size"),
+            )?;
+            let initted = dict
+                .get(&format!("{p}.initted"))
+                .map(|t| t.to_f32().first().copied().unwrap_or(0.0))
+                .unwrap_or(1.0);
+            cb.initted = buffer(Tensor::from_data(
+                TensorData::new(vec![initted], [1]),
+                device,
+            ));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn save_state(&self, d: &mut StateDict, prefix: &str) -> Result<(), VqvaeError> {
+        for (i, cb) in self.levels.iter().enumerate() {
+            let p = format!("{prefix}.{i}._codebook");
+            let mut embed = host(cb.embed.val())?;
+            embed.shape.insert(0, 1);
+            d.insert(format!("{p}.embed"), embed);
+            let mut avg = host(cb.embed_avg.val())?;
+            avg.shape.insert(0, 1);
+            d.insert(format!("{p}.embed_avg"), avg);
+            let mut size = host(cb.cluster_size.val())?;
+            size.shape.insert(0, 1);
+            d.insert(format!("{p}.cluster_size"), size);
+            let initted = to_vec(cb.initted.val()).first().copied().unwrap_or(0.0) > 0.5;
+            d.insert(
+                format!("{p}.initted"),
+                weights::HostTensor {
+                    shape: vec![],
+                    data: weights::HostData::Bool(vec![initted]),
+                },
+            );
+        }
+        Ok(())
+    }
+}

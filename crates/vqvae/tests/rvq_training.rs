@@ -1,0 +1,174 @@
+//! Training behaviour of the residual quantiser on synthetic data.
+
+use burn::prelude::*;
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use vqvae::{ResidualVq, RvqTraining};
+
+fn cfg() -> RvqTraining {
+    RvqTraining {
+        decay: 0.8,
+        commitment_weight: 0.25,
+        dead_code_threshold: 2.0,
+        kmeans_iters: 10,
+    }
+}
+
+/// `n` points around `centres` well-separated cluster centres in `d` dimensions.
+fn clustered(n: usize, centres: usize, d: usize, rng: &mut StdRng) -> (Vec<f32>, Vec<f32>) {
+    let c: Vec<f32> = (0..centres * d)
+        .map(|_| rng.random_range(-10.0..10.0))
+        .collect();
+    let x: Vec<f32> = (0..n)
+        .flat_map(|i| {
+            let k = i % centres;
+            (0..d)
+                .map(|j| c[k * d + j] + rng.random_range(-0.05..0.05))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    (x, c)
+}
+
+fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .expect("f32")
+}
+
+#[test]
+fn kmeans_init_spreads_the_codes_over_clustered_data() {
+    let device = Device::flex();
+    let mut rng = StdRng::seed_from_u64(1);
+    let (x, _) = clustered(600, 24, 8, &mut rng);
+    let mut rvq = ResidualVq::new(1, 32, 8, &device);
+    let input = Tensor::<2>::from_data(TensorData::new(x, [600, 8]), &device);
+    let out = rvq.forward_train(input, &cfg(), &mut rng);
+    let mut used: Vec<i64> = out
+        .indices
+        .into_data()
+        .convert::<i64>()
+        .try_to_vec::<i64>()
+        .expect("ints");
+    used.sort();
+    used.dedup();
+    assert!(
+        used.len() as f64 / 32.0 > 0.5,
+        "utilisation {} / 32",
+        used.len()
+    );
+    assert!(host(rvq.levels[0].initted.val())[0] > 0.5);
+}
+
+#[test]
+fn ema_moves_codes_toward_their_vectors() {
+    let device = Device::flex();
+    let mut rng = StdRng::seed_from_u64(2);
+    let (x, _) = clustered(400, 2, 6, &mut rng);
+    let mut rvq = ResidualVq::new(1, 2, 6, &device);
+    // No restarts here: this test isolates the EMA update.
+    let cfg = RvqTraining {
+        dead_code_threshold: 0.0,
+        ..cfg()
+    };
+    let input = Tensor::<2>::from_data(TensorData::new(x.clone(), [400, 6]), &device);
+    rvq.forward_train(input, &cfg, &mut rng);
+    let before = host(rvq.levels[0].embed.val());
+    // Shift every vector by +1: with decay 0.8, ten EMA steps move each used code by
+    // 1 - 0.8^10 = 0.89 toward the new mean of its vectors.
+    let shifted: Vec<f32> = x.iter().map(|v| v + 1.0).collect();
+    let s = Tensor::<2>::from_data(TensorData::new(shifted, [400, 6]), &device);
+    for _ in 0..10 {
+        rvq.forward_train(s.clone(), &cfg, &mut rng);
+    }
+    let after = host(rvq.levels[0].embed.val());
+    // Precondition (deterministic for this seed): k-means gave each cluster its own code.
+    let sizes = host(rvq.levels[0].cluster_size.val());
+    assert!(
+        sizes.iter().all(|&n| (n - 200.0).abs() < 1.0),
+        "cluster sizes {sizes:?}"
+    );
+    for c in 0..2 {
+        for j in 0..6 {
+            let moved = after[c * 6 + j] - before[c * 6 + j];
+            assert!(
+                (moved - 0.893).abs() < 0.01,
+                "code {c} dim {j} moved {moved}"
+            );
+        }
+    }
+}
+
+#[test]
+fn dead_codes_are_restarted_from_batch_vectors() {
+    let device = Device::flex();
+    let mut rng = StdRng::seed_from_u64(3);
+    let (x, _) = clustered(200, 2, 4, &mut rng);
+    let mut rvq = ResidualVq::new(1, 8, 4, &device);
+    let both = Tensor::<2>::from_data(TensorData::new(x.clone(), [200, 4]), &device);
+    rvq.forward_train(both, &cfg(), &mut rng);
+    // From now on only cluster 0 (even rows) is seen: the codes that served cluster 1 get no
+    // assignments, their EMA counts decay below the threshold and they restart on cluster 0.
+    let first: Vec<f32> = x.chunks_exact(4).step_by(2).flatten().copied().collect();
+    let batch = Tensor::<2>::from_data(TensorData::new(first.clone(), [100, 4]), &device);
+    let mut restarted = 0;
+    for _ in 0..30 {
+        restarted += rvq.forward_train(batch.clone(), &cfg(), &mut rng).restarted[0];
+    }
+    assert!(restarted > 0, "no code was restarted");
+    let embed = host(rvq.levels[0].embed.val());
+    for c in 0..8 {
+        let e = &embed[c * 4..(c + 1) * 4];
+        let nearest = first
+            .chunks_exact(4)
+            .map(|v| v.iter().zip(e).map(|(a, b)| (a - b).powi(2)).sum::<f32>())
+            .fold(f32::INFINITY, f32::min);
+        assert!(
+            nearest < 0.5,
+            "code {c} is {nearest} away from the data it now serves"
+        );
+    }
+}
+
+#[test]
+fn commitment_loss_is_zero_when_inputs_sit_on_codes() {
+    let device = Device::flex();
+    let mut rng = StdRng::seed_from_u64(4);
+    let mut rvq = ResidualVq::new(2, 8, 4, &device);
+    let (x, _) = clustered(64, 8, 4, &mut rng);
+    let input = Tensor::<2>::from_data(TensorData::new(x, [64, 4]), &device);
+    rvq.forward_train(input, &cfg(), &mut rng);
+    // Inputs equal to level-0 codes: level 0 is exact, the residual is zero, and level 1's
+    // nearest code to zero leaves a loss unless it is zero too — so check level 0 alone.
+    let mut single = ResidualVq::new(1, 8, 4, &device);
+    single.levels[0] = rvq.levels[0].clone();
+    let codes = single.levels[0].embed.val();
+    let out = single.forward_train(
+        codes,
+        &RvqTraining {
+            decay: 1.0 - 1e-6,
+            ..cfg()
+        },
+        &mut rng,
+    );
+    let loss = out.commit_loss.into_scalar::<f32>();
+    assert!(loss.abs() < 1e-9, "commitment loss {loss}");
+}
+
+#[test]
+fn straight_through_passes_gradients_to_the_input() {
+    let device = Device::flex().autodiff();
+    let mut rng = StdRng::seed_from_u64(5);
+    let mut rvq = ResidualVq::new(2, 8, 4, &device);
+    let x = Tensor::<2>::random(
+        [32, 4],
+        burn::tensor::Distribution::Normal(0.0, 1.0),
+        &device,
+    )
+    .require_grad();
+    let out = rvq.forward_train(x.clone(), &cfg(), &mut rng);
+    let loss = out.quantized.sum() + out.commit_loss.sum();
+    let grads = loss.backward();
+    let g = x.grad(&grads).expect("input receives a gradient");
+    assert!(host(g).iter().any(|v| v.abs() > 0.0));
+}

@@ -1,0 +1,204 @@
+//! End-to-end tests of the `distill` binary.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn fixture_model() -> PathBuf {
+    root().join("tests/fixtures/upstream-drums20/model.distill")
+}
+
+fn distill(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_distill"))
+        .args(args)
+        .output()
+        .expect("binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn info_json(path: &Path) -> serde_json::Value {
+    let o = distill(&["info", path.to_str().expect("utf-8 path"), "--json"]);
+    assert!(o.status.success(), "info failed: {}", stderr(&o));
+    serde_json::from_str(&stdout(&o)).expect("info --json prints JSON")
+}
+
+#[test]
+fn help_names_the_default_backend_and_the_train_flags() {
+    let o = distill(&["--help"]);
+    assert!(o.status.success());
+    let text = stdout(&o);
+    assert!(text.contains("--backend"));
+    assert!(text.contains("Default: flex"), "{text}");
+    let o = distill(&["train", "--help"]);
+    assert!(o.status.success());
+    let text = stdout(&o);
+    for flag in [
+        "--epochs",
+        "--hidden-size",
+        "--layers",
+        "--heads",
+        "--lr",
+        "--batch-size",
+        "--seed",
+        "--backend",
+    ] {
+        assert!(text.contains(flag), "train --help lacks {flag}");
+    }
+}
+
+#[test]
+fn info_reads_the_reference_model() {
+    let j = info_json(&fixture_model());
+    assert_eq!(j["format"], "reference-pytorch");
+    assert_eq!(j["has_prior"], true);
+    assert_eq!(j["vqvae_config"]["codebook_size"], 64);
+    assert_eq!(j["vqvae_config"]["num_quantizers"], 3);
+    assert_eq!(j["vqvae_config"]["decay"], 0.8);
+    assert_eq!(j["prior_config"]["hidden_size"], 128);
+    assert_eq!(j["prior_config"]["num_layers"], 2);
+    assert_eq!(j["prior_config"]["seq_len"], 144);
+    assert_eq!(j["spectrogram_config"]["n_mels"], 128);
+    assert_eq!(j["spectrogram_config"]["f_max"], serde_json::Value::Null);
+    // Counts documented for the reference model: 842,753 trainable VQ-VAE parameters and
+    // 432,000 prior parameters.
+    assert_eq!(j["parameters"]["vqvae"], 842_753);
+    assert_eq!(j["parameters"]["prior"], 432_000);
+    assert_eq!(j["metadata"]["dataset_name"], "drums20");
+    assert_eq!(j["prior_metadata"]["epochs_trained"], 20);
+
+    let o = distill(&["info", fixture_model().to_str().expect("utf-8")]);
+    assert!(o.status.success());
+    let text = stdout(&o);
+    assert!(text.contains("432,000"), "{text}");
+    assert!(text.contains("level_0"), "{text}");
+}
+
+#[test]
+fn import_then_info_reports_the_same_model() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("ours.distill");
+    let o = distill(&[
+        "import",
+        fixture_model().to_str().expect("utf-8"),
+        "-o",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert!(o.status.success(), "import failed: {}", stderr(&o));
+    let ours = info_json(&out);
+    let reference = info_json(&fixture_model());
+    assert_eq!(ours["format"], "distill-safetensors");
+    for key in [
+        "vqvae_config",
+        "prior_config",
+        "spectrogram_config",
+        "parameters",
+        "prior",
+        "metadata",
+        "prior_metadata",
+        "codebook_health_snapshot",
+    ] {
+        assert_eq!(ours[key], reference[key], "{key} differs after import");
+    }
+    // No temporary files are left behind.
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+}
+
+#[test]
+fn bad_model_files_give_one_line_errors_naming_the_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("empty.distill", vec![]),
+        ("text.distill", b"hello, I am not a model\n".to_vec()),
+        (
+            "truncated.distill",
+            std::fs::read(fixture_model()).expect("fixture")[..4000].to_vec(),
+        ),
+    ];
+    for (name, bytes) in cases {
+        let p = dir.path().join(name);
+        std::fs::write(&p, bytes).expect("write");
+        let o = distill(&["info", p.to_str().expect("utf-8")]);
+        assert_eq!(o.status.code(), Some(1), "{name}");
+        let err = stderr(&o);
+        assert!(err.starts_with("error: "), "{name}: {err}");
+        assert!(
+            err.contains(name),
+            "{name}: error does not name the file: {err}"
+        );
+        assert_eq!(err.trim_end().lines().count(), 1, "{name}: {err}");
+        assert!(!err.contains("panicked"), "{name}: {err}");
+    }
+    let o = distill(&[
+        "info",
+        dir.path().join("missing.distill").to_str().expect("utf-8"),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("missing.distill"));
+}
+
+#[test]
+fn scan_reports_usable_files_and_problems() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path();
+    for f in ["drum_snare_hard.flac", "drum_splash_hard.flac"] {
+        std::fs::copy(root().join("examples/drums").join(f), data.join(f)).expect("copy");
+    }
+    std::fs::create_dir(data.join("sub")).expect("mkdir");
+    std::fs::copy(
+        root().join("examples/drums/drum_roll.flac"),
+        data.join("sub/roll.wav"),
+    )
+    .expect("copy");
+    std::fs::write(data.join("notes.txt"), b"not audio").expect("write");
+    std::fs::write(data.join("broken.wav"), b"RIFF\x24\x00\x00\x00WAVEfmt ").expect("write");
+    std::fs::write(data.join(".hidden.wav"), b"ignored").expect("write");
+    let o = distill(&["scan", data.to_str().expect("utf-8"), "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let j: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
+    assert_eq!(j["totals"]["files"], 5, "hidden file skipped");
+    assert_eq!(
+        j["totals"]["usable"], 3,
+        "flac content under a .wav name is still read"
+    );
+    let files = j["files"].as_array().expect("files");
+    let by_name = |n: &str| {
+        files
+            .iter()
+            .find(|f| f["path"].as_str().is_some_and(|p| p.ends_with(n)))
+            .unwrap_or_else(|| panic!("{n} listed"))
+    };
+    assert_eq!(by_name("roll.wav")["info"]["sample_rate"], 44_100);
+    assert_eq!(by_name("notes.txt")["problems"][0]["kind"], "unsupported");
+    assert!(by_name("broken.wav")["info"].is_null());
+
+    let o = distill(&["scan", data.to_str().expect("utf-8")]);
+    let text = stdout(&o);
+    assert!(text.contains("SKIP  notes.txt"), "{text}");
+    assert!(text.contains("3 usable"), "{text}");
+
+    let empty = tempfile::tempdir().expect("temp dir");
+    let o = distill(&["scan", empty.path().to_str().expect("utf-8")]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "no usable audio is a non-zero exit"
+    );
+    let o = distill(&["scan", data.join("nope").to_str().expect("utf-8")]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("nope"));
+}
