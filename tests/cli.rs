@@ -202,3 +202,80 @@ fn scan_reports_usable_files_and_problems() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("nope"));
 }
+
+#[test]
+fn encode_matches_the_reference_codes_and_decode_writes_audio() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let codes = dir.path().join("codes.json");
+    let audio = root().join("tests/fixtures/upstream-drums20/audio/drum_roll.flac");
+    // The fixture's `mel_indices` are the reference's codes for this file's 2 s from 1.0 s,
+    // peak-normalised.
+    let o = distill(&[
+        "encode",
+        "--model",
+        fixture_model().to_str().expect("utf-8"),
+        audio.to_str().expect("utf-8"),
+        "--start",
+        "1.0",
+        "--duration",
+        "2.0",
+        "-o",
+        codes.to_str().expect("utf-8"),
+    ]);
+    assert!(o.status.success(), "encode failed: {}", stderr(&o));
+    let j: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&codes).expect("codes written")).expect("json");
+    assert_eq!(j["grid"], serde_json::json!([8, 12]));
+    assert_eq!(j["shape"], serde_json::json!([96, 3]));
+    assert_eq!(j["time_major"].as_array().map(Vec::len), Some(3));
+    let got: Vec<i64> = j["codes"]
+        .as_array()
+        .expect("codes")
+        .iter()
+        .flat_map(|r| {
+            r.as_array()
+                .expect("row")
+                .iter()
+                .map(|v| v.as_i64().expect("int"))
+        })
+        .collect();
+    let vectors = std::fs::read(root().join("tests/fixtures/upstream-drums20/vectors.safetensors"))
+        .expect("vectors");
+    let (t, _) = weights::st::from_bytes(&vectors).expect("parse");
+    let expected = t["mel_indices"].to_i64("mel_indices").expect("ints");
+    let equal = got.iter().zip(&expected).filter(|(a, b)| a == b).count();
+    let share = equal as f64 / expected.len() as f64;
+    assert!(
+        share >= 0.99,
+        "only {:.1}% of codes equal the reference's",
+        share * 100.0
+    );
+
+    let wav = dir.path().join("back.wav");
+    let o = distill(&[
+        "decode",
+        "--model",
+        fixture_model().to_str().expect("utf-8"),
+        codes.to_str().expect("utf-8"),
+        "-o",
+        wav.to_str().expect("utf-8"),
+        "--sample-rate",
+        "44100",
+    ]);
+    assert!(o.status.success(), "decode failed: {}", stderr(&o));
+    let r = hound::WavReader::open(&wav).expect("valid wav");
+    assert_eq!(r.spec().sample_rate, 44_100);
+    assert_eq!(r.duration(), 88_200, "exactly the encoded 2 s");
+
+    std::fs::write(dir.path().join("bad.json"), b"{\"format\": \"x\"}").expect("write");
+    let o = distill(&[
+        "decode",
+        "--model",
+        fixture_model().to_str().expect("utf-8"),
+        dir.path().join("bad.json").to_str().expect("utf-8"),
+        "-o",
+        wav.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("bad.json"), "{}", stderr(&o));
+}

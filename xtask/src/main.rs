@@ -1,4 +1,7 @@
-//! Project automation: `cargo xtask ci` (format check, lints, tests) and `cargo xtask bench`.
+//! Project automation:
+//! * `cargo xtask ci` — format check, clippy (warnings denied), tests;
+//! * `cargo xtask bench <name> [args]` — runs a benchmark of the `distill` binary, which
+//!   writes `target/bench/<name>.json`.
 
 use std::process::Command;
 
@@ -18,7 +21,7 @@ fn cargo(args: &[&str]) -> anyhow::Result<()> {
 }
 
 /// The test command README.md documents; CI runs exactly this.
-pub const TEST_ARGS: &[&str] = &["test", "--workspace"];
+const TEST_ARGS: &[&str] = &["test", "--workspace"];
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -36,8 +39,25 @@ fn main() -> anyhow::Result<()> {
             cargo(TEST_ARGS)
         }
         Some("test") => cargo(TEST_ARGS),
+        Some("bench") => {
+            let Some(name) = args.get(1) else {
+                bail!("usage: cargo xtask bench <audio> [--data DIR] [--max-files N]");
+            };
+            // Same profile and feature set as the tests, so nothing is rebuilt for benches.
+            let mut run = vec![
+                "run",
+                "--quiet",
+                "--bin",
+                "distill",
+                "--",
+                "bench",
+                name.as_str(),
+            ];
+            run.extend(args[2..].iter().map(String::as_str));
+            cargo(&run)
+        }
         _ => {
-            eprintln!("usage: cargo xtask ci | test");
+            eprintln!("usage: cargo xtask ci | test | bench <name> [args]");
             bail!("unknown or missing task")
         }
     }

@@ -58,7 +58,8 @@ pub fn mel_filterbank(
     let mut fb = vec![0.0f32; n_freqs * n_mels];
     for (i, &f) in all_freqs.iter().enumerate() {
         for m in 0..n_mels {
-            let down = (-1.0f32 * (f_pts[m] - f)) / f_diff[m];
+            // torch: (-1.0 * (f_pts - f)) / f_diff; IEEE negation makes this identical.
+            let down = (f - f_pts[m]) / f_diff[m];
             let up = (f_pts[m + 2] - f) / f_diff[m + 1];
             fb[i * n_mels + m] = down.min(up).max(0.0);
         }

@@ -6,6 +6,9 @@
 //! but not correctly rounded, and the mel filter edges inherit the difference; this is our
 //! own implementation of that algorithm (positive finite bases only).
 
+// The constants are exact decimal expansions of the algorithm's f32 values.
+#![allow(clippy::excessive_precision)]
+
 /// A value as an unevaluated sum `hi + lo` of two floats.
 #[derive(Clone, Copy)]
 struct Df {

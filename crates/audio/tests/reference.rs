@@ -109,3 +109,35 @@ fn end_to_end_from_the_source_file() {
         "mel below 15 kHz relative L2 error {err_low}"
     );
 }
+
+/// Our non-negative inverse is at least as close to the true linear power spectrum as the
+/// reference's clamped least squares (`inv_mel_linear`), measured on the fixture's audio.
+#[test]
+fn nonneg_inverse_is_closer_to_the_true_spectrum_than_the_reference() {
+    use audio::stft::Stft;
+    use audio::vocoder::InverseMel;
+    let v = vectors();
+    let wave = floats(&v, "wave_in");
+    let cfg = SpectrogramConfig::default();
+    let spec = Stft::new(2048, 512).forward(&wave);
+    let frames = spec.frames;
+    // True power, [bins][frames] like inv_mel_linear.
+    let mut truth = vec![0.0f32; 1025 * frames];
+    for t in 0..frames {
+        for (f, c) in spec.frame(t).iter().enumerate() {
+            truth[f * frames + t] = c.norm_sqr();
+        }
+    }
+    let mel = MelSpectrogram::new(cfg.clone()).power_mel(&wave);
+    let ours = InverseMel::new(&cfg).nonneg(&mel, frames, 30);
+    let reference = floats(&v, "inv_mel_linear");
+    let ours_err = rel_l2(&ours, &truth);
+    let ref_err = rel_l2(&reference, &truth);
+    assert!(
+        ours_err <= ref_err,
+        "ours {ours_err:.4} vs reference {ref_err:.4}"
+    );
+    // And our clamped least squares reproduces the reference's own estimate.
+    let ls = InverseMel::new(&cfg).least_squares(&mel, frames);
+    assert!(rel_l2(&ls, &reference) < 1e-3);
+}

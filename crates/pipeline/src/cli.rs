@@ -36,6 +36,9 @@ pub enum Command {
     Decode(DecodeArgs),
     /// Train the VQ-VAE and the prior on a folder of sounds.
     Train(TrainArgs),
+    /// Run a benchmark and write target/bench/<name>.json (used by `cargo xtask bench`).
+    #[command(hide = true)]
+    Bench(BenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -96,6 +99,21 @@ pub struct DecodeArgs {
     /// Output sample rate (audio is resampled, never relabelled).
     #[arg(long, default_value_t = 48_000)]
     pub sample_rate: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Which benchmark: audio.
+    pub name: String,
+    /// Folder of recordings to use.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// At most this many recordings.
+    #[arg(long, default_value_t = 4)]
+    pub max_files: usize,
+    /// Directory whose target/bench/ receives the report.
+    #[arg(long, default_value = ".")]
+    pub root: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -168,6 +186,22 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Import(args) => commands::import::run(&args),
         Command::Encode(args) => commands::codes::encode(&args, &cli.backend.device()?),
         Command::Decode(args) => commands::codes::decode(&args, &cli.backend.device()?),
+        Command::Bench(args) => {
+            let report = match args.name.as_str() {
+                "audio" => crate::bench::audio(
+                    &args
+                        .data
+                        .clone()
+                        .unwrap_or_else(|| PathBuf::from("examples/drums")),
+                    args.max_files,
+                )?,
+                other => anyhow::bail!("unknown benchmark '{other}' (available: audio)"),
+            };
+            let path = crate::bench::write_report(&args.root, &args.name, &report)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            eprintln!("wrote {}", path.display());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Train(_) => anyhow::bail!(
             "training is not available in this build yet; `distill info` and `distill import` work on existing models"
         ),

@@ -1,6 +1,7 @@
 //! The `distill` command-line tool: orchestration and file I/O around the model crates.
 
 pub mod backend;
+pub mod bench;
 pub mod cli;
 pub mod commands;
 pub mod fsutil;

@@ -143,7 +143,7 @@ impl PriorConfig {
                 return invalid(format!("{name} must be positive, got 0"));
             }
         }
-        if self.hidden_size % self.num_heads != 0 {
+        if !self.hidden_size.is_multiple_of(self.num_heads) {
             return invalid(format!(
                 "num_heads ({}) must divide hidden_size ({})",
                 self.num_heads, self.hidden_size
@@ -184,7 +184,7 @@ impl PriorConfig {
                 return invalid("num_quantizers must be positive, got 0".into());
             }
             if let Some(s) = self.seq_len
-                && s % q != 0
+                && !s.is_multiple_of(q)
             {
                 return invalid(format!(
                     "seq_len ({s}) must be a multiple of num_quantizers ({q})"

@@ -64,7 +64,7 @@ impl PriorShape {
                 return bad(format!("{name} must be positive"));
             }
         }
-        if self.hidden_size % self.num_heads != 0 {
+        if !self.hidden_size.is_multiple_of(self.num_heads) {
             return bad(format!(
                 "num_heads ({}) must divide hidden_size ({})",
                 self.num_heads, self.hidden_size
@@ -436,7 +436,7 @@ pub fn unflatten_codes(
     num_quantizers: usize,
 ) -> Result<Tensor<3, Int>, PriorError> {
     let [b, t] = tokens.dims();
-    if num_quantizers == 0 || t % num_quantizers != 0 {
+    if num_quantizers == 0 || !t.is_multiple_of(num_quantizers) {
         return Err(PriorError::NotMultiple {
             len: t,
             levels: num_quantizers,

@@ -156,8 +156,8 @@ impl HostCodebook {
                 sums[a * d + j] += x[i * d + j];
             }
         }
-        for c in 0..k {
-            self.cluster_size[c] = self.cluster_size[c] * decay + counts[c] * (1.0 - decay);
+        for (size, n) in self.cluster_size.iter_mut().zip(&counts) {
+            *size = *size * decay + n * (1.0 - decay);
         }
         for (a, s) in self.embed_avg.iter_mut().zip(&sums) {
             *a = *a * decay + s * (1.0 - decay);
@@ -185,8 +185,8 @@ impl HostCodebook {
                 let src = rng.random_range(0..n);
                 let v = &x[src * d..(src + 1) * d];
                 self.embed[c * d..(c + 1) * d].copy_from_slice(v);
-                for j in 0..d {
-                    self.embed_avg[c * d + j] = v[j] * threshold;
+                for (a, x) in self.embed_avg[c * d..(c + 1) * d].iter_mut().zip(v) {
+                    *a = x * threshold;
                 }
                 self.cluster_size[c] = threshold;
                 restarted += 1;

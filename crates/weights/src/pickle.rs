@@ -146,7 +146,7 @@ pub fn load(data: &[u8], resolver: &mut dyn Resolver) -> Result<Value> {
         stack.last_mut().ok_or_else(|| err("stack underflow"))
     }
     fn set_items(target: &mut Value, items: Vec<Value>) -> Result<()> {
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             return Err(err("odd number of items for SETITEMS"));
         }
         let Value::Dict(d) = target else {

@@ -57,7 +57,7 @@ pub fn to_bytes(tensors: &StateDict, metadata: &BTreeMap<String, String>) -> Res
     }
     let mut header_bytes =
         serde_json::to_vec(&header).map_err(|e| corrupt(format!("header: {e}")))?;
-    while header_bytes.len() % 8 != 0 {
+    while !header_bytes.len().is_multiple_of(8) {
         header_bytes.push(b' ');
     }
     let mut out = Vec::with_capacity(8 + header_bytes.len() + payload.len());
