@@ -202,8 +202,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             eprintln!("wrote {}", path.display());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Train(_) => anyhow::bail!(
-            "training is not available in this build yet; `distill info` and `distill import` work on existing models"
-        ),
+        Command::Train(args) => crate::train::run(&args, &cli.backend.device()?),
     }
 }

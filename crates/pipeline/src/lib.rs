@@ -8,3 +8,4 @@ pub mod fsutil;
 pub mod modelfile;
 pub mod models;
 pub mod progress;
+pub mod train;

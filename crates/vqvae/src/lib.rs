@@ -1,10 +1,12 @@
 //! Convolutional VQ-VAE with residual vector quantisation over log-mel spectrograms.
 
 mod config;
+pub mod loss;
 pub mod model;
 pub mod rvq;
 
 pub use config::{VqvaeConfig, get_adaptive_vqvae_config};
+pub use loss::{LevelHealth, codebook_health, multi_scale_mel_loss};
 pub use model::{ConvVqvae, VqvaeOutput, VqvaeShape};
 pub use rvq::{ResidualVq, RvqOutput, RvqTraining};
 

@@ -17,7 +17,8 @@ use burn::tensor::ops::PadMode;
 use weights::{HostTensor, StateDict};
 
 use crate::VqvaeError;
-use crate::rvq::ResidualVq;
+use crate::rvq::{ResidualVq, RvqTraining};
+use rand::rngs::StdRng;
 
 const CHANNELS: [usize; 5] = [1, 32, 64, 128, 256];
 /// Total downsampling of the encoder (four stride-2 convolutions).
@@ -220,6 +221,29 @@ impl ConvVqvae {
         let [b, d, h, w] = z.dims();
         let flat = z.permute([0, 2, 3, 1]).reshape([b * h * w, d]);
         let q = self.quantizer.forward(flat);
+        let quantized = q.quantized.reshape([b, h, w, d]).permute([0, 3, 1, 2]);
+        let recon = self.decode(quantized, (n_mels, frames));
+        VqvaeOutput {
+            recon,
+            indices: q.indices.reshape([b, h * w, self.shape.num_quantizers]),
+            commit_loss: q.commit_loss,
+            grid: (h, w),
+        }
+    }
+
+    /// Training pass: the quantiser updates its codebooks (k-means init, EMA, dead-code
+    /// restarts) and returns the weighted commitment loss; gradients pass straight through.
+    pub fn forward_train(
+        &mut self,
+        mel: Tensor<4>,
+        rvq: &RvqTraining,
+        rng: &mut StdRng,
+    ) -> VqvaeOutput {
+        let [_, _, n_mels, frames] = mel.dims();
+        let z = self.encode(mel);
+        let [b, d, h, w] = z.dims();
+        let flat = z.permute([0, 2, 3, 1]).reshape([b * h * w, d]);
+        let q = self.quantizer.forward_train(flat, rvq, rng);
         let quantized = q.quantized.reshape([b, h, w, d]).permute([0, 3, 1, 2]);
         let recon = self.decode(quantized, (n_mels, frames));
         VqvaeOutput {

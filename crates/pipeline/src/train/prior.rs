@@ -1,0 +1,312 @@
+//! Stage 2: the prior, trained on codes of the frozen VQ-VAE in time-major order.
+
+use audio::mel::MelSpectrogram;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::{AdamWConfig, GradientsParams};
+use burn::prelude::*;
+use prior_config::PriorConfig;
+use prior_model::{CodePrior, PriorShape};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use vqvae::ConvVqvae;
+use weights::StateDict;
+
+use super::data::{Chunk, Dataset, mel_batch};
+use super::optim::{clip_global_norm, cosine_lr};
+use super::{EpochReport, Reporter, StageOutcome, epoch_seed};
+
+/// Time steps of the code grid per 1 s chunk and frequency rows (128 mels / 16).
+pub struct GridGeometry {
+    pub rows: usize,
+    pub steps_per_chunk: usize,
+    pub levels: usize,
+}
+
+impl GridGeometry {
+    /// Tokens per time step: every row and level of one column of the grid.
+    pub fn tokens_per_step(&self) -> usize {
+        self.rows * self.levels
+    }
+}
+
+/// Codes of every chunk through the frozen VQ-VAE (eval mode, no augmentation), batched:
+/// `[N][S·Q]` in the VQ-VAE's raster order.
+pub fn extract_code_sequences(
+    model: &ConvVqvae,
+    chunks: &[&[f32]],
+    mel: &MelSpectrogram,
+    batch: usize,
+    device: &Device,
+) -> (Vec<Vec<i64>>, (usize, usize)) {
+    let mut out = Vec::with_capacity(chunks.len());
+    let mut grid = (0, 0);
+    for part in chunks.chunks(batch.max(1)) {
+        let (codes, g) = model.codes(mel_batch(mel, part, device));
+        grid = g;
+        let flat = codes
+            .into_data()
+            .convert::<i64>()
+            .try_into_vec::<i64>()
+            .unwrap_or_default();
+        let per = flat.len() / part.len().max(1);
+        out.extend(flat.chunks(per.max(1)).map(<[i64]>::to_vec));
+    }
+    (out, grid)
+}
+
+/// A file's chunks as one time-major token stream: for each time step, rows low to high,
+/// levels in order. Consecutive chunks continue the same stream, so a window can cross a
+/// chunk boundary and generation can continue a sequence.
+pub fn time_major_stream(chunk_codes: &[&Vec<i64>], g: &GridGeometry) -> Vec<i64> {
+    let w = g.steps_per_chunk;
+    let mut out = Vec::with_capacity(chunk_codes.len() * w * g.tokens_per_step());
+    for codes in chunk_codes {
+        for t in 0..w {
+            for h in 0..g.rows {
+                let p = h * w + t;
+                out.extend_from_slice(&codes[p * g.levels..(p + 1) * g.levels]);
+            }
+        }
+    }
+    out
+}
+
+/// Windows of `seq_len` tokens starting at every time step.
+pub fn windows(stream: &[i64], seq_len: usize, step: usize) -> Vec<Vec<i64>> {
+    if stream.len() < seq_len {
+        return Vec::new();
+    }
+    (0..=(stream.len() - seq_len) / step)
+        .map(|i| stream[i * step..i * step + seq_len].to_vec())
+        .collect()
+}
+
+fn streams(
+    data: &Dataset,
+    which: &[Chunk],
+    codes: &[Vec<i64>],
+    g: &GridGeometry,
+    seq_len: usize,
+) -> Vec<Vec<i64>> {
+    let mut out = Vec::new();
+    for f in 0..data.files.len() {
+        let mine: Vec<&Vec<i64>> = which
+            .iter()
+            .zip(codes)
+            .filter(|(c, _)| c.file == f)
+            .map(|(_, codes)| codes)
+            .collect();
+        if !mine.is_empty() {
+            out.extend(windows(
+                &time_major_stream(&mine, g),
+                seq_len,
+                g.tokens_per_step(),
+            ));
+        }
+    }
+    out
+}
+
+pub struct PriorResult {
+    pub best: StateDict,
+    pub shape: PriorShape,
+    pub outcome: StageOutcome,
+    pub first_token_distribution: Vec<f64>,
+    pub train_sequences: usize,
+    pub val_sequences: usize,
+}
+
+/// Mean next-token cross-entropy (nats) of `prior` over `seqs`.
+pub fn evaluate(
+    prior: &CodePrior,
+    seqs: &[Vec<i64>],
+    batch: usize,
+    device: &Device,
+) -> anyhow::Result<f64> {
+    let ce = CrossEntropyLossConfig::new().init(device);
+    let (mut sum, mut n) = (0.0f64, 0usize);
+    for part in seqs.chunks(batch.max(1)) {
+        let (loss, count) = batch_loss(prior, part, &ce, device)?;
+        sum += f64::from(loss.into_scalar::<f32>()) * count as f64;
+        n += count;
+    }
+    Ok(sum / n.max(1) as f64)
+}
+
+fn batch_loss(
+    prior: &CodePrior,
+    seqs: &[Vec<i64>],
+    ce: &burn::nn::loss::CrossEntropyLoss,
+    device: &Device,
+) -> anyhow::Result<(Tensor<1>, usize)> {
+    let len = seqs[0].len();
+    let b = seqs.len();
+    let inputs: Vec<i64> = seqs
+        .iter()
+        .flat_map(|s| s[..len - 1].iter().copied())
+        .collect();
+    let targets: Vec<i64> = seqs.iter().flat_map(|s| s[1..].iter().copied()).collect();
+    let x = Tensor::<2, Int>::from_data(TensorData::new(inputs, [b, len - 1]), device);
+    let y = Tensor::<1, Int>::from_data(TensorData::new(targets, [b * (len - 1)]), device);
+    let logits = prior.forward(x)?;
+    let k = prior.shape().codebook_size;
+    Ok((
+        ce.forward(logits.reshape([b * (len - 1), k]), y),
+        b * (len - 1),
+    ))
+}
+
+/// Perplexity below which a prior of this data size is likely memorising.
+pub fn memorisation_threshold(files: usize) -> f64 {
+    match files {
+        0..=20 => 2.0,
+        21..=100 => 3.0,
+        _ => 5.0,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn train(
+    cfg: &PriorConfig,
+    vq: &ConvVqvae,
+    data: &Dataset,
+    mel: &MelSpectrogram,
+    seed: u64,
+    device: &Device,
+    reporter: &mut Reporter,
+) -> anyhow::Result<PriorResult> {
+    let vq_shape = vq.shape();
+    let train_chunks: Vec<&[f32]> = data.train.iter().map(|c| c.samples.as_slice()).collect();
+    let val_chunks: Vec<&[f32]> = data.val.iter().map(|c| c.samples.as_slice()).collect();
+    let (train_codes, grid) = extract_code_sequences(vq, &train_chunks, mel, 16, device);
+    let (val_codes, _) = extract_code_sequences(vq, &val_chunks, mel, 16, device);
+    let g = GridGeometry {
+        rows: grid.0,
+        steps_per_chunk: grid.1,
+        levels: vq_shape.num_quantizers,
+    };
+    let seq_len = grid.0 * grid.1 * vq_shape.num_quantizers;
+    let train_seqs = streams(data, &data.train, &train_codes, &g, seq_len);
+    let val_seqs = streams(data, &data.val, &val_codes, &g, seq_len);
+    if train_seqs.is_empty() || val_seqs.is_empty() {
+        anyhow::bail!("not enough audio to form prior training sequences");
+    }
+    let k = vq_shape.codebook_size;
+    let mut first = vec![1.0f64; k]; // Laplace smoothing: every code stays possible.
+    for s in &train_seqs {
+        if let Some(c) = usize::try_from(s[0]).ok().filter(|&c| c < k) {
+            first[c] += 1.0;
+        }
+    }
+    let total: f64 = first.iter().sum();
+    first.iter_mut().for_each(|p| *p /= total);
+
+    let shape = PriorShape {
+        codebook_size: k,
+        seq_len,
+        num_quantizers: vq_shape.num_quantizers,
+        hidden_size: cfg.hidden_size,
+        num_layers: cfg.num_layers,
+        num_heads: cfg.num_heads,
+        dropout: cfg.dropout,
+    };
+    let train_device = device.clone().autodiff();
+    train_device.seed(epoch_seed(seed, 10, 0));
+    let mut prior = CodePrior::new(shape, &train_device)?;
+    let mut optim = AdamWConfig::new()
+        .with_weight_decay(cfg.weight_decay as f32)
+        .with_epsilon(1e-8)
+        .init();
+    let ce = CrossEntropyLossConfig::new().init(&train_device);
+    let mut order: Vec<usize> = (0..train_seqs.len()).collect();
+    let mut best: Option<(f64, usize, StateDict)> = None;
+    let mut history: Vec<EpochReport> = Vec::new();
+    let threshold = memorisation_threshold(data.files.len());
+    let mut rising = 0usize;
+    for epoch in 0..cfg.max_epochs {
+        let started = std::time::Instant::now();
+        train_device.seed(epoch_seed(seed, 11, epoch));
+        let mut rng = StdRng::seed_from_u64(epoch_seed(seed, 12, epoch));
+        order.shuffle(&mut rng);
+        let lr = cosine_lr(cfg.learning_rate, epoch, cfg.max_epochs);
+        let (mut loss_sum, mut steps, mut skipped) = (0.0f64, 0usize, 0usize);
+        for idx in order.chunks(cfg.batch_size.max(1)) {
+            let batch: Vec<Vec<i64>> = idx.iter().map(|&i| train_seqs[i].clone()).collect();
+            let (loss, _) = batch_loss(&prior, &batch, &ce, &train_device)?;
+            let value = f64::from(loss.clone().into_scalar::<f32>());
+            if !value.is_finite() {
+                skipped += 1;
+                reporter.warn(&format!(
+                    "prior epoch {}: non-finite loss, step skipped",
+                    epoch + 1
+                ));
+                continue;
+            }
+            let mut grads = GradientsParams::from_grads(loss.backward(), &prior);
+            clip_global_norm(&prior, &mut grads, cfg.gradient_clip_norm);
+            prior = optim.step(lr, prior, grads);
+            loss_sum += value;
+            steps += 1;
+        }
+        let train_loss = loss_sum / steps.max(1) as f64;
+        let val_loss = evaluate(&prior.valid(), &val_seqs, cfg.batch_size, device)?;
+        let perplexity = val_loss.min(20.0).exp();
+        let improved = best.as_ref().is_none_or(|(b, _, _)| val_loss < *b);
+        if improved {
+            best = Some((val_loss, epoch + 1, prior.valid().to_state_dict()?));
+        }
+        if let Some(prev) = history.last() {
+            rising = if val_loss > prev.val_loss && train_loss < prev.train_loss {
+                rising + 1
+            } else {
+                0
+            };
+        }
+        if perplexity < threshold {
+            reporter.warn(&format!(
+                "prior epoch {}: validation perplexity {perplexity:.2} is below {threshold:.1} for {} files: the prior may be memorising",
+                epoch + 1,
+                data.files.len()
+            ));
+        } else if rising >= 3 {
+            reporter.warn(&format!(
+                "prior epoch {}: validation loss rose for {rising} epochs while training loss fell: likely overfitting",
+                epoch + 1
+            ));
+        }
+        let best_perplexity = best
+            .as_ref()
+            .map(|(b, _, _)| b.min(20.0).exp())
+            .unwrap_or(perplexity);
+        let report = EpochReport {
+            stage: "prior",
+            epoch: epoch + 1,
+            epochs: cfg.max_epochs,
+            train_loss,
+            val_loss,
+            learning_rate: lr,
+            seconds: started.elapsed().as_secs_f64(),
+            skipped_steps: skipped,
+            extra: serde_json::json!({ "val_perplexity": perplexity, "best_perplexity": best_perplexity }),
+            is_best: improved,
+        };
+        reporter.epoch(&report);
+        history.push(report);
+    }
+    let Some((best_loss, best_epoch, best_state)) = best else {
+        anyhow::bail!("prior training ran no epoch");
+    };
+    Ok(PriorResult {
+        best: best_state,
+        shape,
+        outcome: StageOutcome {
+            best_val_loss: best_loss,
+            best_epoch,
+            history,
+        },
+        first_token_distribution: first,
+        train_sequences: train_seqs.len(),
+        val_sequences: val_seqs.len(),
+    })
+}

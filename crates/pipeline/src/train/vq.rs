@@ -1,0 +1,159 @@
+//! Stage 1: the VQ-VAE.
+
+use audio::mel::MelSpectrogram;
+use burn::optim::{AdamWConfig, GradientsParams};
+use burn::prelude::*;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use vqvae::{
+    ConvVqvae, LevelHealth, RvqTraining, VqvaeConfig, VqvaeShape, codebook_health,
+    multi_scale_mel_loss,
+};
+use weights::StateDict;
+
+use super::data::{Dataset, augment, mel_batch};
+use super::optim::{clip_global_norm, cosine_lr};
+use super::{EpochReport, Reporter, StageOutcome, epoch_seed};
+
+/// Codebook utilisation below which a level is reported as collapsing.
+const LOW_UTILISATION: f64 = 0.30;
+
+pub struct VqResult {
+    pub best: StateDict,
+    pub outcome: StageOutcome,
+    pub health: Vec<LevelHealth>,
+}
+
+/// Validation loss and codebook health of `model` (eval mode) on `chunks`.
+pub fn evaluate(
+    model: &ConvVqvae,
+    chunks: &[&[f32]],
+    mel: &MelSpectrogram,
+    batch: usize,
+    device: &Device,
+) -> (f64, Vec<LevelHealth>, Vec<i64>) {
+    let shape = model.shape();
+    let (mut loss_sum, mut n) = (0.0f64, 0usize);
+    let mut codes = Vec::new();
+    for part in chunks.chunks(batch.max(1)) {
+        let x = mel_batch(mel, part, device);
+        let out = model.forward(x.clone());
+        let l = multi_scale_mel_loss(out.recon, x).into_scalar::<f32>();
+        loss_sum += f64::from(l) * part.len() as f64;
+        n += part.len();
+        codes.extend(
+            out.indices
+                .into_data()
+                .convert::<i64>()
+                .try_into_vec::<i64>()
+                .unwrap_or_default(),
+        );
+    }
+    let health = codebook_health(&codes, shape.num_quantizers, shape.codebook_size);
+    (loss_sum / n.max(1) as f64, health, codes)
+}
+
+pub fn train(
+    cfg: &VqvaeConfig,
+    data: &Dataset,
+    mel: &MelSpectrogram,
+    seed: u64,
+    device: &Device,
+    reporter: &mut Reporter,
+) -> anyhow::Result<VqResult> {
+    let train_device = device.clone().autodiff();
+    train_device.seed(seed);
+    let mut model = ConvVqvae::new(VqvaeShape::from(cfg), &train_device)?;
+    let mut optim = AdamWConfig::new()
+        .with_weight_decay(cfg.weight_decay as f32)
+        .with_epsilon(1e-8)
+        .init();
+    let rvq = RvqTraining {
+        decay: cfg.decay as f32,
+        commitment_weight: cfg.commitment_weight as f32,
+        dead_code_threshold: cfg.threshold_ema_dead_code as f32,
+        kmeans_iters: cfg.kmeans_iters,
+    };
+    let val: Vec<&[f32]> = data.val.iter().map(|c| c.samples.as_slice()).collect();
+    let mut order: Vec<usize> = (0..data.train.len()).collect();
+    let mut best: Option<(f64, usize, StateDict)> = None;
+    let mut history = Vec::new();
+    let mut health = Vec::new();
+    for epoch in 0..cfg.max_epochs {
+        let started = std::time::Instant::now();
+        train_device.seed(epoch_seed(seed, 1, epoch));
+        let mut rng = StdRng::seed_from_u64(epoch_seed(seed, 2, epoch));
+        order.shuffle(&mut rng);
+        let lr = cosine_lr(cfg.learning_rate, epoch, cfg.max_epochs);
+        let (mut loss_sum, mut steps, mut skipped) = (0.0f64, 0usize, 0usize);
+        for idx in order.chunks(cfg.batch_size.max(1)) {
+            let augmented: Vec<Vec<f32>> = idx
+                .iter()
+                .map(|&i| augment(&data.train[i].samples, &mut rng))
+                .collect();
+            let refs: Vec<&[f32]> = augmented.iter().map(Vec::as_slice).collect();
+            let x = mel_batch(mel, &refs, &train_device);
+            let out = model.forward_train(x.clone(), &rvq, &mut rng);
+            // The commitment weight is applied once, inside the quantiser.
+            let loss = multi_scale_mel_loss(out.recon, x) + out.commit_loss;
+            let value = f64::from(loss.clone().into_scalar::<f32>());
+            if !value.is_finite() {
+                skipped += 1;
+                reporter.warn(&format!(
+                    "VQ-VAE epoch {}: non-finite loss, step skipped",
+                    epoch + 1
+                ));
+                continue;
+            }
+            let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+            clip_global_norm(&model, &mut grads, cfg.gradient_clip_norm);
+            model = optim.step(lr, model, grads);
+            loss_sum += value;
+            steps += 1;
+        }
+        let (val_loss, h, _) = evaluate(&model.valid(), &val, mel, cfg.batch_size, device);
+        health = h;
+        let train_loss = loss_sum / steps.max(1) as f64;
+        let improved = best.as_ref().is_none_or(|(b, _, _)| val_loss < *b);
+        if improved {
+            best = Some((val_loss, epoch + 1, model.valid().to_state_dict()?));
+        }
+        for (q, lh) in health.iter().enumerate() {
+            if epoch > 0 && lh.utilization < LOW_UTILISATION {
+                reporter.warn(&format!(
+                    "VQ-VAE epoch {}: level {q} utilisation {:.0}% (below {:.0}%)",
+                    epoch + 1,
+                    lh.utilization * 100.0,
+                    LOW_UTILISATION * 100.0
+                ));
+            }
+        }
+        let report = EpochReport {
+            stage: "vqvae",
+            epoch: epoch + 1,
+            epochs: cfg.max_epochs,
+            train_loss,
+            val_loss,
+            learning_rate: lr,
+            seconds: started.elapsed().as_secs_f64(),
+            skipped_steps: skipped,
+            extra: serde_json::json!({ "codebook_health": health }),
+            is_best: improved,
+        };
+        reporter.epoch(&report);
+        history.push(report);
+    }
+    let Some((best_loss, best_epoch, best_state)) = best else {
+        anyhow::bail!("VQ-VAE training ran no epoch");
+    };
+    Ok(VqResult {
+        best: best_state,
+        outcome: StageOutcome {
+            best_val_loss: best_loss,
+            best_epoch,
+            history,
+        },
+        health,
+    })
+}

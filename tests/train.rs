@@ -1,0 +1,184 @@
+//! `distill train` end to end on tiny synthetic collections.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn distill(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_distill"))
+        .args(args)
+        .output()
+        .expect("binary runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Writes `n` short synthetic sounds (decaying tones with a noise burst) as 44.1 kHz WAVs.
+fn synthetic_collection(dir: &Path, n: usize) {
+    for i in 0..n {
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 44_100,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut w =
+            hound::WavWriter::create(dir.join(format!("hit{i}.wav")), spec).expect("create");
+        let freq = 110.0 * (1.0 + i as f32 * 0.37);
+        let mut noise = 12345u32 + i as u32;
+        for s in 0..(44_100.0 * (0.6 + 0.3 * i as f32)) as usize {
+            let t = s as f32 / 44_100.0;
+            noise = noise.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            let white = (noise >> 8) as f32 / (1u32 << 24) as f32 - 0.5;
+            let v = (2.0 * std::f32::consts::PI * freq * t).sin() * (-t * 4.0).exp()
+                + white * (-t * 30.0).exp();
+            w.write_sample((v * 12_000.0) as i16).expect("sample");
+        }
+        w.finalize().expect("finalize");
+    }
+}
+
+const TINY: &[&str] = &[
+    "--epochs",
+    "3",
+    "--batch-size",
+    "2",
+    "--lr",
+    "0.002",
+    "--hidden-size",
+    "32",
+    "--layers",
+    "1",
+    "--heads",
+    "2",
+    "--json",
+];
+
+fn train(data: &Path, out: &Path, seed: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "train",
+        "--data",
+        data.to_str().expect("utf-8"),
+        "-o",
+        out.to_str().expect("utf-8"),
+        "--seed",
+        seed,
+    ];
+    args.extend_from_slice(TINY);
+    args.extend_from_slice(extra);
+    distill(&args)
+}
+
+fn epochs(o: &Output, stage: &str) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["event"] == "epoch" && v["stage"] == stage)
+        .collect()
+}
+
+#[test]
+fn trains_both_stages_deterministically_and_skips_broken_files() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("sounds");
+    std::fs::create_dir(&data).expect("mkdir");
+    synthetic_collection(&data, 4);
+    std::fs::write(data.join("broken.wav"), b"RIFF0000WAVEfmt garbage").expect("write");
+
+    let a: PathBuf = dir.path().join("a.distill");
+    let o = train(&data, &a, "7", &[]);
+    assert!(o.status.success(), "train failed: {}", stderr(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("broken.wav"), "the broken file is reported");
+    let vq = epochs(&o, "vqvae");
+    let prior = epochs(&o, "prior");
+    assert_eq!((vq.len(), prior.len()), (3, 3));
+    // The prior learns: training loss falls over the epochs.
+    let first = prior[0]["train_loss"].as_f64().expect("loss");
+    let last = prior[2]["train_loss"].as_f64().expect("loss");
+    assert!(last < first, "prior training loss {first} -> {last}");
+    let vq_first = vq[0]["val_loss"].as_f64().expect("loss");
+    let vq_best = vq
+        .iter()
+        .filter_map(|e| e["val_loss"].as_f64())
+        .fold(f64::INFINITY, f64::min);
+    assert!(
+        vq_best < vq_first,
+        "VQ-VAE training loss never fell: {vq:?}"
+    );
+
+    // Same seed, same data, same backend: byte-identical model files.
+    let b = dir.path().join("b.distill");
+    let o = train(&data, &b, "7", &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read(&a).expect("a"),
+        std::fs::read(&b).expect("b"),
+        "same seed, different bytes"
+    );
+
+    // The result is a complete model: info reads it, with the time-major token order.
+    let o = distill(&["info", a.to_str().expect("utf-8"), "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let info: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(info["has_prior"], true);
+    assert_eq!(info["token_order"], "time_major");
+    assert_eq!(info["prior"]["seq_len"], 144);
+    assert_eq!(info["prior"]["hidden_size"], 32);
+    assert_eq!(
+        info["first_token_distribution"].as_array().map(Vec::len),
+        Some(64)
+    );
+
+    // Prior only, on the trained VQ-VAE.
+    let c = dir.path().join("c.distill");
+    let o = distill(&[
+        "train",
+        "--stage",
+        "prior",
+        "--model",
+        a.to_str().expect("utf-8"),
+        "--data",
+        data.to_str().expect("utf-8"),
+        "-o",
+        c.to_str().expect("utf-8"),
+        "--epochs",
+        "1",
+        "--hidden-size",
+        "32",
+        "--layers",
+        "1",
+        "--heads",
+        "2",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn unusable_data_is_a_clear_error_before_training() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("notes.txt"), b"no audio here").expect("write");
+    let out = dir.path().join("m.distill");
+    let o = train(dir.path(), &out, "1", &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("no usable audio"), "{}", stderr(&o));
+    assert!(!out.exists());
+    let o = distill(&[
+        "train",
+        "--data",
+        dir.path().join("missing").to_str().expect("utf-8"),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("missing"));
+    let o = distill(&[
+        "train",
+        "--data",
+        dir.path().to_str().expect("utf-8"),
+        "--heads",
+        "3",
+        "--hidden-size",
+        "32",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+}
