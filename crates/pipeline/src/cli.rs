@@ -30,6 +30,8 @@ pub enum Command {
     Info(InfoArgs),
     /// Convert a reference-system (PyTorch) .distill file to Distill's own format.
     Import(ImportArgs),
+    /// Generate new sounds from a trained model.
+    Generate(GenerateArgs),
     /// Turn a sound file into the VQ-VAE's code grid (JSON or safetensors).
     Encode(EncodeArgs),
     /// Turn a code grid back into audio.
@@ -66,6 +68,61 @@ pub struct ImportArgs {
     /// Where to write the converted model.
     #[arg(short, long)]
     pub output: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WavDepth {
+    #[value(name = "16")]
+    Pcm16,
+    #[value(name = "24")]
+    Pcm24,
+    #[value(name = "32f")]
+    Float32,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Model file with a prior.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Output folder for the WAV files and their JSON sidecars.
+    #[arg(short, long, default_value = "generated")]
+    pub output: PathBuf,
+    /// Length of each sound in seconds (exact).
+    #[arg(long, default_value_t = 4.0)]
+    pub duration: f64,
+    /// How many sounds (each with its own derived seed).
+    #[arg(long, default_value_t = 1)]
+    pub count: usize,
+    /// Random seed (default: a random one, recorded in the sidecar).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Sampling temperature; 0 = always the most likely code.
+    #[arg(long, default_value_t = 1.0)]
+    pub temperature: f64,
+    /// Keep only the k most likely codes (0 = off).
+    #[arg(long, default_value_t = 0)]
+    pub top_k: usize,
+    /// Nucleus sampling mass (0 or 1 = off).
+    #[arg(long, default_value_t = 0.9)]
+    pub top_p: f64,
+    /// Output sample rate (resampled properly).
+    #[arg(long, default_value_t = 48_000)]
+    pub sample_rate: u32,
+    /// WAV sample format.
+    #[arg(long, value_enum, default_value_t = WavDepth::Pcm24)]
+    pub bit_depth: WavDepth,
+    /// Keep the raw level instead of normalising the peak to -1 dBFS.
+    #[arg(long)]
+    pub no_normalize: bool,
+    /// Griffin-Lim iterations of the vocoder.
+    #[arg(long, default_value_t = 128)]
+    pub iterations: usize,
+    /// Print a JSON summary instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[arg(skip)]
+    pub backend_name: String,
 }
 
 #[derive(Debug, Args)]
@@ -184,6 +241,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Scan(args) => commands::scan::run(&args),
         Command::Info(args) => commands::info::run(&args),
         Command::Import(args) => commands::import::run(&args),
+        Command::Generate(mut args) => {
+            args.backend_name = cli.backend.name().to_string();
+            commands::generate::run(&args, &cli.backend.device()?)
+        }
         Command::Encode(args) => commands::codes::encode(&args, &cli.backend.device()?),
         Command::Decode(args) => commands::codes::decode(&args, &cli.backend.device()?),
         Command::Bench(args) => {

@@ -20,6 +20,10 @@ use burn::nn::{
 use burn::prelude::*;
 use weights::{HostTensor, StateDict, WeightsError};
 
+mod cache;
+pub mod sample;
+pub use cache::PriorCache;
+
 /// Errors from building, running or loading a [`CodePrior`].
 #[derive(Debug, thiserror::Error)]
 pub enum PriorError {

@@ -224,3 +224,42 @@ fn flatten_and_unflatten_are_exact_inverses() {
         Err(PriorError::NotMultiple { len: 10, levels: 3 })
     ));
 }
+
+#[test]
+fn cached_steps_match_the_full_forward_pass() {
+    let (sd, heads) = reference_prior();
+    let v = vectors();
+    let tokens = v["prior_tokens"]
+        .to_i64("prior_tokens")
+        .expect("int tokens");
+    for (name, device) in cpu_devices() {
+        let prior = CodePrior::from_state_dict(&sd, heads, 0.3, &device).expect("loads");
+        // Two sequences at once: the cache is batched.
+        let full = logits_of(&prior, &tokens[..2 * 144], 2, 144, &device);
+        let mut cache = prior.new_cache(2, &device);
+        let mut worst = 0.0f32;
+        for t in 0..144 {
+            let step = Tensor::<1, Int>::from_data(
+                TensorData::new(vec![tokens[t], tokens[144 + t]], [2]),
+                &device,
+            );
+            let got = prior
+                .step(step, &mut cache)
+                .expect("within context")
+                .into_data()
+                .convert::<f32>()
+                .try_to_vec::<f32>()
+                .expect("f32");
+            for b in 0..2 {
+                let expected = &full[(b * 144 + t) * 64..(b * 144 + t + 1) * 64];
+                worst = worst.max(max_abs_diff(&got[b * 64..(b + 1) * 64], expected));
+            }
+        }
+        assert!(worst <= 1e-4, "{name}: cached vs full max |diff| = {worst}");
+        let extra = Tensor::<1, Int>::zeros([2], &device);
+        assert!(matches!(
+            prior.step(extra, &mut cache),
+            Err(PriorError::TooLong { .. })
+        ));
+    }
+}

@@ -1,0 +1,321 @@
+//! `distill generate`: new audio from a trained model.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use audio::vocoder::Vocoder;
+use audio::wav::{BitDepth, WavOptions, encode_wav};
+use burn::prelude::*;
+use prior_model::sample::{SamplingParams, sample, sample_distribution};
+use prior_model::{CodePrior, PriorCache};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use serde_json::json;
+use vqvae::ConvVqvae;
+
+use crate::cli::{GenerateArgs, WavDepth};
+use crate::fsutil::atomic_write;
+use crate::modelfile::ModelFile;
+use crate::train::{TIME_MAJOR, epoch_seed};
+
+/// Crossfade between independently generated 1 s chunks (raster-order priors only).
+const CROSSFADE_SAMPLES: usize = 2_400;
+
+struct Generator<'a> {
+    prior: &'a CodePrior,
+    vq: &'a ConvVqvae,
+    first_token: Vec<f64>,
+    params: SamplingParams,
+    rows: usize,
+    levels: usize,
+    device: &'a Device,
+}
+
+impl Generator<'_> {
+    fn feed(&self, cache: &mut PriorCache, token: i64) -> anyhow::Result<Vec<f32>> {
+        let t = Tensor::<1, Int>::from_data(TensorData::new(vec![token], [1]), self.device);
+        let logits = self.prior.step(t, cache)?;
+        logits
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .map_err(|e| anyhow::anyhow!("reading logits: {e:?}"))
+    }
+
+    /// Samples `count` tokens after `context` (the context is fed first, from position 0).
+    fn continue_from(
+        &self,
+        context: &[i64],
+        count: usize,
+        rng: &mut StdRng,
+        on_token: &mut dyn FnMut(),
+    ) -> anyhow::Result<Vec<i64>> {
+        let mut cache = self.prior.new_cache(1, self.device);
+        let mut out = Vec::with_capacity(count);
+        let mut logits = None;
+        for &t in context {
+            logits = Some(self.feed(&mut cache, t)?);
+        }
+        for _ in 0..count {
+            let next = match &logits {
+                Some(l) => sample(l, &self.params, rng) as i64,
+                None => sample_distribution(&self.first_token, rng) as i64,
+            };
+            out.push(next);
+            on_token();
+            if out.len() < count {
+                logits = Some(self.feed(&mut cache, next)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// A time-major stream of `steps` grid columns, continued across windows: each new
+    /// window keeps the last half of the previous one as context.
+    fn time_major(
+        &self,
+        steps: usize,
+        rng: &mut StdRng,
+        on_token: &mut dyn FnMut(),
+    ) -> anyhow::Result<Vec<i64>> {
+        let per_step = self.rows * self.levels;
+        let window = self.prior.shape().seq_len / per_step;
+        if window == 0 {
+            bail!("the prior's context is shorter than one time step of the code grid");
+        }
+        let keep = window / 2;
+        let want = steps * per_step;
+        let mut stream = self.continue_from(&[], (window * per_step).min(want), rng, on_token)?;
+        while stream.len() < want {
+            let context = stream[stream.len() - keep * per_step..].to_vec();
+            let n = ((window - keep) * per_step).min(want - stream.len());
+            stream.extend(self.continue_from(&context, n, rng, on_token)?);
+        }
+        Ok(stream)
+    }
+
+    /// Log-mel `[n_mels][frames]` of a time-major stream of `steps` columns.
+    fn decode_time_major(
+        &self,
+        stream: &[i64],
+        steps: usize,
+        n_mels: usize,
+        frames: usize,
+    ) -> anyhow::Result<Vec<f32>> {
+        let (h, q) = (self.rows, self.levels);
+        let mut raster = vec![0i64; h * steps * q];
+        for w in 0..steps {
+            for r in 0..h {
+                for l in 0..q {
+                    raster[(r * steps + w) * q + l] = stream[(w * h + r) * q + l];
+                }
+            }
+        }
+        self.decode_raster(raster, (h, steps), n_mels, frames)
+    }
+
+    fn decode_raster(
+        &self,
+        codes: Vec<i64>,
+        grid: (usize, usize),
+        n_mels: usize,
+        frames: usize,
+    ) -> anyhow::Result<Vec<f32>> {
+        let idx = Tensor::<3, Int>::from_data(
+            TensorData::new(codes, [1, grid.0 * grid.1, self.levels]),
+            self.device,
+        );
+        let z = self.vq.codes_to_embeddings(idx, grid)?;
+        self.vq
+            .decode(z, (n_mels, frames))
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .map_err(|e| anyhow::anyhow!("reading mel: {e:?}"))
+    }
+}
+
+/// Joins chunks with an equal-power crossfade: the outgoing chunk fades out (cos) while
+/// the incoming one fades in (sin), so the summed power stays constant.
+pub fn crossfade_join(chunks: &[Vec<f32>], overlap: usize) -> Vec<f32> {
+    let mut out: Vec<f32> = Vec::new();
+    for c in chunks {
+        let ov = overlap.min(out.len()).min(c.len());
+        let start = out.len() - ov;
+        for i in 0..ov {
+            let t = (i as f32 + 0.5) / ov as f32 * std::f32::consts::FRAC_PI_2;
+            out[start + i] = out[start + i] * t.cos() + c[i] * t.sin();
+        }
+        out.extend_from_slice(&c[ov..]);
+    }
+    out
+}
+
+pub fn run(args: &GenerateArgs, device: &Device) -> anyhow::Result<ExitCode> {
+    if !(args.duration > 0.0 && args.duration <= 3600.0) {
+        bail!(
+            "--duration must be between 0 and 3600 seconds, got {}",
+            args.duration
+        );
+    }
+    if args.count == 0 {
+        bail!("--count must be at least 1");
+    }
+    let model = ModelFile::load(&args.model)?;
+    let prior = crate::models::prior(&model, device)?;
+    let vq = crate::models::vqvae(&model, device)?;
+    let spec = model.spectrogram_config.clone();
+    let time_major = model.extra.get("token_order").and_then(|v| v.as_str()) == Some(TIME_MAJOR);
+    let k = prior.shape().codebook_size;
+    let first_token: Vec<f64> = model
+        .extra
+        .get("first_token_distribution")
+        .and_then(|v| serde_json::from_value::<Vec<f64>>(v.clone()).ok())
+        .filter(|v| v.len() == k)
+        .unwrap_or_else(|| vec![1.0; k]);
+    let params = SamplingParams {
+        temperature: args.temperature as f32,
+        top_k: args.top_k,
+        top_p: args.top_p as f32,
+    };
+    let generator = Generator {
+        prior: &prior,
+        vq: &vq,
+        first_token,
+        params,
+        rows: spec.n_mels.div_ceil(16),
+        levels: prior.shape().num_quantizers,
+        device,
+    };
+    let mut vocoder = Vocoder::new(spec.clone());
+    vocoder.griffin_lim.iterations = args.iterations;
+    let base_seed = args.seed.unwrap_or_else(rand::random);
+    let samples = (args.duration * 48_000.0).round() as usize;
+    let frames = spec.frames_for(samples);
+    let steps = frames.div_ceil(16);
+    let chunk_count = samples.div_ceil(48_000 - CROSSFADE_SAMPLES).max(1);
+    let tokens_per_file = if time_major {
+        steps * generator.rows * generator.levels
+    } else {
+        chunk_count * prior.shape().seq_len
+    };
+    std::fs::create_dir_all(&args.output)
+        .with_context(|| format!("creating {}", args.output.display()))?;
+    let bar = crate::progress::bar(
+        (tokens_per_file * args.count) as u64,
+        "generating",
+        args.json,
+    );
+    let mut results = Vec::new();
+    for i in 0..args.count {
+        // Distinct, non-overlapping seeds per file (the reference's seed+i+j repeated chunks).
+        let seed = if args.count == 1 {
+            base_seed
+        } else {
+            epoch_seed(base_seed, 100, i)
+        };
+        let mut rng = StdRng::seed_from_u64(seed);
+        let started = std::time::Instant::now();
+        let mut tick = || bar.inc(1);
+        let audio = if time_major {
+            let stream = generator.time_major(steps, &mut rng, &mut tick)?;
+            let mel = generator.decode_time_major(&stream, steps, spec.n_mels, frames)?;
+            vocoder.synthesize(&mel, frames, Some(samples))
+        } else {
+            let seq_len = prior.shape().seq_len;
+            let grid = (generator.rows, seq_len / generator.levels / generator.rows);
+            let chunk_frames = spec.frames_for(48_000);
+            let mut chunks = Vec::with_capacity(chunk_count);
+            for _ in 0..chunk_count {
+                let tokens = generator.continue_from(&[], seq_len, &mut rng, &mut tick)?;
+                let mel = generator.decode_raster(tokens, grid, spec.n_mels, chunk_frames)?;
+                chunks.push(vocoder.synthesize(&mel, chunk_frames, Some(48_000)));
+            }
+            let mut joined = crossfade_join(&chunks, CROSSFADE_SAMPLES);
+            joined.resize(samples, 0.0);
+            joined
+        };
+        let opts = WavOptions {
+            sample_rate: args.sample_rate,
+            bit_depth: match args.bit_depth {
+                WavDepth::Pcm16 => BitDepth::Pcm16,
+                WavDepth::Pcm24 => BitDepth::Pcm24,
+                WavDepth::Float32 => BitDepth::Float32,
+            },
+            normalize_dbfs: (!args.no_normalize).then_some(-1.0),
+            fade_ms: 5.0,
+        };
+        let wav: PathBuf = args.output.join(format!("gen_{seed}.wav"));
+        atomic_write(&wav, &encode_wav(&audio, &opts)?)
+            .with_context(|| format!("writing {}", wav.display()))?;
+        let sidecar = json!({
+            "file": wav.file_name().map(|n| n.to_string_lossy().into_owned()),
+            "model": args.model.display().to_string(),
+            "model_id": model.metadata.get("model_id"),
+            "seed": seed,
+            "base_seed": base_seed,
+            "index": i,
+            "count": args.count,
+            "duration_s": args.duration,
+            "temperature": args.temperature,
+            "top_k": args.top_k,
+            "top_p": args.top_p,
+            "sample_rate": args.sample_rate,
+            "bit_depth": format!("{:?}", args.bit_depth),
+            "normalize": !args.no_normalize,
+            "griffin_lim_iterations": args.iterations,
+            "token_order": if time_major { "time_major" } else { "raster" },
+            "backend": args.backend_name,
+            "generator": format!("distill {}", env!("CARGO_PKG_VERSION")),
+        });
+        let side = wav.with_extension("json");
+        atomic_write(&side, serde_json::to_string_pretty(&sidecar)?.as_bytes())
+            .with_context(|| format!("writing {}", side.display()))?;
+        let wall = started.elapsed().as_secs_f64();
+        results.push(json!({"file": wav, "seed": seed, "seconds": args.duration, "wall_s": wall}));
+        if !args.json {
+            bar.println(format!(
+                "{} ({:.1} s of audio in {:.1} s)",
+                wav.display(),
+                args.duration,
+                wall
+            ));
+        }
+    }
+    bar.finish_and_clear();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&results)?);
+    } else {
+        for r in &results {
+            if bar.is_hidden() {
+                println!("{}", r["file"].as_str().unwrap_or_default());
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equal_power_crossfade_keeps_a_constant_level() {
+        let a = vec![1.0f32; 100];
+        let b = vec![1.0f32; 100];
+        let joined = crossfade_join(&[a, b], 20);
+        assert_eq!(joined.len(), 180);
+        // cos + sin of the same angle peaks at sqrt(2) in amplitude, but for uncorrelated
+        // signals power is what matters: cos² + sin² = 1 at every sample.
+        for i in 0..20 {
+            let t = (i as f32 + 0.5) / 20.0 * std::f32::consts::FRAC_PI_2;
+            assert!((t.cos().powi(2) + t.sin().powi(2) - 1.0).abs() < 1e-6);
+            assert!((joined[80 + i] - (t.cos() + t.sin())).abs() < 1e-6);
+        }
+        // The outgoing chunk fades out: its weight falls from ~1 to ~0.
+        let w_first = ((0.5f32 / 20.0) * std::f32::consts::FRAC_PI_2).cos();
+        let w_last = ((19.5f32 / 20.0) * std::f32::consts::FRAC_PI_2).cos();
+        assert!(w_first > 0.99 && w_last < 0.05);
+    }
+}
