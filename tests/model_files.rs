@@ -82,3 +82,51 @@ fn corrupted_files_are_errors_never_panics() {
     // except in the few bytes neither covers (zip comments, padding, unused header fields).
     assert!(accepted <= 20, "{accepted} corrupted files loaded");
 }
+
+#[test]
+fn info_describes_models_of_any_shape() {
+    use burn::prelude::{Device, Module};
+    use prior_model::{CodePrior, PriorShape};
+    use vqvae::{ConvVqvae, VqvaeShape};
+    let device = Device::flex();
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (levels, k, hidden, layers, heads) in [(2, 16, 48, 1, 3), (4, 300, 64, 3, 8), (3, 64, 32, 2, 4)] {
+        let vq = ConvVqvae::new(VqvaeShape { codebook_dim: 32, codebook_size: k, num_quantizers: levels, dropout: 0.0 }, &device)
+            .expect("vq");
+        let seq_len = 8 * 6 * levels;
+        let prior = CodePrior::new(
+            PriorShape { codebook_size: k, seq_len, num_quantizers: levels, hidden_size: hidden, num_layers: layers, num_heads: heads, dropout: 0.1 },
+            &device,
+        )
+        .expect("prior");
+        let mut prior_cfg = prior_config::PriorConfig { hidden_size: hidden, num_layers: layers, num_heads: heads, ..Default::default() };
+        prior_cfg.seq_len = Some(seq_len);
+        prior_cfg.num_quantizers = Some(levels);
+        let model = ModelFile {
+            origin: ModelOrigin::Distill,
+            vqvae_config: vqvae::VqvaeConfig { codebook_dim: 32, codebook_size: k, num_quantizers: levels, ..Default::default() },
+            spectrogram_config: audio::SpectrogramConfig::default(),
+            prior_config: Some(prior_cfg),
+            metadata: Default::default(),
+            extra: Default::default(),
+            vqvae: vq.to_state_dict().expect("vq state"),
+            prior: Some(prior.to_state_dict().expect("prior state")),
+        };
+        let path = dir.path().join(format!("m{levels}.distill"));
+        model.save(&path).expect("save");
+        let loaded = ModelFile::load(&path).expect("load");
+        let r = pipeline::commands::info::report(&loaded, &path).expect("report");
+        assert_eq!(r["prior"]["num_quantizers"], levels);
+        assert_eq!(r["prior"]["codebook_size"], k);
+        assert_eq!(r["prior"]["hidden_size"], hidden);
+        assert_eq!(r["prior"]["num_layers"], layers);
+        assert_eq!(r["prior"]["num_heads"], heads);
+        assert_eq!(r["prior"]["seq_len"], seq_len);
+        assert_eq!(r["parameters"]["prior"], prior.num_params());
+        // The models rebuild from the file with the same shapes.
+        let vq2 = pipeline::models::vqvae(&loaded, &device).expect("vq rebuilds");
+        assert_eq!(vq2.shape().num_quantizers, levels);
+        assert_eq!(vq2.shape().codebook_size, k);
+        pipeline::models::prior(&loaded, &device).expect("prior rebuilds");
+    }
+}
