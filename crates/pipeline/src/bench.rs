@@ -102,7 +102,7 @@ pub fn audio(data: &Path, max_files: usize) -> anyhow::Result<serde_json::Value>
         "recordings": rows.len(),
         "vocoder": {
             "recipe_reference": "relu(least squares) inverse mel + Griffin-Lim 128 it, momentum 0.99, random phases",
-            "recipe_ours": "non-negative least squares inverse mel + Griffin-Lim 128 it, momentum 0.99, phase-locked init",
+            "recipe_ours": "non-negative least squares inverse mel + Griffin-Lim 100 it, momentum 0.99, phase-locked init",
             "per_file": rows,
             "mean_spectral_convergence": {"reference": mean("reference"), "ours": mean("ours")},
             "wall_s": {"reference": ref_s, "ours": ours_s, "ratio_ours_over_reference": ours_s / ref_s},

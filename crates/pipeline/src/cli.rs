@@ -116,7 +116,7 @@ pub struct GenerateArgs {
     #[arg(long)]
     pub no_normalize: bool,
     /// Griffin-Lim iterations of the vocoder.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = audio::vocoder::DEFAULT_ITERATIONS)]
     pub iterations: usize,
     /// Print a JSON summary instead of text.
     #[arg(long)]
