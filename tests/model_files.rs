@@ -90,21 +90,49 @@ fn info_describes_models_of_any_shape() {
     use vqvae::{ConvVqvae, VqvaeShape};
     let device = Device::flex();
     let dir = tempfile::tempdir().expect("temp dir");
-    for (levels, k, hidden, layers, heads) in [(2, 16, 48, 1, 3), (4, 300, 64, 3, 8), (3, 64, 32, 2, 4)] {
-        let vq = ConvVqvae::new(VqvaeShape { codebook_dim: 32, codebook_size: k, num_quantizers: levels, dropout: 0.0 }, &device)
-            .expect("vq");
+    for (levels, k, hidden, layers, heads) in
+        [(2, 16, 48, 1, 3), (4, 300, 64, 3, 8), (3, 64, 32, 2, 4)]
+    {
+        let vq = ConvVqvae::new(
+            VqvaeShape {
+                codebook_dim: 32,
+                codebook_size: k,
+                num_quantizers: levels,
+                dropout: 0.0,
+            },
+            &device,
+        )
+        .expect("vq");
         let seq_len = 8 * 6 * levels;
         let prior = CodePrior::new(
-            PriorShape { codebook_size: k, seq_len, num_quantizers: levels, hidden_size: hidden, num_layers: layers, num_heads: heads, dropout: 0.1 },
+            PriorShape {
+                codebook_size: k,
+                seq_len,
+                num_quantizers: levels,
+                hidden_size: hidden,
+                num_layers: layers,
+                num_heads: heads,
+                dropout: 0.1,
+            },
             &device,
         )
         .expect("prior");
-        let mut prior_cfg = prior_config::PriorConfig { hidden_size: hidden, num_layers: layers, num_heads: heads, ..Default::default() };
+        let mut prior_cfg = prior_config::PriorConfig {
+            hidden_size: hidden,
+            num_layers: layers,
+            num_heads: heads,
+            ..Default::default()
+        };
         prior_cfg.seq_len = Some(seq_len);
         prior_cfg.num_quantizers = Some(levels);
         let model = ModelFile {
             origin: ModelOrigin::Distill,
-            vqvae_config: vqvae::VqvaeConfig { codebook_dim: 32, codebook_size: k, num_quantizers: levels, ..Default::default() },
+            vqvae_config: vqvae::VqvaeConfig {
+                codebook_dim: 32,
+                codebook_size: k,
+                num_quantizers: levels,
+                ..Default::default()
+            },
             spectrogram_config: audio::SpectrogramConfig::default(),
             prior_config: Some(prior_cfg),
             metadata: Default::default(),

@@ -237,7 +237,7 @@ pub const REFERENCE_ITERATIONS: usize = 128;
 
 /// Our default: the phase-locked start converges faster, so fewer iterations reach better
 /// quality than the reference's 128 in less time (see `cargo xtask bench audio`).
-pub const DEFAULT_ITERATIONS: usize = 100;
+pub const DEFAULT_ITERATIONS: usize = 32;
 
 impl Default for GriffinLim {
     fn default() -> Self {
@@ -394,7 +394,7 @@ pub struct Vocoder {
 }
 
 impl Vocoder {
-    /// Our defaults: non-negative inverse and phase-locked Griffin-Lim, 100 iterations.
+    /// Our defaults: non-negative inverse and phase-locked Griffin-Lim, 32 iterations.
     pub fn new(config: SpectrogramConfig) -> Self {
         Self {
             inverse: InverseMel::new(&config),

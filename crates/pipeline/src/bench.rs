@@ -75,6 +75,20 @@ pub fn audio(data: &Path, max_files: usize) -> anyhow::Result<serde_json::Value>
         let t_ours = secs(t);
         ref_s += t_ref;
         ours_s += t_ours;
+        // Quality/time trade-off of our recipe at other iteration counts.
+        let mut sweep = Vec::new();
+        for iterations in [16, 32, 64] {
+            let mut v = Vocoder::new(cfg.clone());
+            v.griffin_lim.iterations = iterations;
+            let t = Instant::now();
+            let y = v.synthesize(&log_mel, frames, Some(x.len()));
+            let wall = secs(t);
+            let sc = spectral_convergence(&ours.stft, &y, &target);
+            eprintln!("    ours at {iterations} iterations: SC {sc:.4} ({wall:.2} s)");
+            sweep.push(
+                json!({"iterations": iterations, "spectral_convergence": sc, "wall_s": wall}),
+            );
+        }
         let sc_ref = spectral_convergence(&ours.stft, &y_ref, &target);
         let sc_ours = spectral_convergence(&ours.stft, &y_ours, &target);
         eprintln!(
@@ -88,6 +102,7 @@ pub fn audio(data: &Path, max_files: usize) -> anyhow::Result<serde_json::Value>
             "seconds": x.len() as f64 / 48_000.0,
             "reference": {"spectral_convergence": sc_ref, "wall_s": t_ref},
             "ours": {"spectral_convergence": sc_ours, "wall_s": t_ours},
+            "ours_iteration_sweep": sweep,
         }));
     }
     let mean = |key: &str| {
@@ -102,7 +117,7 @@ pub fn audio(data: &Path, max_files: usize) -> anyhow::Result<serde_json::Value>
         "recordings": rows.len(),
         "vocoder": {
             "recipe_reference": "relu(least squares) inverse mel + Griffin-Lim 128 it, momentum 0.99, random phases",
-            "recipe_ours": "non-negative least squares inverse mel + Griffin-Lim 100 it, momentum 0.99, phase-locked init",
+            "recipe_ours": "non-negative least squares inverse mel + Griffin-Lim 32 it, momentum 0.99, phase-locked init",
             "per_file": rows,
             "mean_spectral_convergence": {"reference": mean("reference"), "ours": mean("ours")},
             "wall_s": {"reference": ref_s, "ours": ours_s, "ratio_ours_over_reference": ours_s / ref_s},
@@ -128,4 +143,108 @@ pub fn write_report(
     crate::fsutil::atomic_write(&path, serde_json::to_string_pretty(report)?.as_bytes())
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
+}
+
+/// `bench generate`: prior sampling speed with and without the key/value cache (same
+/// process, same model), and end-to-end real-time factor (sampling + decoding + vocoder),
+/// for each size tier with randomly initialised models.
+pub fn generate(seconds: f64) -> anyhow::Result<serde_json::Value> {
+    use burn::prelude::*;
+    use prior_model::sample::{SamplingParams, sample};
+    use prior_model::{CodePrior, PriorShape};
+    use rand::SeedableRng;
+    use vqvae::{ConvVqvae, VqvaeShape};
+
+    let device = Device::flex();
+    let params = SamplingParams::default();
+    let mut tiers = Vec::new();
+    for (files, tier) in [
+        (20, "<=20 files"),
+        (60, "21-100 files"),
+        (200, ">100 files"),
+    ] {
+        let pc = prior_config::get_adaptive_prior_config(files);
+        let vc = vqvae::get_adaptive_vqvae_config(files);
+        device.seed(1);
+        let shape = PriorShape {
+            codebook_size: vc.codebook_size,
+            seq_len: 144,
+            num_quantizers: vc.num_quantizers,
+            hidden_size: pc.hidden_size,
+            num_layers: pc.num_layers,
+            num_heads: pc.num_heads,
+            dropout: pc.dropout,
+        };
+        let prior = CodePrior::new(shape, &device)?;
+        let vq = ConvVqvae::new(VqvaeShape::from(&vc), &device)?;
+        let n = shape.seq_len;
+        let logits_of = |t: Tensor<2>| {
+            t.into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .unwrap_or_default()
+        };
+
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        let t = Instant::now();
+        let mut cache = prior.new_cache(1, &device);
+        let mut tok = 0i64;
+        for _ in 0..n {
+            let l = prior.step(
+                Tensor::from_data(TensorData::new(vec![tok], [1]), &device),
+                &mut cache,
+            )?;
+            tok = sample(&logits_of(l), &params, &mut rng) as i64;
+        }
+        let cached = n as f64 / secs(t);
+
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        let t = Instant::now();
+        let mut seq = vec![0i64];
+        while seq.len() < n {
+            let x =
+                Tensor::<2, Int>::from_data(TensorData::new(seq.clone(), [1, seq.len()]), &device);
+            let all = prior.forward(x)?;
+            let last = all
+                .slice([0..1, seq.len() - 1..seq.len(), 0..shape.codebook_size])
+                .reshape([1, shape.codebook_size]);
+            seq.push(sample(&logits_of(last), &params, &mut rng) as i64);
+        }
+        let uncached = (n - 1) as f64 / secs(t);
+
+        let vocoder = Vocoder::new(SpectrogramConfig::default());
+        let generator = crate::commands::generate::Generator {
+            prior: &prior,
+            vq: &vq,
+            first_token: vec![1.0; shape.codebook_size],
+            params,
+            rows: 8,
+            levels: shape.num_quantizers,
+            device: &device,
+            time_major: true,
+            vocoder: &vocoder,
+        };
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        let t = Instant::now();
+        let audio = generator.render((seconds * 48_000.0) as usize, &mut rng, &mut || {})?;
+        let wall = secs(t);
+        eprintln!(
+            "{tier}: cached {cached:.0} tokens/s, uncached {uncached:.0} tokens/s ({:.1}x); {seconds} s of audio in {wall:.2} s ({:.1}x real time)",
+            cached / uncached,
+            seconds / wall
+        );
+        tiers.push(json!({
+            "tier": tier,
+            "prior": {"hidden_size": shape.hidden_size, "num_layers": shape.num_layers, "num_heads": shape.num_heads, "codebook_size": shape.codebook_size},
+            "tokens_per_s": {"cached": cached, "uncached": uncached, "ratio_cached_over_uncached": cached / uncached},
+            "end_to_end": {"audio_s": audio.len() as f64 / 48_000.0, "wall_s": wall, "real_time_factor": seconds / wall},
+        }));
+    }
+    Ok(json!({
+        "bench": "generate",
+        "backend": "flex",
+        "vocoder_iterations": audio::vocoder::DEFAULT_ITERATIONS,
+        "tiers": tiers,
+        "targets": {"tokens_per_s_small_tier": 2000, "real_time_factor": 10},
+    }))
 }

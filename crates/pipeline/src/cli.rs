@@ -256,7 +256,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         .unwrap_or_else(|| PathBuf::from("examples/drums")),
                     args.max_files,
                 )?,
-                other => anyhow::bail!("unknown benchmark '{other}' (available: audio)"),
+                "generate" => crate::bench::generate(10.0)?,
+                other => anyhow::bail!("unknown benchmark '{other}' (available: audio, generate)"),
             };
             let path = crate::bench::write_report(&args.root, &args.name, &report)?;
             println!("{}", serde_json::to_string_pretty(&report)?);

@@ -22,17 +22,60 @@ use crate::train::{TIME_MAJOR, epoch_seed};
 /// Crossfade between independently generated 1 s chunks (raster-order priors only).
 const CROSSFADE_SAMPLES: usize = 2_400;
 
-struct Generator<'a> {
-    prior: &'a CodePrior,
-    vq: &'a ConvVqvae,
-    first_token: Vec<f64>,
-    params: SamplingParams,
-    rows: usize,
-    levels: usize,
-    device: &'a Device,
+/// Everything needed to turn a seed into audio.
+pub struct Generator<'a> {
+    pub prior: &'a CodePrior,
+    pub vq: &'a ConvVqvae,
+    pub first_token: Vec<f64>,
+    pub params: SamplingParams,
+    pub rows: usize,
+    pub levels: usize,
+    pub device: &'a Device,
+    pub time_major: bool,
+    pub vocoder: &'a Vocoder,
 }
 
 impl Generator<'_> {
+    /// Tokens one sound of `samples` samples needs.
+    pub fn tokens_for(&self, samples: usize) -> usize {
+        let spec = &self.vocoder.config;
+        if self.time_major {
+            spec.frames_for(samples).div_ceil(16) * self.rows * self.levels
+        } else {
+            samples.div_ceil(48_000 - CROSSFADE_SAMPLES).max(1) * self.prior.shape().seq_len
+        }
+    }
+
+    /// One sound of exactly `samples` samples at 48 kHz.
+    pub fn render(
+        &self,
+        samples: usize,
+        rng: &mut StdRng,
+        on_token: &mut dyn FnMut(),
+    ) -> anyhow::Result<Vec<f32>> {
+        let spec = &self.vocoder.config;
+        if self.time_major {
+            let frames = spec.frames_for(samples);
+            let steps = frames.div_ceil(16);
+            let stream = self.time_major(steps, rng, on_token)?;
+            let mel = self.decode_time_major(&stream, steps, spec.n_mels, frames)?;
+            return Ok(self.vocoder.synthesize(&mel, frames, Some(samples)));
+        }
+        let seq_len = self.prior.shape().seq_len;
+        let grid = (self.rows, seq_len / self.levels / self.rows);
+        let chunk_frames = spec.frames_for(48_000);
+        let chunk_count = samples.div_ceil(48_000 - CROSSFADE_SAMPLES).max(1);
+        let mut chunks = Vec::with_capacity(chunk_count);
+        for _ in 0..chunk_count {
+            let tokens = self.continue_from(&[], seq_len, rng, on_token)?;
+            let mel = self.decode_raster(tokens, grid, spec.n_mels, chunk_frames)?;
+            chunks.push(self.vocoder.synthesize(&mel, chunk_frames, Some(48_000)));
+        }
+        let mut joined = crossfade_join(&chunks, CROSSFADE_SAMPLES);
+        joined.resize(samples, 0.0);
+        Ok(joined)
+    }
+
     fn feed(&self, cache: &mut PriorCache, token: i64) -> anyhow::Result<Vec<f32>> {
         let t = Tensor::<1, Int>::from_data(TensorData::new(vec![token], [1]), self.device);
         let logits = self.prior.step(t, cache)?;
@@ -179,6 +222,8 @@ pub fn run(args: &GenerateArgs, device: &Device) -> anyhow::Result<ExitCode> {
         top_k: args.top_k,
         top_p: args.top_p as f32,
     };
+    let mut vocoder = Vocoder::new(spec.clone());
+    vocoder.griffin_lim.iterations = args.iterations;
     let generator = Generator {
         prior: &prior,
         vq: &vq,
@@ -187,19 +232,12 @@ pub fn run(args: &GenerateArgs, device: &Device) -> anyhow::Result<ExitCode> {
         rows: spec.n_mels.div_ceil(16),
         levels: prior.shape().num_quantizers,
         device,
+        time_major,
+        vocoder: &vocoder,
     };
-    let mut vocoder = Vocoder::new(spec.clone());
-    vocoder.griffin_lim.iterations = args.iterations;
     let base_seed = args.seed.unwrap_or_else(rand::random);
     let samples = (args.duration * 48_000.0).round() as usize;
-    let frames = spec.frames_for(samples);
-    let steps = frames.div_ceil(16);
-    let chunk_count = samples.div_ceil(48_000 - CROSSFADE_SAMPLES).max(1);
-    let tokens_per_file = if time_major {
-        steps * generator.rows * generator.levels
-    } else {
-        chunk_count * prior.shape().seq_len
-    };
+    let tokens_per_file = generator.tokens_for(samples);
     std::fs::create_dir_all(&args.output)
         .with_context(|| format!("creating {}", args.output.display()))?;
     let bar = crate::progress::bar(
@@ -218,24 +256,7 @@ pub fn run(args: &GenerateArgs, device: &Device) -> anyhow::Result<ExitCode> {
         let mut rng = StdRng::seed_from_u64(seed);
         let started = std::time::Instant::now();
         let mut tick = || bar.inc(1);
-        let audio = if time_major {
-            let stream = generator.time_major(steps, &mut rng, &mut tick)?;
-            let mel = generator.decode_time_major(&stream, steps, spec.n_mels, frames)?;
-            vocoder.synthesize(&mel, frames, Some(samples))
-        } else {
-            let seq_len = prior.shape().seq_len;
-            let grid = (generator.rows, seq_len / generator.levels / generator.rows);
-            let chunk_frames = spec.frames_for(48_000);
-            let mut chunks = Vec::with_capacity(chunk_count);
-            for _ in 0..chunk_count {
-                let tokens = generator.continue_from(&[], seq_len, &mut rng, &mut tick)?;
-                let mel = generator.decode_raster(tokens, grid, spec.n_mels, chunk_frames)?;
-                chunks.push(vocoder.synthesize(&mel, chunk_frames, Some(48_000)));
-            }
-            let mut joined = crossfade_join(&chunks, CROSSFADE_SAMPLES);
-            joined.resize(samples, 0.0);
-            joined
-        };
+        let audio = generator.render(samples, &mut rng, &mut tick)?;
         let opts = WavOptions {
             sample_rate: args.sample_rate,
             bit_depth: match args.bit_depth {
