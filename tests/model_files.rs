@@ -158,3 +158,31 @@ fn info_describes_models_of_any_shape() {
         pipeline::models::prior(&loaded, &device).expect("prior rebuilds");
     }
 }
+
+/// The prior's next-token cross-entropy as `distill evaluate` computes it equals the
+/// reference's own `prior_nll` on the fixture sequences.
+#[test]
+fn prior_nll_matches_the_reference() {
+    use burn::prelude::Device;
+    let device = Device::flex();
+    let model = ModelFile::load(&fixture_model()).expect("loads");
+    let prior = pipeline::models::prior(&model, &device).expect("prior");
+    let bytes = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/upstream-drums20/vectors.safetensors"),
+    )
+    .expect("vectors");
+    let (t, _) = weights::st::from_bytes(&bytes).expect("parse");
+    let tokens = t["prior_tokens"].to_i64("prior_tokens").expect("ints");
+    let expected = t["prior_nll"].to_f32();
+    for (i, seq) in tokens.chunks(144).enumerate() {
+        let nll = pipeline::train::prior::evaluate(&prior, &[seq.to_vec()], 1, &device)
+            .expect("evaluates");
+        let rel = (nll - f64::from(expected[i])).abs() / f64::from(expected[i]);
+        assert!(
+            rel <= 1e-3,
+            "sequence {i}: {nll} vs reference {}",
+            expected[i]
+        );
+    }
+}

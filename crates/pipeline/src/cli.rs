@@ -30,6 +30,8 @@ pub enum Command {
     Info(InfoArgs),
     /// Convert a reference-system (PyTorch) .distill file to Distill's own format.
     Import(ImportArgs),
+    /// Measure how well a model fits a folder of sounds (reconstruction, codebooks, prior).
+    Evaluate(EvaluateArgs),
     /// Generate new sounds from a trained model.
     Generate(GenerateArgs),
     /// Turn a sound file into the VQ-VAE's code grid (JSON or safetensors).
@@ -68,6 +70,19 @@ pub struct ImportArgs {
     /// Where to write the converted model.
     #[arg(short, long)]
     pub output: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct EvaluateArgs {
+    /// Model file.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Folder of sounds.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -241,6 +256,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Scan(args) => commands::scan::run(&args),
         Command::Info(args) => commands::info::run(&args),
         Command::Import(args) => commands::import::run(&args),
+        Command::Evaluate(args) => commands::evaluate::run(&args, &cli.backend.device()?),
         Command::Generate(mut args) => {
             args.backend_name = cli.backend.name().to_string();
             commands::generate::run(&args, &cli.backend.device()?)

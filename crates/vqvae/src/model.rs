@@ -254,6 +254,19 @@ impl ConvVqvae {
         }
     }
 
+    /// Quantises encoder output `[B, D, H, W]` (eval mode): the summed codes in the same
+    /// layout, the codes `[B, H·W, Q]` in raster order, and the (zero) commitment loss.
+    pub fn quantize(&self, z: Tensor<4>) -> (Tensor<4>, Tensor<3, Int>, Tensor<1>) {
+        let [b, d, h, w] = z.dims();
+        let flat = z.permute([0, 2, 3, 1]).reshape([b * h * w, d]);
+        let q = self.quantizer.forward(flat);
+        (
+            q.quantized.reshape([b, h, w, d]).permute([0, 3, 1, 2]),
+            q.indices.reshape([b, h * w, self.shape.num_quantizers]),
+            q.commit_loss,
+        )
+    }
+
     /// Codes `[B, H·W, Q]` for a log-mel, without decoding.
     pub fn codes(&self, mel: Tensor<4>) -> (Tensor<3, Int>, (usize, usize)) {
         let z = self.encode(mel);

@@ -101,9 +101,14 @@ fn encoder_codes_and_reconstructions_match_the_reference() {
         let diff = max_abs(&enc, &floats(&v, "encoder_out"));
         assert!(diff <= 1e-4, "{name}: encoder_out max |diff| = {diff}");
 
+        // quantize() on the encoder output agrees with the full forward pass.
+        let (_, q_idx, _) = model.quantize(model.encode(mel.clone()));
+        let q_idx = to_i64(q_idx);
+
         let out = model.forward(mel);
         assert_eq!(out.grid, (8, 6));
         let idx = to_i64(out.indices);
+        assert_eq!(idx, q_idx);
         let expected = v["chunk_indices"].to_i64("chunk_indices").expect("ints");
         let flips = assert_codes_match(&idx, &expected, &floats(&v, "chunk_code_margin"), name);
         assert_eq!(
