@@ -182,3 +182,33 @@ fn unusable_data_is_a_clear_error_before_training() {
     ]);
     assert_eq!(o.status.code(), Some(1));
 }
+
+#[test]
+fn an_interrupted_run_resumes_to_the_same_model() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("sounds");
+    std::fs::create_dir(&data).expect("mkdir");
+    synthetic_collection(&data, 3);
+    let full = dir.path().join("full.distill");
+    let o = train(&data, &full, "5", &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        !dir.path().join("full.distill.ckpt").exists(),
+        "checkpoints are removed after success"
+    );
+
+    // Stopped after 2 of the 3 VQ-VAE epochs (as Ctrl-C would leave it), then resumed.
+    let part = dir.path().join("part.distill");
+    let o = train(&data, &part, "5", &["--stop-after-epochs", "2"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let ckpt = dir.path().join("part.distill.ckpt");
+    assert!(ckpt.join("checkpoint.json").exists());
+    let o = distill(&["train", "--resume", ckpt.to_str().expect("utf-8"), "--json"]);
+    assert!(o.status.success(), "resume failed: {}", stderr(&o));
+    assert_eq!(epochs(&o, "vqvae").len(), 1, "only the missing epoch runs");
+    assert_eq!(
+        std::fs::read(&full).expect("full"),
+        std::fs::read(&part).expect("resumed"),
+        "resumed run differs from the uninterrupted one"
+    );
+}

@@ -212,7 +212,7 @@ pub struct TrainArgs {
     /// TOML file overriding the automatic configuration.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Continue an interrupted run from its output directory.
+    /// Continue an interrupted run from its checkpoint folder (`MODEL.ckpt`).
     #[arg(long)]
     pub resume: Option<PathBuf>,
     /// Epochs (both stages unless --stage picks one).
@@ -248,6 +248,9 @@ pub struct TrainArgs {
     /// Emit one JSON object per event instead of progress bars.
     #[arg(long)]
     pub json: bool,
+    /// Stop (as Ctrl-C does) after this many epochs of this invocation; for testing resume.
+    #[arg(long, hide = true)]
+    pub stop_after_epochs: Option<usize>,
 }
 
 /// Runs a parsed command line; the exit code is the command's verdict.

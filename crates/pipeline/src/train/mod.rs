@@ -1,5 +1,6 @@
 //! `distill train`: both stages, configuration, progress and the resulting model file.
 
+pub mod checkpoint;
 pub mod data;
 pub mod optim;
 pub mod prior;
@@ -17,6 +18,8 @@ use indicatif::ProgressBar;
 use prior_config::{PriorConfig, get_adaptive_prior_config};
 use serde_json::{Value as Json, json};
 use vqvae::{ConvVqvae, VqvaeConfig, get_adaptive_vqvae_config};
+
+use checkpoint::{CheckpointMeta, Checkpoints, StageCheckpoint};
 
 use crate::cli::{Stage, TrainArgs};
 use crate::modelfile::{ModelFile, ModelOrigin};
@@ -39,9 +42,9 @@ pub fn epoch_seed(seed: u64, purpose: u64, epoch: usize) -> u64 {
 }
 
 /// One epoch's numbers, as printed and as stored in the training history.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct EpochReport {
-    pub stage: &'static str,
+    pub stage: String,
     pub epoch: usize,
     pub epochs: usize,
     pub train_loss: f64,
@@ -117,7 +120,7 @@ impl Reporter {
             println!("{v}");
             return;
         }
-        let extra = match r.stage {
+        let extra = match r.stage.as_str() {
             "prior" => format!(
                 " ppl {:.2} (best {:.2})",
                 r.extra["val_perplexity"].as_f64().unwrap_or(0.0),
@@ -280,23 +283,58 @@ fn run_id(seed: u64, data: &data::Dataset, vq: &VqvaeConfig, pr: &PriorConfig) -
     )
 }
 
-pub fn run(args: &TrainArgs, device: &Device) -> anyhow::Result<ExitCode> {
-    let Some(data_dir) = &args.data else {
-        bail!("--data DIR is required: the folder of sounds to learn from");
-    };
-    let output = args
-        .output
-        .clone()
-        .or_else(|| args.model.clone())
-        .unwrap_or_else(|| PathBuf::from("model.distill"));
-    if args.resume.is_some() {
-        bail!("--resume is not available yet: re-run the command to train from the start");
-    }
-    let seed = args.seed.unwrap_or(0);
-    let mut reporter = Reporter::new(args.json);
+/// Per-stage callbacks: checkpoint after every epoch, and whether to stop (the epoch budget
+/// of this invocation). Ctrl-C needs no handler: the checkpoint of the last completed epoch
+/// is already on disk (written atomically), so killing the process at any moment is safe.
+pub struct Hooks<'a> {
+    max_epochs_this_run: Option<usize>,
+    epochs_this_run: usize,
+    checkpoints: &'a Checkpoints,
+    meta: CheckpointMeta,
+}
 
-    let report =
-        scan::scan_dataset(data_dir).with_context(|| format!("scanning {}", data_dir.display()))?;
+impl Hooks<'_> {
+    pub fn should_stop(&self) -> bool {
+        self.max_epochs_this_run
+            .is_some_and(|m| self.epochs_this_run >= m)
+    }
+
+    pub fn epoch_done(&mut self, ck: StageCheckpoint) -> anyhow::Result<()> {
+        self.epochs_this_run += 1;
+        self.checkpoints.save(&self.meta, &ck)
+    }
+}
+
+/// Exit code of a run stopped before the end (as the reference's CLI).
+const EXIT_INTERRUPTED: u8 = 3;
+
+pub fn run(args: &TrainArgs, device: &Device) -> anyhow::Result<ExitCode> {
+    let mut reporter = Reporter::new(args.json);
+    // Settings come from the checkpoint when resuming, else from the command line.
+    let resumed = match &args.resume {
+        Some(dir) => Some(Checkpoints::load(dir)?),
+        None => None,
+    };
+    let data_dir = match (&resumed, &args.data) {
+        (Some((m, _)), _) => m.data.clone(),
+        (None, Some(d)) => d.clone(),
+        (None, None) => bail!("--data DIR is required: the folder of sounds to learn from"),
+    };
+    let output = match &resumed {
+        Some((m, _)) => m.output.clone(),
+        None => args
+            .output
+            .clone()
+            .or_else(|| args.model.clone())
+            .unwrap_or_else(|| PathBuf::from("model.distill")),
+    };
+    let seed = resumed
+        .as_ref()
+        .map(|(m, _)| m.seed)
+        .unwrap_or(args.seed.unwrap_or(0));
+
+    let report = scan::scan_dataset(&data_dir)
+        .with_context(|| format!("scanning {}", data_dir.display()))?;
     for f in &report.files {
         for p in &f.problems {
             if p.is_fatal() {
@@ -311,17 +349,32 @@ pub fn run(args: &TrainArgs, device: &Device) -> anyhow::Result<ExitCode> {
             data_dir.display()
         );
     }
-    let (mut vq_cfg, pr_cfg) = resolve_configs(args, files)?;
-    let existing = match (&args.model, args.stage) {
-        (Some(m), _) => Some(ModelFile::load(m)?),
-        (None, Stage::Prior) => {
+    // The model a prior is trained on: --model, or when resuming the prior stage, the
+    // output file (stage 1 saved it there).
+    let existing = match (&resumed, &args.model, args.stage) {
+        (Some((m, _)), _, _) if m.stage == "prior" => Some(ModelFile::load(&output)?),
+        (Some(_), _, _) => None,
+        (None, Some(m), _) => Some(ModelFile::load(m)?),
+        (None, None, Stage::Prior) => {
             bail!("--stage prior needs --model M: the model whose VQ-VAE codes the prior learns")
         }
-        _ => None,
+        (None, None, _) => None,
+    };
+    let (mut vq_cfg, pr_cfg, train_prior) = match &resumed {
+        Some((m, _)) => (
+            m.vqvae_config.clone(),
+            m.prior_config.clone(),
+            m.train_prior,
+        ),
+        None => {
+            let (v, p) = resolve_configs(args, files)?;
+            (v, p, args.stage != Stage::Vqvae)
+        }
     };
     if let Some(m) = &existing {
         vq_cfg = m.vqvae_config.clone();
     }
+    let train_vq = existing.is_none() && (resumed.is_some() || args.stage != Stage::Prior);
     let data = data::load(&report, vq_cfg.val_fraction)?;
     if data.val.is_empty() || data.train.is_empty() {
         bail!(
@@ -329,8 +382,6 @@ pub fn run(args: &TrainArgs, device: &Device) -> anyhow::Result<ExitCode> {
             data_dir.display()
         );
     }
-    let train_vq = existing.is_none() && args.stage != Stage::Prior;
-    let train_prior = args.stage != Stage::Vqvae;
     reporter.event(
         json!({"event": "config", "vqvae_config": vq_cfg, "prior_config": pr_cfg, "seed": seed}),
     );
@@ -359,6 +410,35 @@ pub fn run(args: &TrainArgs, device: &Device) -> anyhow::Result<ExitCode> {
         ));
     }
 
+    let checkpoints = Checkpoints::for_output(&output);
+    let meta = |stage: &str| CheckpointMeta {
+        version: 1,
+        stage: stage.to_string(),
+        epoch: 0,
+        seed,
+        data: data_dir.clone(),
+        output: output.clone(),
+        vqvae_config: vq_cfg.clone(),
+        prior_config: pr_cfg.clone(),
+        train_prior,
+        param_ids: Vec::new(),
+        best_val_loss: None,
+        best_epoch: None,
+        history: Vec::new(),
+        model_file: String::new(),
+        best_file: None,
+        optim_file: String::new(),
+    };
+    let interrupted = |reporter: &Reporter| {
+        reporter.info(&format!(
+            "stopped; the last completed epoch is saved. Continue with: distill train --resume {}",
+            checkpoints.dir.display()
+        ));
+        reporter.event(json!({"event": "interrupted", "checkpoint": checkpoints.dir}));
+        Ok(ExitCode::from(EXIT_INTERRUPTED))
+    };
+    let mut resume_state = resumed.map(|(_, ck)| ck);
+
     let spectrogram = existing
         .as_ref()
         .map(|m| m.spectrogram_config.clone())
@@ -380,8 +460,26 @@ pub fn run(args: &TrainArgs, device: &Device) -> anyhow::Result<ExitCode> {
 
     if train_vq {
         reporter.start_stage("VQ-VAE", vq_cfg.max_epochs);
-        let result = vq::train(&vq_cfg, &data, &mel, seed, device, &mut reporter)?;
+        let mut hooks = Hooks {
+            max_epochs_this_run: args.stop_after_epochs,
+            epochs_this_run: 0,
+            checkpoints: &checkpoints,
+            meta: meta("vqvae"),
+        };
+        let result = vq::train(
+            &vq_cfg,
+            &data,
+            &mel,
+            seed,
+            device,
+            &mut reporter,
+            resume_state.take(),
+            &mut hooks,
+        )?;
         reporter.finish_stage();
+        if !result.completed {
+            return interrupted(&reporter);
+        }
         reporter.info(&format!(
             "VQ-VAE: best validation loss {:.4} at epoch {} (those weights are kept)",
             result.outcome.best_val_loss, result.outcome.best_epoch
@@ -419,15 +517,34 @@ pub fn run(args: &TrainArgs, device: &Device) -> anyhow::Result<ExitCode> {
         model
             .metadata
             .insert("final_val_loss".into(), json!(result.outcome.best_val_loss));
-        // Save stage 1 now: a failure in stage 2 must not lose it.
-        model.save(&output)?;
     }
-
     if train_prior {
+        // The VQ-VAE the prior learns from is saved first: resuming the prior stage reads it.
+        model.origin = ModelOrigin::Distill;
+        model.save(&output)?;
         let vq_model: ConvVqvae = crate::models::vqvae(&model, device)?;
         reporter.start_stage("prior", pr_cfg.max_epochs);
-        let result = prior::train(&pr_cfg, &vq_model, &data, &mel, seed, device, &mut reporter)?;
+        let mut hooks = Hooks {
+            max_epochs_this_run: args.stop_after_epochs,
+            epochs_this_run: 0,
+            checkpoints: &checkpoints,
+            meta: meta("prior"),
+        };
+        let result = prior::train(
+            &pr_cfg,
+            &vq_model,
+            &data,
+            &mel,
+            seed,
+            device,
+            &mut reporter,
+            resume_state.take(),
+            &mut hooks,
+        )?;
         reporter.finish_stage();
+        if !result.completed {
+            return interrupted(&reporter);
+        }
         let best_ppl = result.outcome.best_val_loss.min(20.0).exp();
         reporter.info(&format!(
             "prior: best validation perplexity {best_ppl:.2} at epoch {} (those weights are kept); {} training / {} validation sequences",
@@ -456,7 +573,7 @@ pub fn run(args: &TrainArgs, device: &Device) -> anyhow::Result<ExitCode> {
     }
     // Named after the data (as the reference does), not the output path, so that equal runs
     // write equal files wherever they are saved.
-    let name = data::short(data_dir);
+    let name = data::short(&data_dir);
     model.metadata.insert(
         "model_id".into(),
         json!(run_id(seed, &data, &vq_cfg, &pr_cfg)),
@@ -464,7 +581,7 @@ pub fn run(args: &TrainArgs, device: &Device) -> anyhow::Result<ExitCode> {
     model.metadata.insert("name".into(), json!(name));
     model
         .metadata
-        .insert("dataset_name".into(), json!(data::short(data_dir)));
+        .insert("dataset_name".into(), json!(data::short(&data_dir)));
     model
         .metadata
         .insert("dataset_file_count".into(), json!(files));
@@ -475,6 +592,7 @@ pub fn run(args: &TrainArgs, device: &Device) -> anyhow::Result<ExitCode> {
     model.metadata.insert("seed".into(), json!(seed));
     model.origin = ModelOrigin::Distill;
     model.save(&output)?;
+    checkpoints.remove();
     reporter.event(json!({"event": "done", "model_path": output, "warnings": reporter.warnings}));
     if !args.json {
         println!("{}", output.display());

@@ -12,9 +12,10 @@ use rand::seq::SliceRandom;
 use vqvae::ConvVqvae;
 use weights::StateDict;
 
+use super::checkpoint::StageCheckpoint;
 use super::data::{Chunk, Dataset, mel_batch};
-use super::optim::{clip_global_norm, cosine_lr};
-use super::{EpochReport, Reporter, StageOutcome, epoch_seed};
+use super::optim::{assign_param_ids, clip_global_norm, cosine_lr, param_ids};
+use super::{EpochReport, Hooks, Reporter, StageOutcome, epoch_seed};
 
 /// Time steps of the code grid per 1 s chunk and frequency rows (128 mels / 16).
 pub struct GridGeometry {
@@ -109,6 +110,7 @@ fn streams(
 }
 
 pub struct PriorResult {
+    pub completed: bool,
     pub best: StateDict,
     pub shape: PriorShape,
     pub outcome: StageOutcome,
@@ -175,6 +177,8 @@ pub fn train(
     seed: u64,
     device: &Device,
     reporter: &mut Reporter,
+    resume: Option<StageCheckpoint>,
+    hooks: &mut Hooks,
 ) -> anyhow::Result<PriorResult> {
     let vq_shape = vq.shape();
     let train_chunks: Vec<&[f32]> = data.train.iter().map(|c| c.samples.as_slice()).collect();
@@ -213,19 +217,37 @@ pub fn train(
     };
     let train_device = device.clone().autodiff();
     train_device.seed(epoch_seed(seed, 10, 0));
-    let mut prior = CodePrior::new(shape, &train_device)?;
     let mut optim = AdamWConfig::new()
         .with_weight_decay(cfg.weight_decay as f32)
         .with_epsilon(1e-8)
         .init();
+    let (mut prior, start, mut best, mut history) = match resume {
+        Some(ck) => {
+            let prior =
+                CodePrior::from_state_dict(&ck.model, cfg.num_heads, cfg.dropout, &train_device)?;
+            optim = optim
+                .from_bytes(burn::tensor::Bytes::from_bytes_vec(ck.optim))
+                .map_err(|e| anyhow::anyhow!("checkpoint optimiser state: {e:?}"))?;
+            (
+                assign_param_ids(prior, ck.param_ids),
+                ck.epoch,
+                ck.best,
+                ck.history,
+            )
+        }
+        None => (CodePrior::new(shape, &train_device)?, 0, None, Vec::new()),
+    };
     let ce = CrossEntropyLossConfig::new().init(&train_device);
-    let mut order: Vec<usize> = (0..train_seqs.len()).collect();
-    let mut best: Option<(f64, usize, StateDict)> = None;
-    let mut history: Vec<EpochReport> = Vec::new();
     let threshold = memorisation_threshold(data.files.len());
     let mut rising = 0usize;
-    for epoch in 0..cfg.max_epochs {
+    let mut completed = true;
+    for epoch in start..cfg.max_epochs {
+        if hooks.should_stop() {
+            completed = false;
+            break;
+        }
         let started = std::time::Instant::now();
+        let mut order: Vec<usize> = (0..train_seqs.len()).collect();
         train_device.seed(epoch_seed(seed, 11, epoch));
         let mut rng = StdRng::seed_from_u64(epoch_seed(seed, 12, epoch));
         order.shuffle(&mut rng);
@@ -280,7 +302,7 @@ pub fn train(
             .map(|(b, _, _)| b.min(20.0).exp())
             .unwrap_or(perplexity);
         let report = EpochReport {
-            stage: "prior",
+            stage: "prior".into(),
             epoch: epoch + 1,
             epochs: cfg.max_epochs,
             train_loss,
@@ -293,11 +315,23 @@ pub fn train(
         };
         reporter.epoch(&report);
         history.push(report);
+        hooks.epoch_done(StageCheckpoint {
+            epoch: epoch + 1,
+            model: prior.to_state_dict()?,
+            param_ids: param_ids(&prior),
+            optim: optim
+                .into_bytes()
+                .map_err(|e| anyhow::anyhow!("saving optimiser state: {e:?}"))?
+                .to_vec(),
+            best: best.clone(),
+            history: history.clone(),
+        })?;
     }
     let Some((best_loss, best_epoch, best_state)) = best else {
         anyhow::bail!("prior training ran no epoch");
     };
     Ok(PriorResult {
+        completed,
         best: best_state,
         shape,
         outcome: StageOutcome {

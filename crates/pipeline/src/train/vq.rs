@@ -12,14 +12,17 @@ use vqvae::{
 };
 use weights::StateDict;
 
+use super::checkpoint::StageCheckpoint;
 use super::data::{Dataset, augment, mel_batch};
-use super::optim::{clip_global_norm, cosine_lr};
-use super::{EpochReport, Reporter, StageOutcome, epoch_seed};
+use super::optim::{assign_param_ids, clip_global_norm, cosine_lr, param_ids};
+use super::{EpochReport, Hooks, Reporter, StageOutcome, epoch_seed};
 
 /// Codebook utilisation below which a level is reported as collapsing.
 const LOW_UTILISATION: f64 = 0.30;
 
 pub struct VqResult {
+    /// False when the run was stopped early (the checkpoint holds its state).
+    pub completed: bool,
     pub best: StateDict,
     pub outcome: StageOutcome,
     pub health: Vec<LevelHealth>,
@@ -54,6 +57,7 @@ pub fn evaluate(
     (loss_sum / n.max(1) as f64, health, codes)
 }
 
+#[allow(clippy::too_many_arguments)]
 pub fn train(
     cfg: &VqvaeConfig,
     data: &Dataset,
@@ -61,14 +65,35 @@ pub fn train(
     seed: u64,
     device: &Device,
     reporter: &mut Reporter,
+    resume: Option<StageCheckpoint>,
+    hooks: &mut Hooks,
 ) -> anyhow::Result<VqResult> {
     let train_device = device.clone().autodiff();
     train_device.seed(seed);
-    let mut model = ConvVqvae::new(VqvaeShape::from(cfg), &train_device)?;
     let mut optim = AdamWConfig::new()
         .with_weight_decay(cfg.weight_decay as f32)
         .with_epsilon(1e-8)
         .init();
+    let (mut model, start, mut best, mut history) = match resume {
+        Some(ck) => {
+            let model = ConvVqvae::from_state_dict(&ck.model, cfg.dropout, &train_device)?;
+            optim = optim
+                .from_bytes(burn::tensor::Bytes::from_bytes_vec(ck.optim))
+                .map_err(|e| anyhow::anyhow!("checkpoint optimiser state: {e:?}"))?;
+            (
+                assign_param_ids(model, ck.param_ids),
+                ck.epoch,
+                ck.best,
+                ck.history,
+            )
+        }
+        None => (
+            ConvVqvae::new(VqvaeShape::from(cfg), &train_device)?,
+            0,
+            None,
+            Vec::new(),
+        ),
+    };
     let rvq = RvqTraining {
         decay: cfg.decay as f32,
         commitment_weight: cfg.commitment_weight as f32,
@@ -76,12 +101,16 @@ pub fn train(
         kmeans_iters: cfg.kmeans_iters,
     };
     let val: Vec<&[f32]> = data.val.iter().map(|c| c.samples.as_slice()).collect();
-    let mut order: Vec<usize> = (0..data.train.len()).collect();
-    let mut best: Option<(f64, usize, StateDict)> = None;
-    let mut history = Vec::new();
     let mut health = Vec::new();
-    for epoch in 0..cfg.max_epochs {
+    let mut completed = true;
+    for epoch in start..cfg.max_epochs {
+        if hooks.should_stop() {
+            completed = false;
+            break;
+        }
         let started = std::time::Instant::now();
+        // A fresh order per epoch from the epoch's seed, so a resumed run replays it.
+        let mut order: Vec<usize> = (0..data.train.len()).collect();
         train_device.seed(epoch_seed(seed, 1, epoch));
         let mut rng = StdRng::seed_from_u64(epoch_seed(seed, 2, epoch));
         order.shuffle(&mut rng);
@@ -130,7 +159,7 @@ pub fn train(
             }
         }
         let report = EpochReport {
-            stage: "vqvae",
+            stage: "vqvae".into(),
             epoch: epoch + 1,
             epochs: cfg.max_epochs,
             train_loss,
@@ -143,11 +172,23 @@ pub fn train(
         };
         reporter.epoch(&report);
         history.push(report);
+        hooks.epoch_done(StageCheckpoint {
+            epoch: epoch + 1,
+            model: model.to_state_dict()?,
+            param_ids: param_ids(&model),
+            optim: optim
+                .into_bytes()
+                .map_err(|e| anyhow::anyhow!("saving optimiser state: {e:?}"))?
+                .to_vec(),
+            best: best.clone(),
+            history: history.clone(),
+        })?;
     }
     let Some((best_loss, best_epoch, best_state)) = best else {
         anyhow::bail!("VQ-VAE training ran no epoch");
     };
     Ok(VqResult {
+        completed,
         best: best_state,
         outcome: StageOutcome {
             best_val_loss: best_loss,
