@@ -148,15 +148,19 @@ pub fn train(
         if improved {
             best = Some((val_loss, epoch + 1, model.valid().to_state_dict()?));
         }
-        for (q, lh) in health.iter().enumerate() {
-            if epoch > 0 && lh.utilization < LOW_UTILISATION {
-                reporter.warn(&format!(
-                    "VQ-VAE epoch {}: level {q} utilisation {:.0}% (below {:.0}%)",
-                    epoch + 1,
-                    lh.utilization * 100.0,
-                    LOW_UTILISATION * 100.0
-                ));
-            }
+        let low: Vec<String> = health
+            .iter()
+            .enumerate()
+            .filter(|(_, lh)| lh.utilization < LOW_UTILISATION)
+            .map(|(q, lh)| format!("level {q} {:.0}%", lh.utilization * 100.0))
+            .collect();
+        if epoch > 0 && !low.is_empty() {
+            reporter.warn(&format!(
+                "VQ-VAE epoch {}: codebook utilisation below {:.0}%: {}",
+                epoch + 1,
+                LOW_UTILISATION * 100.0,
+                low.join(", ")
+            ));
         }
         let report = EpochReport {
             stage: "vqvae".into(),
