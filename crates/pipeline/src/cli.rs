@@ -183,6 +183,9 @@ pub struct BenchArgs {
     /// At most this many recordings.
     #[arg(long, default_value_t = 4)]
     pub max_files: usize,
+    /// Epochs for `bench train` (default: the automatic tiers).
+    #[arg(long)]
+    pub epochs: Option<usize>,
     /// Directory whose target/bench/ receives the report.
     #[arg(long, default_value = ".")]
     pub root: PathBuf,
@@ -276,7 +279,16 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     args.max_files,
                 )?,
                 "generate" => crate::bench::generate(10.0)?,
-                other => anyhow::bail!("unknown benchmark '{other}' (available: audio, generate)"),
+                "train" => crate::bench::train(
+                    &args
+                        .data
+                        .clone()
+                        .unwrap_or_else(|| PathBuf::from("examples/drums")),
+                    args.epochs,
+                )?,
+                other => {
+                    anyhow::bail!("unknown benchmark '{other}' (available: audio, generate, train)")
+                }
             };
             let path = crate::bench::write_report(&args.root, &args.name, &report)?;
             println!("{}", serde_json::to_string_pretty(&report)?);

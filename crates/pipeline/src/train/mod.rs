@@ -305,6 +305,14 @@ impl Hooks<'_> {
     }
 }
 
+/// Peak resident memory of this process in MiB (Linux; `None` elsewhere).
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
 /// Exit code of a run stopped before the end (as the reference's CLI).
 const EXIT_INTERRUPTED: u8 = 3;
 
@@ -593,7 +601,12 @@ pub fn run(args: &TrainArgs, device: &Device) -> anyhow::Result<ExitCode> {
     model.origin = ModelOrigin::Distill;
     model.save(&output)?;
     checkpoints.remove();
-    reporter.event(json!({"event": "done", "model_path": output, "warnings": reporter.warnings}));
+    reporter.event(json!({
+        "event": "done",
+        "model_path": output,
+        "warnings": reporter.warnings,
+        "peak_rss_mb": peak_rss_mb(),
+    }));
     if !args.json {
         println!("{}", output.display());
     }
