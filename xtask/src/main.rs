@@ -1,7 +1,7 @@
 //! Project automation:
 //! * `cargo xtask ci` — format check, clippy (warnings denied), tests;
-//! * `cargo xtask bench <name> [args]` — runs a benchmark of the `distill` binary, which
-//!   writes `target/bench/<name>.json`.
+//! * `cargo xtask bench <audio|generate|train> [args]` — runs a benchmark of the `distill`
+//!   binary, which writes `target/bench/<name>.json`.
 
 use std::process::Command;
 
@@ -23,41 +23,42 @@ fn cargo(args: &[&str]) -> anyhow::Result<()> {
 /// The test command README.md documents; CI runs exactly this.
 const TEST_ARGS: &[&str] = &["test", "--workspace"];
 
+fn bench(name: &str, rest: &[String]) -> anyhow::Result<()> {
+    // Build exactly what the tests build (same profile and feature set, so the Burn stack is
+    // not compiled a second time), then run that binary.
+    cargo(&["test", "--workspace", "--no-run"])?;
+    let root = std::env::current_dir()?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let exe = target.join("debug").join("distill");
+    let status = Command::new(&exe)
+        .args(["bench", name, "--root"])
+        .arg(&root)
+        .args(rest)
+        .status()
+        .with_context(|| format!("running {}", exe.display()))?;
+    if !status.success() {
+        bail!("benchmark {name} failed ({status})");
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("ci") => {
             cargo(&["fmt", "--all", "--", "--check"])?;
-            cargo(&[
-                "clippy",
-                "--workspace",
-                "--all-targets",
-                "--",
-                "-D",
-                "warnings",
-            ])?;
+            cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
             cargo(TEST_ARGS)
         }
         Some("test") => cargo(TEST_ARGS),
-        Some("bench") => {
-            let Some(name) = args.get(1) else {
-                bail!("usage: cargo xtask bench <audio> [--data DIR] [--max-files N]");
-            };
-            // Same profile and feature set as the tests, so nothing is rebuilt for benches.
-            let mut run = vec![
-                "run",
-                "--quiet",
-                "--bin",
-                "distill",
-                "--",
-                "bench",
-                name.as_str(),
-            ];
-            run.extend(args[2..].iter().map(String::as_str));
-            cargo(&run)
-        }
+        Some("bench") => match args.get(1) {
+            Some(name) => bench(name, &args[2..]),
+            None => bail!("usage: cargo xtask bench <audio|generate|train> [--data DIR] [--epochs N]"),
+        },
         _ => {
-            eprintln!("usage: cargo xtask ci | test | bench <name> [args]");
+            eprintln!("usage: cargo xtask ci | test | bench <audio|generate|train> [args]");
             bail!("unknown or missing task")
         }
     }
