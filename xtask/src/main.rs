@@ -49,13 +49,22 @@ fn main() -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         Some("ci") => {
             cargo(&["fmt", "--all", "--", "--check"])?;
-            cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
+            cargo(&[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ])?;
             cargo(TEST_ARGS)
         }
         Some("test") => cargo(TEST_ARGS),
         Some("bench") => match args.get(1) {
             Some(name) => bench(name, &args[2..]),
-            None => bail!("usage: cargo xtask bench <audio|generate|train> [--data DIR] [--epochs N]"),
+            None => {
+                bail!("usage: cargo xtask bench <audio|generate|train> [--data DIR] [--epochs N]")
+            }
         },
         _ => {
             eprintln!("usage: cargo xtask ci | test | bench <audio|generate|train> [args]");

@@ -27,6 +27,30 @@ pub struct StageCheckpoint {
     pub history: Vec<EpochReport>,
 }
 
+impl StageCheckpoint {
+    /// Captures a stage after `epoch` completed epochs.
+    pub fn capture<M: burn::module::Module>(
+        epoch: usize,
+        model: &M,
+        state: StateDict,
+        optim: &burn::optim::ModuleOptimizer,
+        best: &Option<(f64, usize, StateDict)>,
+        history: &[EpochReport],
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            epoch,
+            model: state,
+            param_ids: super::optim::param_ids(model),
+            optim: optim
+                .into_bytes()
+                .map_err(|e| anyhow::anyhow!("saving optimiser state: {e:?}"))?
+                .to_vec(),
+            best: best.clone(),
+            history: history.to_vec(),
+        })
+    }
+}
+
 /// What `checkpoint.json` records.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CheckpointMeta {

@@ -437,6 +437,12 @@ pub fn run(args: &TrainArgs, device: &Device) -> anyhow::Result<ExitCode> {
         best_file: None,
         optim_file: String::new(),
     };
+    let hooks_for = |stage: &str| Hooks {
+        max_epochs_this_run: args.stop_after_epochs,
+        epochs_this_run: 0,
+        checkpoints: &checkpoints,
+        meta: meta(stage),
+    };
     let interrupted = |reporter: &Reporter| {
         reporter.info(&format!(
             "stopped; the last completed epoch is saved. Continue with: distill train --resume {}",
@@ -468,12 +474,7 @@ pub fn run(args: &TrainArgs, device: &Device) -> anyhow::Result<ExitCode> {
 
     if train_vq {
         reporter.start_stage("VQ-VAE", vq_cfg.max_epochs);
-        let mut hooks = Hooks {
-            max_epochs_this_run: args.stop_after_epochs,
-            epochs_this_run: 0,
-            checkpoints: &checkpoints,
-            meta: meta("vqvae"),
-        };
+        let mut hooks = hooks_for("vqvae");
         let result = vq::train(
             &vq_cfg,
             &data,
@@ -532,12 +533,7 @@ pub fn run(args: &TrainArgs, device: &Device) -> anyhow::Result<ExitCode> {
         model.save(&output)?;
         let vq_model: ConvVqvae = crate::models::vqvae(&model, device)?;
         reporter.start_stage("prior", pr_cfg.max_epochs);
-        let mut hooks = Hooks {
-            max_epochs_this_run: args.stop_after_epochs,
-            epochs_this_run: 0,
-            checkpoints: &checkpoints,
-            meta: meta("prior"),
-        };
+        let mut hooks = hooks_for("prior");
         let result = prior::train(
             &pr_cfg,
             &vq_model,

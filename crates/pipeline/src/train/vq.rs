@@ -14,7 +14,7 @@ use weights::StateDict;
 
 use super::checkpoint::StageCheckpoint;
 use super::data::{Dataset, augment, mel_batch};
-use super::optim::{assign_param_ids, clip_global_norm, cosine_lr, param_ids};
+use super::optim::{assign_param_ids, clip_global_norm, cosine_lr};
 use super::{EpochReport, Hooks, Reporter, StageOutcome, epoch_seed};
 
 /// Codebook utilisation below which a level is reported as collapsing.
@@ -176,17 +176,14 @@ pub fn train(
         };
         reporter.epoch(&report);
         history.push(report);
-        hooks.epoch_done(StageCheckpoint {
-            epoch: epoch + 1,
-            model: model.to_state_dict()?,
-            param_ids: param_ids(&model),
-            optim: optim
-                .into_bytes()
-                .map_err(|e| anyhow::anyhow!("saving optimiser state: {e:?}"))?
-                .to_vec(),
-            best: best.clone(),
-            history: history.clone(),
-        })?;
+        hooks.epoch_done(StageCheckpoint::capture(
+            epoch + 1,
+            &model,
+            model.to_state_dict()?,
+            &optim,
+            &best,
+            &history,
+        )?)?;
     }
     let Some((best_loss, best_epoch, best_state)) = best else {
         anyhow::bail!("VQ-VAE training ran no epoch");
