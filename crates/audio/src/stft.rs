@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use rayon::prelude::*;
 use realfft::num_complex::Complex32;
 use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
 
@@ -84,24 +85,29 @@ impl Stft {
             return Spectrum { frames, bins, data };
         }
         let pad = (self.n_fft / 2) as isize;
-        let mut buf = self.forward.make_input_vec();
-        let mut scratch = self.forward.make_scratch_vec();
-        for (t, out) in data.chunks_exact_mut(bins).enumerate() {
-            let start = (t * self.hop) as isize - pad;
-            for (i, (b, w)) in buf.iter_mut().zip(&self.window).enumerate() {
-                let idx = start + i as isize;
-                let s = if idx >= 0 && (idx as usize) < signal.len() {
-                    signal[idx as usize]
-                } else {
-                    signal[reflect_index(idx, signal.len())]
-                };
-                *b = s * w;
-            }
-            // Sizes come from the plan itself, so this cannot fail.
-            let _ = self
-                .forward
-                .process_with_scratch(&mut buf, out, &mut scratch);
-        }
+        // Frames are independent: transform them in parallel, each worker with its buffers.
+        data.par_chunks_mut(bins).enumerate().for_each_init(
+            || {
+                (
+                    self.forward.make_input_vec(),
+                    self.forward.make_scratch_vec(),
+                )
+            },
+            |(buf, scratch), (t, out)| {
+                let start = (t * self.hop) as isize - pad;
+                for (i, (b, w)) in buf.iter_mut().zip(&self.window).enumerate() {
+                    let idx = start + i as isize;
+                    let s = if idx >= 0 && (idx as usize) < signal.len() {
+                        signal[idx as usize]
+                    } else {
+                        signal[reflect_index(idx, signal.len())]
+                    };
+                    *b = s * w;
+                }
+                // Sizes come from the plan itself, so this cannot fail.
+                let _ = self.forward.process_with_scratch(buf, out, scratch);
+            },
+        );
         Spectrum { frames, bins, data }
     }
 
@@ -111,22 +117,29 @@ impl Stft {
     pub fn inverse(&self, spec: &Spectrum, length: Option<usize>) -> Vec<f32> {
         let n = self.n_fft;
         let total = n + self.hop * spec.frames.saturating_sub(1);
+        // Inverse transforms in parallel, then a sequential overlap-add (cheap).
+        let scale = 1.0 / n as f32;
+        let mut frames_time = vec![0.0f32; spec.frames * n];
+        frames_time.par_chunks_mut(n).enumerate().for_each_init(
+            || {
+                (
+                    self.inverse.make_input_vec(),
+                    self.inverse.make_scratch_vec(),
+                )
+            },
+            |(buf, scratch), (t, time)| {
+                buf.copy_from_slice(spec.frame(t));
+                // A real signal's DC and Nyquist bins are real; realfft insists on it.
+                buf[0].im = 0.0;
+                if let Some(last) = buf.last_mut() {
+                    last.im = 0.0;
+                }
+                let _ = self.inverse.process_with_scratch(buf, time, scratch);
+            },
+        );
         let mut out = vec![0.0f32; total];
         let mut norm = vec![0.0f32; total];
-        let mut buf = self.inverse.make_input_vec();
-        let mut time = self.inverse.make_output_vec();
-        let mut scratch = self.inverse.make_scratch_vec();
-        let scale = 1.0 / n as f32;
-        for t in 0..spec.frames {
-            buf.copy_from_slice(spec.frame(t));
-            // A real signal's DC and Nyquist bins are real; realfft insists on it.
-            buf[0].im = 0.0;
-            if let Some(last) = buf.last_mut() {
-                last.im = 0.0;
-            }
-            let _ = self
-                .inverse
-                .process_with_scratch(&mut buf, &mut time, &mut scratch);
+        for (t, time) in frames_time.chunks_exact(n).enumerate() {
             let off = t * self.hop;
             for i in 0..n {
                 let w = self.window[i];

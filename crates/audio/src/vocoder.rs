@@ -12,6 +12,7 @@
 //!   so Griffin-Lim starts near a consistent spectrogram instead of noise.
 
 use rand::{Rng, SeedableRng};
+use rayon::prelude::*;
 use realfft::num_complex::Complex32;
 
 use crate::SpectrogramConfig;
@@ -95,16 +96,18 @@ impl InverseMel {
     /// mel, output `[n_freqs][frames]` linear power.
     pub fn least_squares(&self, mel: &[f32], frames: usize) -> Vec<f32> {
         let mut out = vec![0.0f32; self.n_freqs * frames];
-        for f in 0..self.n_freqs {
-            let p = &self.pinv[f * self.n_mels..(f + 1) * self.n_mels];
-            for t in 0..frames {
-                let mut acc = 0.0f32;
-                for (m, &w) in p.iter().enumerate() {
-                    acc += w * mel[m * frames + t];
+        out.par_chunks_mut(frames.max(1))
+            .enumerate()
+            .for_each(|(f, row)| {
+                let p = &self.pinv[f * self.n_mels..(f + 1) * self.n_mels];
+                for (t, o) in row.iter_mut().enumerate() {
+                    let mut acc = 0.0f32;
+                    for (m, &w) in p.iter().enumerate() {
+                        acc += w * mel[m * frames + t];
+                    }
+                    *o = acc.max(0.0);
                 }
-                out[f * frames + t] = acc.max(0.0);
-            }
-        }
+            });
         out
     }
 
@@ -120,42 +123,44 @@ impl InverseMel {
     pub fn nonneg(&self, mel: &[f32], frames: usize, iterations: usize) -> Vec<f32> {
         let start = self.least_squares(mel, frames);
         let step = 1.0 / self.lipschitz.max(1e-12);
-        let mut out = vec![0.0f32; self.n_freqs * frames];
-        let mut x = vec![0.0f32; self.n_freqs];
-        let mut x_prev = vec![0.0f32; self.n_freqs];
-        let mut y = vec![0.0f32; self.n_freqs];
-        let mut r = vec![0.0f32; self.n_mels];
-        let mut grad = vec![0.0f32; self.n_freqs];
-        for t in 0..frames {
-            for f in 0..self.n_freqs {
-                x[f] = start[f * frames + t];
-            }
-            x_prev.copy_from_slice(&x);
-            y.copy_from_slice(&x);
-            let mut tk = 1.0f32;
-            for _ in 0..iterations {
-                self.project(&y, &mut r);
-                for (m, rv) in r.iter_mut().enumerate() {
-                    *rv -= mel[m * frames + t];
-                }
-                grad.iter_mut().for_each(|g| *g = 0.0);
-                for ((first, w), rv) in self.bands.iter().zip(&r) {
-                    for (g, wv) in grad[*first..].iter_mut().zip(w) {
-                        *g += wv * rv;
+        // Frames are independent problems: solve them in parallel.
+        let solved: Vec<Vec<f32>> = (0..frames)
+            .into_par_iter()
+            .map(|t| {
+                let mut x: Vec<f32> = (0..self.n_freqs).map(|f| start[f * frames + t]).collect();
+                let mut x_prev = x.clone();
+                let mut y = x.clone();
+                let mut r = vec![0.0f32; self.n_mels];
+                let mut grad = vec![0.0f32; self.n_freqs];
+                let mut tk = 1.0f32;
+                for _ in 0..iterations {
+                    self.project(&y, &mut r);
+                    for (m, rv) in r.iter_mut().enumerate() {
+                        *rv -= mel[m * frames + t];
                     }
+                    grad.iter_mut().for_each(|g| *g = 0.0);
+                    for ((first, w), rv) in self.bands.iter().zip(&r) {
+                        for (g, wv) in grad[*first..].iter_mut().zip(w) {
+                            *g += wv * rv;
+                        }
+                    }
+                    let t_next = 0.5 * (1.0 + (1.0 + 4.0 * tk * tk).sqrt());
+                    let beta = (tk - 1.0) / t_next;
+                    for f in 0..self.n_freqs {
+                        let xn = (y[f] - step * grad[f]).max(0.0);
+                        y[f] = xn + beta * (xn - x_prev[f]);
+                        x_prev[f] = xn;
+                        x[f] = xn;
+                    }
+                    tk = t_next;
                 }
-                let t_next = 0.5 * (1.0 + (1.0 + 4.0 * tk * tk).sqrt());
-                let beta = (tk - 1.0) / t_next;
-                for f in 0..self.n_freqs {
-                    let xn = (y[f] - step * grad[f]).max(0.0);
-                    y[f] = xn + beta * (xn - x_prev[f]);
-                    x_prev[f] = xn;
-                    x[f] = xn;
-                }
-                tk = t_next;
-            }
-            for f in 0..self.n_freqs {
-                out[f * frames + t] = x[f];
+                x
+            })
+            .collect();
+        let mut out = vec![0.0f32; self.n_freqs * frames];
+        for (t, x) in solved.iter().enumerate() {
+            for (f, v) in x.iter().enumerate() {
+                out[f * frames + t] = *v;
             }
         }
         out
