@@ -52,6 +52,72 @@ impl CodePrior {
         }
     }
 
+    /// Feeds a whole prefix `[B, T]` at once (one pass per layer instead of T steps) into an
+    /// empty cache; returns the logits after its last token, `[B, K]`.
+    pub fn prefill(
+        &self,
+        tokens: Tensor<2, Int>,
+        cache: &mut PriorCache,
+    ) -> Result<Tensor<2>, PriorError> {
+        let s = self.shape();
+        let [b, t] = tokens.dims();
+        if cache.len != 0 {
+            return Err(PriorError::InvalidShape(
+                "prefill needs an empty cache".into(),
+            ));
+        }
+        if b != cache.batch {
+            return Err(PriorError::InvalidShape(format!(
+                "{b} sequences for a cache of {}",
+                cache.batch
+            )));
+        }
+        if t == 0 {
+            return Err(PriorError::Empty);
+        }
+        if t > s.seq_len {
+            return Err(PriorError::TooLong {
+                len: t,
+                seq_len: s.seq_len,
+            });
+        }
+        let (h, heads) = (s.hidden_size, s.num_heads);
+        let d_k = h / heads;
+        let scale = 1.0 / (d_k as f64).sqrt();
+        let mask = self
+            .causal_mask
+            .clone()
+            .slice([0..t, 0..t])
+            .unsqueeze::<4>()
+            .expand([b, heads, t, t]);
+        let mut x = self.embed(tokens, 0); // [B, T, h]
+        for (layer, lc) in self.transformer.layers.iter().zip(&mut cache.layers) {
+            let r = layer.norm_2.forward(x.clone());
+            let split = |u: Tensor<3>| u.reshape([b, t, heads, d_k]).swap_dims(1, 2); // [B, H, T, d_k]
+            let q = split(layer.mha.query.forward(r.clone()));
+            let k = split(layer.mha.key.forward(r.clone()));
+            let v = split(layer.mha.value.forward(r));
+            let at = [0..b, 0..heads, 0..t, 0..d_k];
+            lc.keys = lc.keys.clone().slice_assign(at.clone(), k.clone());
+            lc.values = lc.values.clone().slice_assign(at, v.clone());
+            let scores = q
+                .matmul(k.swap_dims(2, 3))
+                .mul_scalar(scale)
+                .mask_fill(mask.clone(), f32::NEG_INFINITY);
+            let ctx = softmax(scores, 3)
+                .matmul(v)
+                .swap_dims(1, 2)
+                .reshape([b, t, h]);
+            x = x + layer.mha.output.forward(ctx);
+            let r = layer.norm_1.forward(x.clone());
+            x = x.clone() + layer.pwff.forward(r);
+        }
+        cache.len = t;
+        let last = x.slice([0..b, t - 1..t, 0..h]);
+        let logits = self.head.forward(self.ln_f.forward(last));
+        Ok(logits.reshape([b, s.codebook_size]))
+    }
+
     /// Feeds one token per sequence (`[B]`) at the next position and returns the logits for
     /// the token after it, `[B, K]`. Inference only (no dropout).
     pub fn step(

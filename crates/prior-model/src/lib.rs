@@ -93,7 +93,7 @@ pub struct CodePrior {
     pub head: Linear,
     /// `true` above the diagonal (= may not attend). A plain tensor field is moved with the
     /// module between devices but is not part of the saved weights.
-    causal_mask: Tensor<2, Bool>,
+    pub(crate) causal_mask: Tensor<2, Bool>,
     #[module(skip)]
     shape: PriorShape,
 }

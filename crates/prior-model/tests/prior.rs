@@ -263,3 +263,34 @@ fn cached_steps_match_the_full_forward_pass() {
         ));
     }
 }
+
+#[test]
+fn prefill_then_steps_match_the_full_forward_pass() {
+    let (sd, heads) = reference_prior();
+    let v = vectors();
+    let tokens = v["prior_tokens"]
+        .to_i64("prior_tokens")
+        .expect("int tokens");
+    let device = Device::flex();
+    let prior = CodePrior::from_state_dict(&sd, heads, 0.3, &device).expect("loads");
+    let full = logits_of(&prior, &tokens[..144], 1, 144, &device);
+    let mut cache = prior.new_cache(1, &device);
+    let prefix =
+        Tensor::<2, Int>::from_data(TensorData::new(tokens[..72].to_vec(), [1, 72]), &device);
+    let host = |t: Tensor<2>| {
+        t.into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .expect("f32")
+    };
+    let mut worst = max_abs_diff(
+        &host(prior.prefill(prefix, &mut cache).expect("prefill")),
+        &full[71 * 64..72 * 64],
+    );
+    for t in 72..144 {
+        let step = Tensor::<1, Int>::from_data(TensorData::new(vec![tokens[t]], [1]), &device);
+        let got = host(prior.step(step, &mut cache).expect("step"));
+        worst = worst.max(max_abs_diff(&got, &full[t * 64..(t + 1) * 64]));
+    }
+    assert!(worst <= 1e-4, "prefill + cached steps vs full: {worst}");
+}

@@ -97,8 +97,18 @@ impl Generator<'_> {
         let mut cache = self.prior.new_cache(1, self.device);
         let mut out = Vec::with_capacity(count);
         let mut logits = None;
-        for &t in context {
-            logits = Some(self.feed(&mut cache, t)?);
+        if !context.is_empty() {
+            let prefix = Tensor::<2, Int>::from_data(
+                TensorData::new(context.to_vec(), [1, context.len()]),
+                self.device,
+            );
+            let l = self.prior.prefill(prefix, &mut cache)?;
+            logits = Some(
+                l.into_data()
+                    .convert::<f32>()
+                    .try_into_vec::<f32>()
+                    .map_err(|e| anyhow::anyhow!("reading logits: {e:?}"))?,
+            );
         }
         for _ in 0..count {
             let next = match &logits {
