@@ -124,6 +124,18 @@ fn trains_both_stages_deterministically_and_skips_broken_files() {
     let info: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     assert_eq!(info["has_prior"], true);
     assert_eq!(info["token_order"], "time_major");
+    // The health stored is that of the kept (best) VQ-VAE epoch.
+    let best_epoch = info["vqvae_training"]["best_epoch"]
+        .as_u64()
+        .expect("best epoch") as usize;
+    let best = &info["vqvae_training"]["history"][best_epoch - 1]["extra"]["codebook_health"];
+    assert_eq!(info["codebook_health_snapshot"]["level_0"], best[0]);
+    assert_eq!(
+        info["codebook_health_snapshot"]
+            .as_object()
+            .map(|o| o.len()),
+        Some(3)
+    );
     assert_eq!(info["prior"]["seq_len"], 144);
     assert_eq!(info["prior"]["hidden_size"], 32);
     assert_eq!(

@@ -62,6 +62,27 @@ pub struct StageOutcome {
     pub history: Vec<EpochReport>,
 }
 
+impl StageOutcome {
+    /// The outcome of a stage and its best weights; an error if no epoch ran.
+    pub fn from_best(
+        best: Option<(f64, usize, weights::StateDict)>,
+        history: Vec<EpochReport>,
+        stage: &str,
+    ) -> anyhow::Result<(Self, weights::StateDict)> {
+        let Some((best_val_loss, best_epoch, state)) = best else {
+            bail!("{stage} training ran no epoch");
+        };
+        Ok((
+            Self {
+                best_val_loss,
+                best_epoch,
+                history,
+            },
+            state,
+        ))
+    }
+}
+
 /// Prints progress as text (a bar with live metrics) or as one JSON object per event.
 pub struct Reporter {
     json: bool,
@@ -299,9 +320,18 @@ impl Hooks<'_> {
             .is_some_and(|m| self.epochs_this_run >= m)
     }
 
-    pub fn epoch_done(&mut self, ck: StageCheckpoint) -> anyhow::Result<()> {
+    /// Reports a finished epoch, adds it to the history and checkpoints the stage.
+    pub fn epoch_done(
+        &mut self,
+        reporter: &mut Reporter,
+        history: &mut Vec<EpochReport>,
+        report: EpochReport,
+        capture: impl FnOnce(&[EpochReport]) -> anyhow::Result<StageCheckpoint>,
+    ) -> anyhow::Result<()> {
+        reporter.epoch(&report);
+        history.push(report);
         self.epochs_this_run += 1;
-        self.checkpoints.save(&self.meta, &ck)
+        self.checkpoints.save(&self.meta, &capture(history)?)
     }
 }
 
@@ -494,16 +524,18 @@ pub fn run(args: &TrainArgs, device: &Device) -> anyhow::Result<ExitCode> {
             result.outcome.best_val_loss, result.outcome.best_epoch
         ));
         model.vqvae = result.best;
-        let health: serde_json::Map<String, Json> = result
-            .health
+        // Codebook health of the kept (best) epoch, from its history entry.
+        let best_report = result
+            .outcome
+            .history
             .iter()
+            .find(|r| r.epoch == result.outcome.best_epoch);
+        let health: serde_json::Map<String, Json> = best_report
+            .and_then(|r| r.extra["codebook_health"].as_array())
+            .into_iter()
+            .flatten()
             .enumerate()
-            .map(|(q, h)| {
-                (
-                    format!("level_{q}"),
-                    serde_json::to_value(h).unwrap_or(Json::Null),
-                )
-            })
+            .map(|(q, h)| (format!("level_{q}"), h.clone()))
             .collect();
         model
             .extra

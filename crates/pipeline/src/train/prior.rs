@@ -313,29 +313,23 @@ pub fn train(
             extra: serde_json::json!({ "val_perplexity": perplexity, "best_perplexity": best_perplexity }),
             is_best: improved,
         };
-        reporter.epoch(&report);
-        history.push(report);
-        hooks.epoch_done(StageCheckpoint::capture(
-            epoch + 1,
-            &prior,
-            prior.to_state_dict()?,
-            &optim,
-            &best,
-            &history,
-        )?)?;
+        hooks.epoch_done(reporter, &mut history, report, |history| {
+            StageCheckpoint::capture(
+                epoch + 1,
+                &prior,
+                prior.to_state_dict()?,
+                &optim,
+                &best,
+                history,
+            )
+        })?;
     }
-    let Some((best_loss, best_epoch, best_state)) = best else {
-        anyhow::bail!("prior training ran no epoch");
-    };
+    let (outcome, best_state) = StageOutcome::from_best(best, history, "prior")?;
     Ok(PriorResult {
         completed,
         best: best_state,
         shape,
-        outcome: StageOutcome {
-            best_val_loss: best_loss,
-            best_epoch,
-            history,
-        },
+        outcome,
         first_token_distribution: first,
         train_sequences: train_seqs.len(),
         val_sequences: val_seqs.len(),

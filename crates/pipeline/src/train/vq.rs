@@ -25,7 +25,6 @@ pub struct VqResult {
     pub completed: bool,
     pub best: StateDict,
     pub outcome: StageOutcome,
-    pub health: Vec<LevelHealth>,
 }
 
 /// Validation loss and codebook health of `model` (eval mode) on `chunks`.
@@ -101,7 +100,6 @@ pub fn train(
         kmeans_iters: cfg.kmeans_iters,
     };
     let val: Vec<&[f32]> = data.val.iter().map(|c| c.samples.as_slice()).collect();
-    let mut health = Vec::new();
     let mut completed = true;
     for epoch in start..cfg.max_epochs {
         if hooks.should_stop() {
@@ -141,8 +139,7 @@ pub fn train(
             loss_sum += value;
             steps += 1;
         }
-        let (val_loss, h, _) = evaluate(&model.valid(), &val, mel, cfg.batch_size, device);
-        health = h;
+        let (val_loss, health, _) = evaluate(&model.valid(), &val, mel, cfg.batch_size, device);
         let train_loss = loss_sum / steps.max(1) as f64;
         let improved = best.as_ref().is_none_or(|(b, _, _)| val_loss < *b);
         if improved {
@@ -174,28 +171,21 @@ pub fn train(
             extra: serde_json::json!({ "codebook_health": health }),
             is_best: improved,
         };
-        reporter.epoch(&report);
-        history.push(report);
-        hooks.epoch_done(StageCheckpoint::capture(
-            epoch + 1,
-            &model,
-            model.to_state_dict()?,
-            &optim,
-            &best,
-            &history,
-        )?)?;
+        hooks.epoch_done(reporter, &mut history, report, |history| {
+            StageCheckpoint::capture(
+                epoch + 1,
+                &model,
+                model.to_state_dict()?,
+                &optim,
+                &best,
+                history,
+            )
+        })?;
     }
-    let Some((best_loss, best_epoch, best_state)) = best else {
-        anyhow::bail!("VQ-VAE training ran no epoch");
-    };
+    let (outcome, best_state) = StageOutcome::from_best(best, history, "VQ-VAE")?;
     Ok(VqResult {
         completed,
         best: best_state,
-        outcome: StageOutcome {
-            best_val_loss: best_loss,
-            best_epoch,
-            history,
-        },
-        health,
+        outcome,
     })
 }
