@@ -78,15 +78,29 @@ impl Stft {
 
     /// Centred, reflect-padded, Hann-windowed one-sided STFT.
     pub fn forward(&self, signal: &[f32]) -> Spectrum {
+        let mut spec = Spectrum {
+            frames: 0,
+            bins: self.bins(),
+            data: Vec::new(),
+        };
+        self.forward_into(signal, &mut spec);
+        spec
+    }
+
+    /// [`Stft::forward`] into an existing spectrum (its buffer is reused when large enough).
+    pub fn forward_into(&self, signal: &[f32], spec: &mut Spectrum) {
         let bins = self.bins();
         let frames = self.frames_for(signal.len());
-        let mut data = vec![Complex32::new(0.0, 0.0); frames * bins];
+        spec.frames = frames;
+        spec.bins = bins;
+        spec.data.clear();
+        spec.data.resize(frames * bins, Complex32::new(0.0, 0.0));
         if signal.is_empty() {
-            return Spectrum { frames, bins, data };
+            return;
         }
         let pad = (self.n_fft / 2) as isize;
         // Frames are independent: transform them in parallel, each worker with its buffers.
-        data.par_chunks_mut(bins).enumerate().for_each_init(
+        spec.data.par_chunks_mut(bins).enumerate().for_each_init(
             || {
                 (
                     self.forward.make_input_vec(),
@@ -95,31 +109,47 @@ impl Stft {
             },
             |(buf, scratch), (t, out)| {
                 let start = (t * self.hop) as isize - pad;
-                for (i, (b, w)) in buf.iter_mut().zip(&self.window).enumerate() {
-                    let idx = start + i as isize;
-                    let s = if idx >= 0 && (idx as usize) < signal.len() {
-                        signal[idx as usize]
-                    } else {
-                        signal[reflect_index(idx, signal.len())]
-                    };
-                    *b = s * w;
+                let inside = start >= 0 && start as usize + self.n_fft <= signal.len();
+                if inside {
+                    let s = &signal[start as usize..start as usize + self.n_fft];
+                    for ((b, w), x) in buf.iter_mut().zip(&self.window).zip(s) {
+                        *b = x * w;
+                    }
+                } else {
+                    for (i, (b, w)) in buf.iter_mut().zip(&self.window).enumerate() {
+                        *b = signal[reflect_index(start + i as isize, signal.len())] * w;
+                    }
                 }
                 // Sizes come from the plan itself, so this cannot fail.
                 let _ = self.forward.process_with_scratch(buf, out, scratch);
             },
         );
-        Spectrum { frames, bins, data }
     }
 
     /// Inverse of [`Stft::forward`] (`torch.istft` with `center=True`): windowed overlap-add
     /// divided by the summed squared window, centre padding removed. Output length
     /// `hop * (frames - 1)` unless `length` is given.
     pub fn inverse(&self, spec: &Spectrum, length: Option<usize>) -> Vec<f32> {
+        let mut out = Vec::new();
+        self.inverse_into(spec, length, &mut Vec::new(), &mut out);
+        out
+    }
+
+    /// [`Stft::inverse`] into `out`, with `frames_time` as a reusable work buffer.
+    pub fn inverse_into(
+        &self,
+        spec: &Spectrum,
+        length: Option<usize>,
+        frames_time: &mut Vec<f32>,
+        out: &mut Vec<f32>,
+    ) {
         let n = self.n_fft;
         let total = n + self.hop * spec.frames.saturating_sub(1);
-        // Inverse transforms in parallel, then a sequential overlap-add (cheap).
+        // Inverse transforms in parallel (window and 1/n applied there), then a sequential
+        // overlap-add.
         let scale = 1.0 / n as f32;
-        let mut frames_time = vec![0.0f32; spec.frames * n];
+        frames_time.clear();
+        frames_time.resize(spec.frames * n, 0.0);
         frames_time.par_chunks_mut(n).enumerate().for_each_init(
             || {
                 (
@@ -135,30 +165,44 @@ impl Stft {
                     last.im = 0.0;
                 }
                 let _ = self.inverse.process_with_scratch(buf, time, scratch);
+                for (v, w) in time.iter_mut().zip(&self.window) {
+                    *v *= scale * w;
+                }
             },
         );
-        let mut out = vec![0.0f32; total];
-        let mut norm = vec![0.0f32; total];
-        for (t, time) in frames_time.chunks_exact(n).enumerate() {
-            let off = t * self.hop;
-            for i in 0..n {
-                let w = self.window[i];
-                out[off + i] += time[i] * scale * w;
-                norm[off + i] += w * w;
-            }
-        }
         let pad = n / 2;
         let want = length.unwrap_or(self.hop * spec.frames.saturating_sub(1));
-        (0..want)
-            .map(|i| {
-                let j = i + pad;
-                if j < total && norm[j] > 1e-11 {
-                    out[j] / norm[j]
-                } else {
-                    0.0
-                }
-            })
-            .collect()
+        out.clear();
+        out.resize(total, 0.0);
+        for (t, time) in frames_time.chunks_exact(n).enumerate() {
+            let off = t * self.hop;
+            for (o, v) in out[off..off + n].iter_mut().zip(time) {
+                *o += v;
+            }
+        }
+        // Divide by the summed squared window; away from the edges it is the same constant
+        // for every sample of a hop-periodic position, so compute it once per offset.
+        let norm_at = |j: usize| -> f32 {
+            let first = (j + 1).saturating_sub(n).div_ceil(self.hop);
+            let last = (j / self.hop).min(spec.frames.saturating_sub(1));
+            (first..=last)
+                .map(|t| self.window[j - t * self.hop].powi(2))
+                .sum()
+        };
+        let steady: Vec<f32> = (0..self.hop).map(|r| norm_at(n + r)).collect();
+        let steady_range = n..total.saturating_sub(n);
+        for (i, o) in out.iter_mut().enumerate().skip(pad).take(want) {
+            let norm = if steady_range.contains(&i) && spec.frames > 0 {
+                steady[(i - n) % self.hop]
+            } else if spec.frames == 0 || i >= total {
+                0.0
+            } else {
+                norm_at(i)
+            };
+            *o = if norm > 1e-11 { *o / norm } else { 0.0 };
+        }
+        out.drain(..pad.min(out.len()));
+        out.resize(want, 0.0);
     }
 }
 

@@ -130,7 +130,7 @@ pub struct GenerateArgs {
     /// Keep the raw level instead of normalising the peak to -1 dBFS.
     #[arg(long)]
     pub no_normalize: bool,
-    /// Griffin-Lim iterations of the vocoder.
+    /// Griffin-Lim iterations of the vocoder (more: slightly cleaner, slower; 64 for final renders).
     #[arg(long, default_value_t = audio::vocoder::DEFAULT_ITERATIONS)]
     pub iterations: usize,
     /// Print a JSON summary instead of text.

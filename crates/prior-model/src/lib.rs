@@ -21,8 +21,10 @@ use burn::prelude::*;
 use weights::{HostTensor, StateDict, WeightsError};
 
 mod cache;
+mod host;
 pub mod sample;
 pub use cache::PriorCache;
+pub use host::{HostDecoder, HostState};
 
 /// Errors from building, running or loading a [`CodePrior`].
 #[derive(Debug, thiserror::Error)]

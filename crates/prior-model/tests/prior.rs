@@ -1,7 +1,7 @@
 //! CodePrior against the reference system's fixture, plus its structural properties.
 
 use burn::prelude::*;
-use prior_model::{CodePrior, PriorError, PriorShape, flatten_codes, unflatten_codes};
+use prior_model::{CodePrior, HostDecoder, PriorError, PriorShape, flatten_codes, unflatten_codes};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use weights::{HostData, StateDict, pickle::Value};
 
@@ -293,4 +293,48 @@ fn prefill_then_steps_match_the_full_forward_pass() {
         worst = worst.max(max_abs_diff(&got, &full[t * 64..(t + 1) * 64]));
     }
     assert!(worst <= 1e-4, "prefill + cached steps vs full: {worst}");
+}
+
+#[test]
+fn host_steps_match_the_full_forward_pass() {
+    let (sd, heads) = reference_prior();
+    let v = vectors();
+    let tokens = v["prior_tokens"]
+        .to_i64("prior_tokens")
+        .expect("int tokens");
+    let device = Device::flex();
+    let prior = CodePrior::from_state_dict(&sd, heads, 0.3, &device).expect("loads");
+    let decoder = HostDecoder::new(&prior).expect("host copy");
+    for seq in 0..2 {
+        let toks = &tokens[seq * 144..(seq + 1) * 144];
+        let full = logits_of(&prior, toks, 1, 144, &device);
+        let mut state = decoder.new_state();
+        let mut worst = 0.0f32;
+        for (t, &tok) in toks.iter().enumerate() {
+            let got = decoder
+                .step(&mut state, tok as usize)
+                .expect("within context");
+            worst = worst.max(max_abs_diff(got, &full[t * 64..(t + 1) * 64]));
+        }
+        assert!(worst <= 1e-4, "host steps vs full forward: {worst}");
+        assert!(matches!(
+            decoder.step(&mut state, 0),
+            Err(PriorError::TooLong { .. })
+        ));
+        // A prefix fed at once continues exactly like step-by-step feeding.
+        let mut fresh = decoder.new_state();
+        let via_prefill = decoder
+            .prefill(
+                &mut fresh,
+                &toks[..72].iter().map(|&t| t as usize).collect::<Vec<_>>(),
+            )
+            .expect("prefill")
+            .to_vec();
+        assert!(max_abs_diff(&via_prefill, &full[71 * 64..72 * 64]) <= 1e-4);
+    }
+    let mut state = decoder.new_state();
+    assert!(
+        decoder.step(&mut state, 64).is_err(),
+        "token outside the codebook"
+    );
 }

@@ -8,7 +8,7 @@ use audio::vocoder::Vocoder;
 use audio::wav::{BitDepth, WavOptions, encode_wav};
 use burn::prelude::*;
 use prior_model::sample::{SamplingParams, sample, sample_distribution};
-use prior_model::{CodePrior, PriorCache};
+use prior_model::{CodePrior, HostDecoder, HostState, PriorCache};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde_json::json;
@@ -22,6 +22,48 @@ use crate::train::{TIME_MAJOR, epoch_seed};
 /// Crossfade between independently generated 1 s chunks (raster-order priors only).
 const CROSSFADE_SAMPLES: usize = 2_400;
 
+/// Where next-token logits come from: the backend (any device) or the host copy of the
+/// weights (CPU backends; the same computation without per-operation dispatch).
+enum Decoder<'h> {
+    Burn(PriorCache),
+    Host(&'h HostDecoder, HostState),
+}
+
+impl Decoder<'_> {
+    fn prefill(&mut self, g: &Generator, context: &[i64]) -> anyhow::Result<Vec<f32>> {
+        match self {
+            Decoder::Burn(cache) => {
+                let prefix = Tensor::<2, Int>::from_data(
+                    TensorData::new(context.to_vec(), [1, context.len()]),
+                    g.device,
+                );
+                host_vec(g.prior.prefill(prefix, cache)?)
+            }
+            Decoder::Host(dec, state) => {
+                let tokens: Vec<usize> = context.iter().map(|&t| t as usize).collect();
+                Ok(dec.prefill(state, &tokens)?.to_vec())
+            }
+        }
+    }
+
+    fn step(&mut self, g: &Generator, token: i64) -> anyhow::Result<Vec<f32>> {
+        match self {
+            Decoder::Burn(cache) => {
+                let t = Tensor::<1, Int>::from_data(TensorData::new(vec![token], [1]), g.device);
+                host_vec(g.prior.step(t, cache)?)
+            }
+            Decoder::Host(dec, state) => Ok(dec.step(state, token as usize)?.to_vec()),
+        }
+    }
+}
+
+fn host_vec(t: Tensor<2>) -> anyhow::Result<Vec<f32>> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| anyhow::anyhow!("reading logits: {e:?}"))
+}
+
 /// Everything needed to turn a seed into audio.
 pub struct Generator<'a> {
     pub prior: &'a CodePrior,
@@ -33,6 +75,8 @@ pub struct Generator<'a> {
     pub device: &'a Device,
     pub time_major: bool,
     pub vocoder: &'a Vocoder,
+    /// Host copy of the prior for CPU backends (`None`: step on the device).
+    pub host: Option<&'a HostDecoder>,
 }
 
 impl Generator<'_> {
@@ -76,16 +120,6 @@ impl Generator<'_> {
         Ok(joined)
     }
 
-    fn feed(&self, cache: &mut PriorCache, token: i64) -> anyhow::Result<Vec<f32>> {
-        let t = Tensor::<1, Int>::from_data(TensorData::new(vec![token], [1]), self.device);
-        let logits = self.prior.step(t, cache)?;
-        logits
-            .into_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .map_err(|e| anyhow::anyhow!("reading logits: {e:?}"))
-    }
-
     /// Samples `count` tokens after `context` (the context is fed first, from position 0).
     fn continue_from(
         &self,
@@ -94,22 +128,16 @@ impl Generator<'_> {
         rng: &mut StdRng,
         on_token: &mut dyn FnMut(),
     ) -> anyhow::Result<Vec<i64>> {
-        let mut cache = self.prior.new_cache(1, self.device);
+        let mut decoder = match self.host {
+            Some(host) => Decoder::Host(host, host.new_state()),
+            None => Decoder::Burn(self.prior.new_cache(1, self.device)),
+        };
         let mut out = Vec::with_capacity(count);
-        let mut logits = None;
-        if !context.is_empty() {
-            let prefix = Tensor::<2, Int>::from_data(
-                TensorData::new(context.to_vec(), [1, context.len()]),
-                self.device,
-            );
-            let l = self.prior.prefill(prefix, &mut cache)?;
-            logits = Some(
-                l.into_data()
-                    .convert::<f32>()
-                    .try_into_vec::<f32>()
-                    .map_err(|e| anyhow::anyhow!("reading logits: {e:?}"))?,
-            );
-        }
+        let mut logits = if context.is_empty() {
+            None
+        } else {
+            Some(decoder.prefill(self, context)?)
+        };
         for _ in 0..count {
             let next = match &logits {
                 Some(l) => sample(l, &self.params, rng) as i64,
@@ -118,7 +146,7 @@ impl Generator<'_> {
             out.push(next);
             on_token();
             if out.len() < count {
-                logits = Some(self.feed(&mut cache, next)?);
+                logits = Some(decoder.step(self, next)?);
             }
         }
         Ok(out)
@@ -232,6 +260,13 @@ pub fn run(args: &GenerateArgs, device: &Device) -> anyhow::Result<ExitCode> {
         top_k: args.top_k,
         top_p: args.top_p as f32,
     };
+    // On CPU backends single-token steps run on a host copy of the weights (parity-tested
+    // against the backend's forward pass); a GPU keeps the backend path.
+    let host = if args.backend_name == "wgpu" {
+        None
+    } else {
+        Some(HostDecoder::new(&prior)?)
+    };
     let mut vocoder = Vocoder::new(spec.clone());
     vocoder.griffin_lim.iterations = args.iterations;
     let generator = Generator {
@@ -244,6 +279,7 @@ pub fn run(args: &GenerateArgs, device: &Device) -> anyhow::Result<ExitCode> {
         device,
         time_major,
         vocoder: &vocoder,
+        host: host.as_ref(),
     };
     let base_seed = args.seed.unwrap_or_else(rand::random);
     let samples = (args.duration * 48_000.0).round() as usize;
