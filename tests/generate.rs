@@ -118,3 +118,144 @@ fn bad_requests_are_clear_errors() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--duration"));
 }
+
+/// Half-wave rectified log-magnitude spectral flux per STFT frame (frame t vs t−1), of a
+/// peak-normalised signal.
+fn spectral_flux(signal: &[f32]) -> Vec<f64> {
+    let peak = signal.iter().fold(0.0f32, |a, &b| a.max(b.abs())).max(1e-9);
+    let x: Vec<f32> = signal.iter().map(|v| v / peak).collect();
+    let spec = audio::stft::Stft::new(2048, 512).forward(&x);
+    let log_mag = |t: usize| -> Vec<f64> {
+        spec.frame(t)
+            .iter()
+            .map(|c| (1.0 + 100.0 * f64::from(c.norm())).ln())
+            .collect()
+    };
+    let mut flux = vec![0.0];
+    let mut prev = log_mag(0);
+    for t in 1..spec.frames {
+        let cur = log_mag(t);
+        flux.push(
+            cur.iter()
+                .zip(&prev)
+                .map(|(c, p)| (c - p).max(0.0))
+                .sum::<f64>()
+                / cur.len() as f64,
+        );
+        prev = cur;
+    }
+    flux
+}
+
+/// Mean flux of the frames within ±2 of the given sample positions, over the mean flux of
+/// all other frames (edges excluded).
+fn boundary_ratio(flux: &[f64], positions: &[usize]) -> f64 {
+    let near = |t: usize| {
+        positions
+            .iter()
+            .any(|&p| (t as isize - (p / 512) as isize).abs() <= 2)
+    };
+    let (mut at, mut na, mut away, mut nw) = (0.0, 0, 0.0, 0);
+    for (t, &f) in flux.iter().enumerate().take(flux.len() - 4).skip(4) {
+        if near(t) {
+            at += f;
+            na += 1;
+        } else {
+            away += f;
+            nw += 1;
+        }
+    }
+    (at / na as f64) / (away / nw as f64)
+}
+
+#[test]
+fn long_time_major_generation_has_no_seams() {
+    use burn::prelude::Device;
+    use pipeline::commands::generate::{CROSSFADE_SAMPLES, Generator, crossfade_join};
+    use rand::SeedableRng;
+
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/drums20-time-major/model.distill");
+    let model = pipeline::modelfile::ModelFile::load(&path).expect("fixture model loads");
+    assert_eq!(model.extra["token_order"], "time_major");
+    let device = Device::flex();
+    let prior = pipeline::models::prior(&model, &device).expect("prior");
+    let vq = pipeline::models::vqvae(&model, &device).expect("vq-vae");
+    let host = prior_model::HostDecoder::new(&prior).expect("host copy");
+    let first_token: Vec<f64> =
+        serde_json::from_value(model.extra["first_token_distribution"].clone()).expect("dist");
+    let vocoder = audio::vocoder::Vocoder::new(model.spectrogram_config.clone());
+    let generator = Generator {
+        prior: &prior,
+        vq: &vq,
+        first_token,
+        params: Default::default(),
+        rows: 8,
+        levels: 3,
+        device: &device,
+        time_major: true,
+        vocoder: &vocoder,
+        host: Some(&host),
+    };
+    let seconds = 10;
+    let one_s: Vec<usize> = (1..seconds).map(|k| k * 48_000).collect();
+    let (mut ours, mut chunked) = (Vec::new(), Vec::new());
+    for seed in [1u64, 2] {
+        // Ours: one continuous code grid, decoded and vocoded once.
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let audio = generator
+            .render(seconds * 48_000, &mut rng, &mut || {})
+            .expect("renders");
+        assert_eq!(audio.len(), seconds * 48_000);
+        let flux = spectral_flux(&audio);
+        // Where a new context window starts (the first covers 6 grid columns of 16 frames,
+        // each next one adds 3): the only places a seam could hide in our method.
+        let windows: Vec<usize> = (0..)
+            .map(|i| (6 + 3 * i) * 16 * 512)
+            .take_while(|&s| s < seconds * 48_000)
+            .collect();
+        // Every code-grid column boundary carries a little extra flux (codes change there);
+        // window starts are judged against the other column boundaries.
+        let columns: Vec<usize> = (1..)
+            .map(|c| c * 16 * 512)
+            .take_while(|&s| s < seconds * 48_000)
+            .filter(|s| !windows.contains(s))
+            .collect();
+        ours.push((
+            boundary_ratio(&flux, &one_s),
+            boundary_ratio(&flux, &windows) / boundary_ratio(&flux, &columns),
+        ));
+
+        // The independent-chunk method: separate 1 s sounds joined by a crossfade.
+        let chunks: Vec<Vec<f32>> = (0..seconds)
+            .map(|i| {
+                let mut rng = rand::rngs::StdRng::seed_from_u64(seed * 100 + i as u64);
+                generator
+                    .render(48_000 + CROSSFADE_SAMPLES, &mut rng, &mut || {})
+                    .expect("renders")
+            })
+            .collect();
+        let joined = crossfade_join(&chunks, CROSSFADE_SAMPLES);
+        let seams: Vec<usize> = one_s.iter().map(|p| p + CROSSFADE_SAMPLES / 2).collect();
+        chunked.push(boundary_ratio(&spectral_flux(&joined), &seams));
+    }
+    // Measured: ours ≈ 1.0 at 1 s boundaries and ≈ 0.98 at window starts (vs other
+    // columns); independent chunks 1.35–1.47.
+    eprintln!(
+        "flux ratios: ours (1 s boundaries, window starts) {ours:?}, independent chunks {chunked:?}"
+    );
+    for (&(at_seconds, at_windows), &independent) in ours.iter().zip(&chunked) {
+        assert!(
+            at_seconds < 1.15,
+            "flux at former 1 s boundaries: {at_seconds:.2}x elsewhere"
+        );
+        assert!(
+            at_windows < 1.1,
+            "flux at window starts: {at_windows:.2}x other column boundaries"
+        );
+        assert!(
+            independent > 1.2 * at_seconds,
+            "independent chunks ({independent:.2}x) should show the seams ours avoids ({at_seconds:.2}x)"
+        );
+    }
+}

@@ -20,7 +20,7 @@ use crate::modelfile::ModelFile;
 use crate::train::{TIME_MAJOR, epoch_seed};
 
 /// Crossfade between independently generated 1 s chunks (raster-order priors only).
-const CROSSFADE_SAMPLES: usize = 2_400;
+pub const CROSSFADE_SAMPLES: usize = 2_400;
 
 /// Where next-token logits come from: the backend (any device) or the host copy of the
 /// weights (CPU backends; the same computation without per-operation dispatch).
