@@ -224,3 +224,91 @@ fn an_interrupted_run_resumes_to_the_same_model() {
         "resumed run differs from the uninterrupted one"
     );
 }
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_keeps_a_resumable_checkpoint_and_writes_the_report() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("sounds");
+    std::fs::create_dir(&data).expect("mkdir");
+    synthetic_collection(&data, 3);
+    let out = dir.path().join("m.distill");
+    let mut args: Vec<&str> = vec![
+        "train",
+        "--data",
+        data.to_str().expect("utf-8"),
+        "-o",
+        out.to_str().expect("utf-8"),
+        "--seed",
+        "2",
+        "--epochs",
+        "400",
+        "--preview-every",
+        "1",
+    ];
+    args.extend_from_slice(&TINY[2..]); // all but TINY's own --epochs
+    let mut child = Command::new(env!("CARGO_BIN_EXE_distill"))
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let stdout = child.stdout.take().expect("piped");
+    let mut lines = BufReader::new(stdout).lines();
+    // Wait for the second VQ-VAE epoch, then press Ctrl-C.
+    let mut seen = 0;
+    for line in lines.by_ref() {
+        let v: serde_json::Value = serde_json::from_str(&line.expect("line")).unwrap_or_default();
+        if v["event"] == "epoch" {
+            seen += 1;
+            if seen == 2 {
+                break;
+            }
+        }
+    }
+    assert_eq!(seen, 2, "training reported its epochs");
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().expect("exits");
+    assert_eq!(status.code(), Some(130), "exit status of a Ctrl-C stop");
+    assert!(
+        rest.iter().any(|l| l.contains("\"interrupted\"")),
+        "an interrupted event: {rest:?}"
+    );
+    let ckpt = dir.path().join("m.distill.ckpt");
+    let meta: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(ckpt.join("checkpoint.json")).expect("checkpoint kept"),
+    )
+    .expect("checkpoint json");
+    let saved = meta["epoch"].as_u64().expect("epoch");
+    assert!(
+        saved >= 2,
+        "the completed epochs are checkpointed ({saved})"
+    );
+    // The report so far: VQ-VAE loss curve and per-epoch previews.
+    let report = dir.path().join("m.report");
+    assert!(report.join("loss_vqvae.png").exists());
+    assert!(report.join("previews/vqvae_epoch001_chunk0.png").exists());
+    assert!(report.join("previews/vqvae_epoch001_chunk0.wav").exists());
+
+    // Resuming continues from the checkpoint (stopped again after one epoch to stay quick).
+    let o = distill(&[
+        "train",
+        "--resume",
+        ckpt.to_str().expect("utf-8"),
+        "--json",
+        "--stop-after-epochs",
+        "1",
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let resumed = epochs(&o, "vqvae");
+    assert_eq!(resumed.len(), 1);
+    assert_eq!(resumed[0]["epoch"].as_u64(), Some(saved + 1));
+}

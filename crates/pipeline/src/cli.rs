@@ -254,6 +254,14 @@ pub struct TrainArgs {
     /// Stop (as Ctrl-C does) after this many epochs of this invocation; for testing resume.
     #[arg(long, hide = true)]
     pub stop_after_epochs: Option<usize>,
+    /// Folder for the training report: loss curves, codebook usage heatmap and
+    /// reconstruction previews (default: next to the model, `<model>.report/`).
+    #[arg(long)]
+    pub report_dir: Option<PathBuf>,
+    /// Write VQ-VAE reconstruction previews (WAV + mel PNG of validation chunks) every N
+    /// epochs and after the last one; 0 = never (default: about 10 per run).
+    #[arg(long)]
+    pub preview_every: Option<usize>,
 }
 
 /// Runs a parsed command line; the exit code is the command's verdict.

@@ -26,7 +26,7 @@ pub const CROSSFADE_SAMPLES: usize = 2_400;
 /// weights (CPU backends; the same computation without per-operation dispatch).
 enum Decoder<'h> {
     Burn(PriorCache),
-    Host(&'h HostDecoder, HostState),
+    Host(&'h HostDecoder, Box<HostState>),
 }
 
 impl Decoder<'_> {
@@ -129,7 +129,7 @@ impl Generator<'_> {
         on_token: &mut dyn FnMut(),
     ) -> anyhow::Result<Vec<i64>> {
         let mut decoder = match self.host {
-            Some(host) => Decoder::Host(host, host.new_state()),
+            Some(host) => Decoder::Host(host, Box::new(host.new_state())),
             None => Decoder::Burn(self.prior.new_cache(1, self.device)),
         };
         let mut out = Vec::with_capacity(count);

@@ -304,20 +304,36 @@ fn run_id(seed: u64, data: &data::Dataset, vq: &VqvaeConfig, pr: &PriorConfig) -
     )
 }
 
-/// Per-stage callbacks: checkpoint after every epoch, and whether to stop (the epoch budget
-/// of this invocation). Ctrl-C needs no handler: the checkpoint of the last completed epoch
-/// is already on disk (written atomically), so killing the process at any moment is safe.
+/// Per-stage callbacks: checkpoint after every epoch, and whether to stop (Ctrl-C, or the
+/// epoch budget of this invocation). The checkpoint of the last completed epoch is always on
+/// disk (written atomically), so even killing the process at any moment is safe.
 pub struct Hooks<'a> {
     max_epochs_this_run: Option<usize>,
     epochs_this_run: usize,
     checkpoints: &'a Checkpoints,
     meta: CheckpointMeta,
+    /// Where previews and plots go, and how often previews are written (0 = never).
+    pub report_dir: &'a Path,
+    pub preview_every: usize,
 }
 
 impl Hooks<'_> {
+    /// Whether to stop before the next epoch: Ctrl-C, or this invocation's epoch budget.
     pub fn should_stop(&self) -> bool {
-        self.max_epochs_this_run
-            .is_some_and(|m| self.epochs_this_run >= m)
+        crate::interrupt::requested()
+            || self
+                .max_epochs_this_run
+                .is_some_and(|m| self.epochs_this_run >= m)
+    }
+
+    /// Whether Ctrl-C asked to stop now (mid-epoch: the partial epoch is dropped).
+    pub fn interrupted(&self) -> bool {
+        crate::interrupt::requested()
+    }
+
+    /// Whether epoch `epoch` (1-based) of `epochs` gets a preview: every N, and the last.
+    pub fn preview_due(&self, epoch: usize, epochs: usize) -> bool {
+        self.preview_every > 0 && (epoch.is_multiple_of(self.preview_every) || epoch == epochs)
     }
 
     /// Reports a finished epoch, adds it to the history and checkpoints the stage.
@@ -335,6 +351,52 @@ impl Hooks<'_> {
     }
 }
 
+/// Loss curves of a stage as `loss_<stage>.png`; a failure is a warning, never fatal.
+fn plot_losses(reporter: &mut Reporter, dir: &Path, stage: &str, history: &[EpochReport]) {
+    let title = match stage {
+        "vqvae" => "VQ-VAE: multi-scale mel loss",
+        _ => "prior: next-token cross-entropy",
+    };
+    let path = dir.join(format!("loss_{stage}.png"));
+    if let Err(e) = crate::report::loss_curves(&path, title, history) {
+        reporter.warn(&format!("could not write {}: {e:#}", path.display()));
+    }
+}
+
+/// Per-level code usage of the kept VQ-VAE on the validation chunks, as
+/// `codebook_usage.png`; a failure is a warning, never fatal.
+fn codebook_usage_plot(
+    reporter: &mut Reporter,
+    dir: &Path,
+    best: &weights::StateDict,
+    cfg: &VqvaeConfig,
+    data: &data::Dataset,
+    mel: &MelSpectrogram,
+    device: &Device,
+) {
+    let path = dir.join("codebook_usage.png");
+    let result = (|| -> anyhow::Result<()> {
+        let model = ConvVqvae::from_state_dict(best, cfg.dropout.clamp(0.0, 0.99), device)?;
+        let val: Vec<&[f32]> = data.val.iter().map(|c| c.samples.as_slice()).collect();
+        let (_, _, codes) = vq::evaluate(&model, &val, mel, cfg.batch_size, device);
+        let (levels, k) = (cfg.num_quantizers, cfg.codebook_size);
+        let mut counts = vec![vec![0u64; k]; levels];
+        for (i, &c) in codes.iter().enumerate() {
+            if let Some(n) = counts[i % levels].get_mut(c as usize) {
+                *n += 1;
+            }
+        }
+        crate::report::codebook_heatmap(
+            &path,
+            "VQ-VAE codebook usage on validation chunks (white: unused)",
+            &counts,
+        )
+    })();
+    if let Err(e) = result {
+        reporter.warn(&format!("could not write {}: {e:#}", path.display()));
+    }
+}
+
 /// Peak resident memory of this process in MiB (Linux; `None` elsewhere).
 fn peak_rss_mb() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -347,6 +409,7 @@ fn peak_rss_mb() -> Option<f64> {
 const EXIT_INTERRUPTED: u8 = 3;
 
 pub fn run(args: &TrainArgs, device: &Device) -> anyhow::Result<ExitCode> {
+    crate::interrupt::install();
     let mut reporter = Reporter::new(args.json);
     // Settings come from the checkpoint when resuming, else from the command line.
     let resumed = match &args.resume {
@@ -467,19 +530,38 @@ pub fn run(args: &TrainArgs, device: &Device) -> anyhow::Result<ExitCode> {
         best_file: None,
         optim_file: String::new(),
     };
+    let report_dir = args
+        .report_dir
+        .clone()
+        .unwrap_or_else(|| output.with_extension("report"));
+    std::fs::create_dir_all(&report_dir)
+        .with_context(|| format!("creating {}", report_dir.display()))?;
+    let preview_every = args
+        .preview_every
+        .unwrap_or((vq_cfg.max_epochs / 10).max(1));
     let hooks_for = |stage: &str| Hooks {
         max_epochs_this_run: args.stop_after_epochs,
         epochs_this_run: 0,
         checkpoints: &checkpoints,
         meta: meta(stage),
+        report_dir: &report_dir,
+        preview_every,
     };
     let interrupted = |reporter: &Reporter| {
+        let by_user = crate::interrupt::requested();
         reporter.info(&format!(
-            "stopped; the last completed epoch is saved. Continue with: distill train --resume {}",
+            "{}; the last completed epoch is saved. Continue with: distill train --resume {}",
+            if by_user { "interrupted" } else { "stopped" },
             checkpoints.dir.display()
         ));
-        reporter.event(json!({"event": "interrupted", "checkpoint": checkpoints.dir}));
-        Ok(ExitCode::from(EXIT_INTERRUPTED))
+        reporter.event(
+            json!({"event": "interrupted", "checkpoint": checkpoints.dir, "by_user": by_user}),
+        );
+        Ok(ExitCode::from(if by_user {
+            crate::interrupt::EXIT_CODE
+        } else {
+            EXIT_INTERRUPTED
+        }))
     };
     let mut resume_state = resumed.map(|(_, ck)| ck);
 
@@ -516,9 +598,19 @@ pub fn run(args: &TrainArgs, device: &Device) -> anyhow::Result<ExitCode> {
             &mut hooks,
         )?;
         reporter.finish_stage();
+        plot_losses(&mut reporter, &report_dir, "vqvae", &result.outcome.history);
         if !result.completed {
             return interrupted(&reporter);
         }
+        codebook_usage_plot(
+            &mut reporter,
+            &report_dir,
+            &result.best,
+            &vq_cfg,
+            &data,
+            &mel,
+            device,
+        );
         reporter.info(&format!(
             "VQ-VAE: best validation loss {:.4} at epoch {} (those weights are kept)",
             result.outcome.best_val_loss, result.outcome.best_epoch
@@ -578,6 +670,7 @@ pub fn run(args: &TrainArgs, device: &Device) -> anyhow::Result<ExitCode> {
             &mut hooks,
         )?;
         reporter.finish_stage();
+        plot_losses(&mut reporter, &report_dir, "prior", &result.outcome.history);
         if !result.completed {
             return interrupted(&reporter);
         }
@@ -629,9 +722,14 @@ pub fn run(args: &TrainArgs, device: &Device) -> anyhow::Result<ExitCode> {
     model.origin = ModelOrigin::Distill;
     model.save(&output)?;
     checkpoints.remove();
+    reporter.info(&format!(
+        "report (loss curves, codebook usage, previews): {}",
+        report_dir.display()
+    ));
     reporter.event(json!({
         "event": "done",
         "model_path": output,
+        "report_dir": report_dir,
         "warnings": reporter.warnings,
         "peak_rss_mb": peak_rss_mb(),
     }));

@@ -254,6 +254,9 @@ pub fn train(
         let lr = cosine_lr(cfg.learning_rate, epoch, cfg.max_epochs);
         let (mut loss_sum, mut steps, mut skipped) = (0.0f64, 0usize, 0usize);
         for idx in order.chunks(cfg.batch_size.max(1)) {
+            if hooks.interrupted() {
+                break;
+            }
             let batch: Vec<Vec<i64>> = idx.iter().map(|&i| train_seqs[i].clone()).collect();
             let (loss, _) = batch_loss(&prior, &batch, &ce, &train_device)?;
             let value = f64::from(loss.clone().into_scalar::<f32>());
@@ -270,6 +273,11 @@ pub fn train(
             prior = optim.step(lr, prior, grads);
             loss_sum += value;
             steps += 1;
+        }
+        if hooks.interrupted() {
+            // Ctrl-C mid-epoch: drop the partial epoch; the last checkpoint stays.
+            completed = false;
+            break;
         }
         let train_loss = loss_sum / steps.max(1) as f64;
         let val_loss = evaluate(&prior.valid(), &val_seqs, cfg.batch_size, device)?;

@@ -1,6 +1,8 @@
 //! Stage 1: the VQ-VAE.
 
 use audio::mel::MelSpectrogram;
+use audio::vocoder::Vocoder;
+use audio::wav::{WavOptions, encode_wav};
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::prelude::*;
 use rand::SeedableRng;
@@ -16,6 +18,10 @@ use super::checkpoint::StageCheckpoint;
 use super::data::{Dataset, augment, mel_batch};
 use super::optim::{assign_param_ids, clip_global_norm, cosine_lr};
 use super::{EpochReport, Hooks, Reporter, StageOutcome, epoch_seed};
+use crate::fsutil::atomic_write;
+
+/// Validation chunks shown in reconstruction previews.
+const PREVIEW_CHUNKS: usize = 2;
 
 /// Codebook utilisation below which a level is reported as collapsing.
 const LOW_UTILISATION: f64 = 0.30;
@@ -54,6 +60,60 @@ pub fn evaluate(
     }
     let health = codebook_health(&codes, shape.num_quantizers, shape.codebook_size);
     (loss_sum / n.max(1) as f64, health, codes)
+}
+
+/// Reconstruction previews of the first validation chunks after `epoch`: mel PNG
+/// (original beside reconstruction) and the reconstruction vocoded to WAV, in
+/// `<dir>/previews/`; the original chunks are written once as WAV for comparison.
+fn write_previews(
+    model: &ConvVqvae,
+    val: &[&[f32]],
+    mel: &MelSpectrogram,
+    device: &Device,
+    dir: &std::path::Path,
+    epoch: usize,
+) -> anyhow::Result<()> {
+    let picks = &val[..val.len().min(PREVIEW_CHUNKS)];
+    if picks.is_empty() {
+        return Ok(());
+    }
+    let dir = dir.join("previews");
+    std::fs::create_dir_all(&dir)?;
+    let x = mel_batch(mel, picks, device);
+    let [_, _, n_mels, frames] = x.dims();
+    let host = |t: Tensor<4>| -> anyhow::Result<Vec<f32>> {
+        t.into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .map_err(|e| anyhow::anyhow!("reading mel: {e:?}"))
+    };
+    let recon = host(model.forward(x.clone()).recon)?;
+    let orig = host(x)?;
+    let vocoder = Vocoder::new(mel.config.clone());
+    let wav_opts = WavOptions::default();
+    let size = n_mels * frames;
+    for (i, chunk) in picks.iter().enumerate() {
+        let (o, r) = (
+            &orig[i * size..(i + 1) * size],
+            &recon[i * size..(i + 1) * size],
+        );
+        let stem = dir.join(format!("vqvae_epoch{epoch:03}_chunk{i}"));
+        crate::report::mel_panels(
+            &stem.with_extension("png"),
+            &[
+                ("original", o),
+                (&format!("reconstruction, epoch {epoch}"), r),
+            ],
+            n_mels,
+        )?;
+        let audio = vocoder.synthesize(r, frames, Some(chunk.len()));
+        atomic_write(&stem.with_extension("wav"), &encode_wav(&audio, &wav_opts)?)?;
+        let original = dir.join(format!("original_chunk{i}.wav"));
+        if !original.exists() {
+            atomic_write(&original, &encode_wav(chunk, &wav_opts)?)?;
+        }
+    }
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -115,6 +175,9 @@ pub fn train(
         let lr = cosine_lr(cfg.learning_rate, epoch, cfg.max_epochs);
         let (mut loss_sum, mut steps, mut skipped) = (0.0f64, 0usize, 0usize);
         for idx in order.chunks(cfg.batch_size.max(1)) {
+            if hooks.interrupted() {
+                break;
+            }
             let augmented: Vec<Vec<f32>> = idx
                 .iter()
                 .map(|&i| augment(&data.train[i].samples, &mut rng))
@@ -139,7 +202,24 @@ pub fn train(
             loss_sum += value;
             steps += 1;
         }
+        if hooks.interrupted() {
+            // Ctrl-C mid-epoch: drop the partial epoch; the last checkpoint stays.
+            completed = false;
+            break;
+        }
         let (val_loss, health, _) = evaluate(&model.valid(), &val, mel, cfg.batch_size, device);
+        if hooks.preview_due(epoch + 1, cfg.max_epochs)
+            && let Err(e) = write_previews(
+                &model.valid(),
+                &val,
+                mel,
+                device,
+                hooks.report_dir,
+                epoch + 1,
+            )
+        {
+            reporter.warn(&format!("could not write previews: {e:#}"));
+        }
         let train_loss = loss_sum / steps.max(1) as f64;
         let improved = best.as_ref().is_none_or(|(b, _, _)| val_loss < *b);
         if improved {
