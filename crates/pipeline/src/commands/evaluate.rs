@@ -59,10 +59,11 @@ pub fn run(args: &EvaluateArgs, device: &Device) -> anyhow::Result<ExitCode> {
                     .filter(|(c, _)| c.file == f)
                     .map(|(_, k)| k)
                     .collect();
+                // Back-to-back windows, each token scored once (as training's validation).
                 all.extend(prior::windows(
                     &prior::time_major_stream(&mine, &g),
                     p.shape().seq_len,
-                    g.tokens_per_step(),
+                    p.shape().seq_len,
                 ));
             }
             all

@@ -83,12 +83,14 @@ pub fn windows(stream: &[i64], seq_len: usize, step: usize) -> Vec<Vec<i64>> {
         .collect()
 }
 
+/// Windows of every file's time-major stream, starting every `stride` tokens.
 fn streams(
     data: &Dataset,
     which: &[Chunk],
     codes: &[Vec<i64>],
     g: &GridGeometry,
     seq_len: usize,
+    stride: usize,
 ) -> Vec<Vec<i64>> {
     let mut out = Vec::new();
     for f in 0..data.files.len() {
@@ -99,11 +101,7 @@ fn streams(
             .map(|(_, codes)| codes)
             .collect();
         if !mine.is_empty() {
-            out.extend(windows(
-                &time_major_stream(&mine, g),
-                seq_len,
-                g.tokens_per_step(),
-            ));
+            out.extend(windows(&time_major_stream(&mine, g), seq_len, stride));
         }
     }
     out
@@ -191,8 +189,18 @@ pub fn train(
         levels: vq_shape.num_quantizers,
     };
     let seq_len = grid.0 * grid.1 * vq_shape.num_quantizers;
-    let train_seqs = streams(data, &data.train, &train_codes, &g, seq_len);
-    let val_seqs = streams(data, &data.val, &val_codes, &g, seq_len);
+    // Training: a window at every time step. Validation: back-to-back windows, so each
+    // token is scored once (as the reference's one sequence per chunk) at a sixth of the
+    // cost of scoring every overlapping window.
+    let train_seqs = streams(
+        data,
+        &data.train,
+        &train_codes,
+        &g,
+        seq_len,
+        g.tokens_per_step(),
+    );
+    let val_seqs = streams(data, &data.val, &val_codes, &g, seq_len, seq_len);
     if train_seqs.is_empty() || val_seqs.is_empty() {
         anyhow::bail!("not enough audio to form prior training sequences");
     }
