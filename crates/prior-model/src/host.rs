@@ -125,13 +125,17 @@ pub struct HostDecoder {
     head: Dense,
 }
 
-/// One sequence's decoding state: cached keys/values of every layer and work buffers.
+/// One sequence's decoding state: cached keys and values of every layer.
 pub struct HostState {
     /// Per layer, `[seq_len][h]` keys then values (heads side by side in each row).
     keys: Vec<Vec<f32>>,
     values: Vec<Vec<f32>>,
     len: usize,
-    /// Work buffers, `[tokens fed at once][width]`.
+    logits: Vec<f32>,
+}
+
+/// Work buffers for `n` rows fed at once, `[n][width]`.
+struct Work {
     x: Vec<f32>,
     normed: Vec<f32>,
     qkv: Vec<f32>,
@@ -139,7 +143,21 @@ pub struct HostState {
     proj: Vec<f32>,
     hidden: Vec<f32>,
     scores: Vec<f32>,
-    logits: Vec<f32>,
+}
+
+impl Work {
+    fn new(n: usize, s: &PriorShape) -> Self {
+        let h = s.hidden_size;
+        Self {
+            x: vec![0.0; n * h],
+            normed: vec![0.0; n * h],
+            qkv: vec![0.0; n * 3 * h],
+            ctx: vec![0.0; n * h],
+            proj: vec![0.0; n * h],
+            hidden: vec![0.0; n * 4 * h],
+            scores: vec![0.0; s.seq_len],
+        }
+    }
 }
 
 impl HostState {
@@ -214,19 +232,11 @@ impl HostDecoder {
     /// An empty state with its cache preallocated for the whole context.
     pub fn new_state(&self) -> HostState {
         let s = self.shape;
-        let h = s.hidden_size;
-        let cache = || vec![vec![0.0f32; s.seq_len * h]; s.num_layers];
+        let cache = || vec![vec![0.0f32; s.seq_len * s.hidden_size]; s.num_layers];
         HostState {
             keys: cache(),
             values: cache(),
             len: 0,
-            x: vec![0.0; h],
-            normed: vec![0.0; h],
-            qkv: vec![0.0; 3 * h],
-            ctx: vec![0.0; h],
-            proj: vec![0.0; h],
-            hidden: vec![0.0; 4 * h],
-            scores: vec![0.0; s.seq_len],
             logits: vec![0.0; s.codebook_size],
         }
     }
@@ -254,6 +264,35 @@ impl HostDecoder {
         self.feed(state, tokens)
     }
 
+    /// One step of several independent sequences at once (each at its own position): the
+    /// weights are read once for all of them. Gives exactly the logits that [`Self::step`]
+    /// gives for each sequence alone.
+    pub fn step_many(&self, states: &mut [HostState], tokens: &[usize]) -> Result<(), PriorError> {
+        if states.len() != tokens.len() {
+            return Err(PriorError::InvalidShape(format!(
+                "{} tokens for {} sequences",
+                tokens.len(),
+                states.len()
+            )));
+        }
+        if states.is_empty() {
+            return Err(PriorError::Empty);
+        }
+        let rows: Vec<Row> = states
+            .iter()
+            .zip(tokens)
+            .enumerate()
+            .map(|(i, (st, &token))| Row {
+                state: i,
+                pos: st.len,
+                token,
+            })
+            .collect();
+        self.run_rows(states, &rows)?;
+        states.iter_mut().for_each(|st| st.len += 1);
+        Ok(())
+    }
+
     /// Feeds `tokens` at the next positions (all at once: one pass over the weights, causal
     /// attention among them) and returns the logits after the last one.
     fn feed<'s>(
@@ -261,62 +300,72 @@ impl HostDecoder {
         state: &'s mut HostState,
         tokens: &[usize],
     ) -> Result<&'s [f32], PriorError> {
-        let s = self.shape;
-        let n = tokens.len();
-        let start = state.len;
-        if n == 0 {
+        if tokens.is_empty() {
             return Err(PriorError::Empty);
         }
-        if start + n > s.seq_len {
-            return Err(PriorError::TooLong {
-                len: start + n,
-                seq_len: s.seq_len,
-            });
+        let start = state.len;
+        let rows: Vec<Row> = tokens
+            .iter()
+            .enumerate()
+            .map(|(i, &token)| Row {
+                state: 0,
+                pos: start + i,
+                token,
+            })
+            .collect();
+        self.run_rows(std::slice::from_mut(state), &rows)?;
+        state.len += tokens.len();
+        Ok(&state.logits)
+    }
+
+    /// The transformer over `rows` (each a token at a position of one of `states`); rows of
+    /// the same state must be consecutive positions in order. Writes every row's keys and
+    /// values into its state's cache and the logits of each state's last row into
+    /// its `logits`.
+    fn run_rows(&self, states: &mut [HostState], rows: &[Row]) -> Result<(), PriorError> {
+        let s = self.shape;
+        for r in rows {
+            if r.pos >= s.seq_len {
+                return Err(PriorError::TooLong {
+                    len: r.pos + 1,
+                    seq_len: s.seq_len,
+                });
+            }
+            if r.token >= s.codebook_size {
+                return Err(PriorError::InvalidShape(format!(
+                    "token {} is outside the codebook of {}",
+                    r.token, s.codebook_size
+                )));
+            }
         }
-        if let Some(&bad) = tokens.iter().find(|&&t| t >= s.codebook_size) {
-            return Err(PriorError::InvalidShape(format!(
-                "token {bad} is outside the codebook of {}",
-                s.codebook_size
-            )));
-        }
+        let n = rows.len();
         let h = s.hidden_size;
         let (heads, d_k) = (s.num_heads, h / s.num_heads);
         let scale = 1.0 / (d_k as f32).sqrt();
-        for (buf, width) in [
-            (&mut state.x, h),
-            (&mut state.normed, h),
-            (&mut state.qkv, 3 * h),
-            (&mut state.ctx, h),
-            (&mut state.proj, h),
-            (&mut state.hidden, 4 * h),
-        ] {
-            buf.resize(n * width, 0.0);
-        }
-        for (i, &token) in tokens.iter().enumerate() {
-            let pos = start + i;
-            let level = pos % s.num_quantizers;
-            for (j, x) in state.x[i * h..(i + 1) * h].iter_mut().enumerate() {
-                *x = self.token_emb[token * h + j]
-                    + self.pos_emb[pos * h + j]
+        let mut w = Work::new(n, &s);
+        for (i, r) in rows.iter().enumerate() {
+            let level = r.pos % s.num_quantizers;
+            for (j, x) in w.x[i * h..(i + 1) * h].iter_mut().enumerate() {
+                *x = self.token_emb[r.token * h + j]
+                    + self.pos_emb[r.pos * h + j]
                     + self.level_emb[level * h + j];
             }
         }
         for (li, layer) in self.layers.iter().enumerate() {
-            layer.attn_norm.apply_many(&state.x, h, &mut state.normed);
-            layer.qkv.apply_many(&state.normed, n, &mut state.qkv);
-            for i in 0..n {
-                let kv = &state.qkv[i * 3 * h + h..(i + 1) * 3 * h];
-                let pos = start + i;
-                state.keys[li][pos * h..(pos + 1) * h].copy_from_slice(&kv[..h]);
-                state.values[li][pos * h..(pos + 1) * h].copy_from_slice(&kv[h..]);
+            layer.attn_norm.apply_many(&w.x, h, &mut w.normed);
+            layer.qkv.apply_many(&w.normed, n, &mut w.qkv);
+            for (i, r) in rows.iter().enumerate() {
+                let kv = &w.qkv[i * 3 * h + h..(i + 1) * 3 * h];
+                let st = &mut states[r.state];
+                st.keys[li][r.pos * h..(r.pos + 1) * h].copy_from_slice(&kv[..h]);
+                st.values[li][r.pos * h..(r.pos + 1) * h].copy_from_slice(&kv[h..]);
             }
-            let (keys, values) = (&state.keys[li], &state.values[li]);
-            for i in 0..n {
-                let pos = start + i;
-                let q = &state.qkv[i * 3 * h..i * 3 * h + h];
+            for (i, r) in rows.iter().enumerate() {
+                let (keys, values) = (&states[r.state].keys[li], &states[r.state].values[li]);
+                let q = &w.qkv[i * 3 * h..i * 3 * h + h];
                 for head in 0..heads {
                     let span = head * d_k..(head + 1) * d_k;
-                    let scores = &mut state.scores[..=pos];
+                    let scores = &mut w.scores[..=r.pos];
                     for (j, sc) in scores.iter_mut().enumerate() {
                         let key = &keys[j * h + span.start..j * h + span.end];
                         *sc = dot(&q[span.clone()], key) * scale;
@@ -327,41 +376,44 @@ impl HostDecoder {
                         *sc = (*sc - max).exp();
                         total += *sc;
                     }
-                    let ctx = &mut state.ctx[i * h + span.start..i * h + span.end];
+                    let ctx = &mut w.ctx[i * h + span.start..i * h + span.end];
                     ctx.iter_mut().for_each(|c| *c = 0.0);
                     for (j, &p) in scores.iter().enumerate() {
-                        let w = p / total;
+                        let weight = p / total;
                         let value = &values[j * h + span.start..j * h + span.end];
                         for (c, v) in ctx.iter_mut().zip(value) {
-                            *c += w * v;
+                            *c += weight * v;
                         }
                     }
                 }
             }
-            layer.out.apply_many(&state.ctx, n, &mut state.proj);
-            state
-                .x
-                .iter_mut()
-                .zip(&state.proj)
-                .for_each(|(x, p)| *x += p);
-            layer.ff_norm.apply_many(&state.x, h, &mut state.normed);
-            layer.inner.apply_many(&state.normed, n, &mut state.hidden);
-            state.hidden.iter_mut().for_each(|v| *v = v.max(0.0));
-            layer.outer.apply_many(&state.hidden, n, &mut state.proj);
-            state
-                .x
-                .iter_mut()
-                .zip(&state.proj)
-                .for_each(|(x, p)| *x += p);
+            layer.out.apply_many(&w.ctx, n, &mut w.proj);
+            w.x.iter_mut().zip(&w.proj).for_each(|(x, p)| *x += p);
+            layer.ff_norm.apply_many(&w.x, h, &mut w.normed);
+            layer.inner.apply_many(&w.normed, n, &mut w.hidden);
+            w.hidden.iter_mut().for_each(|v| *v = v.max(0.0));
+            layer.outer.apply_many(&w.hidden, n, &mut w.proj);
+            w.x.iter_mut().zip(&w.proj).for_each(|(x, p)| *x += p);
         }
-        // Only the last token's logits are needed.
-        let last = (n - 1) * h..n * h;
-        self.final_norm
-            .apply(&state.x[last.clone()], &mut state.normed[last.clone()]);
-        self.head.apply(&state.normed[last], &mut state.logits);
-        state.len += n;
-        Ok(&state.logits)
+        // Logits only for each state's last row.
+        for (i, r) in rows.iter().enumerate() {
+            if rows.get(i + 1).is_some_and(|next| next.state == r.state) {
+                continue;
+            }
+            let x = &w.x[i * h..(i + 1) * h];
+            let normed = &mut w.normed[i * h..(i + 1) * h];
+            self.final_norm.apply(x, normed);
+            self.head.apply(normed, &mut states[r.state].logits);
+        }
+        Ok(())
     }
+}
+
+/// One token to feed: which state, at which position.
+struct Row {
+    state: usize,
+    pos: usize,
+    token: usize,
 }
 
 /// Dot product with sixteen independent accumulators, so the compiler can vectorise it

@@ -337,4 +337,30 @@ fn host_steps_match_the_full_forward_pass() {
         decoder.step(&mut state, 64).is_err(),
         "token outside the codebook"
     );
+
+    // Several sequences stepped together give exactly each one's own logits, even when
+    // they sit at different positions.
+    let seqs: Vec<&[i64]> = (0..3).map(|i| &tokens[i * 144..(i + 1) * 144]).collect();
+    let mut alone: Vec<_> = seqs.iter().map(|_| decoder.new_state()).collect();
+    let mut together: Vec<_> = seqs.iter().map(|_| decoder.new_state()).collect();
+    decoder
+        .step(&mut together[2], 0)
+        .expect("offset the third sequence");
+    decoder
+        .step(&mut alone[2], 0)
+        .expect("offset the third sequence");
+    for t in 0..100 {
+        let next: Vec<usize> = seqs.iter().map(|s| s[t] as usize).collect();
+        decoder
+            .step_many(&mut together, &next)
+            .expect("batched step");
+        for (i, st) in alone.iter_mut().enumerate() {
+            let want = decoder.step(st, next[i]).expect("step").to_vec();
+            assert_eq!(together[i].logits(), &want[..], "sequence {i}, step {t}");
+        }
+    }
+    assert!(
+        decoder.step_many(&mut together, &[0, 0]).is_err(),
+        "one token per sequence"
+    );
 }

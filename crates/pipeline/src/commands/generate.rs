@@ -19,6 +19,9 @@ use crate::fsutil::atomic_write;
 use crate::modelfile::ModelFile;
 use crate::train::{TIME_MAJOR, epoch_seed};
 
+/// Sounds generated together (one step of the prior serves all of them).
+const BATCH: usize = 8;
+
 /// Crossfade between independently generated 1 s chunks (raster-order priors only).
 pub const CROSSFADE_SAMPLES: usize = 2_400;
 
@@ -147,6 +150,97 @@ impl Generator<'_> {
             on_token();
             if out.len() < count {
                 logits = Some(decoder.step(self, next)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Several sounds at once, one per generator: on the host decoding path the sequences
+    /// step together, so the prior's weights are read once per step for all of them. Each
+    /// result is exactly what [`Self::render`] gives for its generator alone.
+    pub fn render_many(
+        &self,
+        samples: usize,
+        rngs: &mut [StdRng],
+        on_token: &mut dyn FnMut(),
+    ) -> anyhow::Result<Vec<Vec<f32>>> {
+        let Some(host) = self.host.filter(|_| self.time_major && rngs.len() > 1) else {
+            return rngs
+                .iter_mut()
+                .map(|rng| self.render(samples, rng, on_token))
+                .collect();
+        };
+        let spec = &self.vocoder.config;
+        let frames = spec.frames_for(samples);
+        let steps = frames.div_ceil(16);
+        let per_step = self.rows * self.levels;
+        let window = self.prior.shape().seq_len / per_step;
+        if window == 0 {
+            bail!("the prior's context is shorter than one time step of the code grid");
+        }
+        let keep = window / 2;
+        let want = steps * per_step;
+        let none: Vec<Vec<i64>> = vec![Vec::new(); rngs.len()];
+        let mut streams =
+            self.continue_many(host, &none, (window * per_step).min(want), rngs, on_token)?;
+        while streams[0].len() < want {
+            let contexts: Vec<Vec<i64>> = streams
+                .iter()
+                .map(|s| s[s.len() - keep * per_step..].to_vec())
+                .collect();
+            let n = ((window - keep) * per_step).min(want - streams[0].len());
+            let more = self.continue_many(host, &contexts, n, rngs, on_token)?;
+            for (s, m) in streams.iter_mut().zip(more) {
+                s.extend(m);
+            }
+        }
+        streams
+            .iter()
+            .map(|stream| {
+                let mel = self.decode_time_major(stream, steps, spec.n_mels, frames)?;
+                Ok(self.vocoder.synthesize(&mel, frames, Some(samples)))
+            })
+            .collect()
+    }
+
+    /// [`Self::continue_from`] for several sequences in lockstep on the host path.
+    fn continue_many(
+        &self,
+        host: &HostDecoder,
+        contexts: &[Vec<i64>],
+        count: usize,
+        rngs: &mut [StdRng],
+        on_token: &mut dyn FnMut(),
+    ) -> anyhow::Result<Vec<Vec<i64>>> {
+        let mut states: Vec<HostState> = contexts.iter().map(|_| host.new_state()).collect();
+        let mut logits: Vec<Option<Vec<f32>>> = Vec::with_capacity(contexts.len());
+        for (state, context) in states.iter_mut().zip(contexts) {
+            logits.push(if context.is_empty() {
+                None
+            } else {
+                let tokens: Vec<usize> = context.iter().map(|&t| t as usize).collect();
+                Some(host.prefill(state, &tokens)?.to_vec())
+            });
+        }
+        let mut out: Vec<Vec<i64>> = vec![Vec::with_capacity(count); contexts.len()];
+        for produced in 1..=count {
+            let next: Vec<usize> = logits
+                .iter()
+                .zip(rngs.iter_mut())
+                .map(|(l, rng)| match l {
+                    Some(l) => sample(l, &self.params, rng),
+                    None => sample_distribution(&self.first_token, rng),
+                })
+                .collect();
+            for (o, &t) in out.iter_mut().zip(&next) {
+                o.push(t as i64);
+                on_token();
+            }
+            if produced < count {
+                host.step_many(&mut states, &next)?;
+                for (l, st) in logits.iter_mut().zip(&states) {
+                    *l = Some(st.logits().to_vec());
+                }
             }
         }
         Ok(out)
@@ -291,63 +385,37 @@ pub fn run(args: &GenerateArgs, device: &Device) -> anyhow::Result<ExitCode> {
         "generating",
         args.json,
     );
+    // Distinct, non-overlapping seeds per file (the reference's seed+i+j repeated chunks).
+    let seeds: Vec<u64> = (0..args.count)
+        .map(|i| {
+            if args.count == 1 {
+                base_seed
+            } else {
+                epoch_seed(base_seed, 100, i)
+            }
+        })
+        .collect();
     let mut results = Vec::new();
-    for i in 0..args.count {
-        // Distinct, non-overlapping seeds per file (the reference's seed+i+j repeated chunks).
-        let seed = if args.count == 1 {
-            base_seed
-        } else {
-            epoch_seed(base_seed, 100, i)
-        };
-        let mut rng = StdRng::seed_from_u64(seed);
+    for (batch_index, batch) in seeds.chunks(BATCH).enumerate() {
         let started = std::time::Instant::now();
+        let mut rngs: Vec<StdRng> = batch.iter().map(|&s| StdRng::seed_from_u64(s)).collect();
         let mut tick = || bar.inc(1);
-        let audio = generator.render(samples, &mut rng, &mut tick)?;
-        let opts = WavOptions {
-            sample_rate: args.sample_rate,
-            bit_depth: match args.bit_depth {
-                WavDepth::Pcm16 => BitDepth::Pcm16,
-                WavDepth::Pcm24 => BitDepth::Pcm24,
-                WavDepth::Float32 => BitDepth::Float32,
-            },
-            normalize_dbfs: (!args.no_normalize).then_some(-1.0),
-            fade_ms: 5.0,
-        };
-        let wav: PathBuf = args.output.join(format!("gen_{seed}.wav"));
-        atomic_write(&wav, &encode_wav(&audio, &opts)?)
-            .with_context(|| format!("writing {}", wav.display()))?;
-        let sidecar = json!({
-            "file": wav.file_name().map(|n| n.to_string_lossy().into_owned()),
-            "model": args.model.display().to_string(),
-            "model_id": model.metadata.get("model_id"),
-            "seed": seed,
-            "base_seed": base_seed,
-            "index": i,
-            "count": args.count,
-            "duration_s": args.duration,
-            "temperature": args.temperature,
-            "top_k": args.top_k,
-            "top_p": args.top_p,
-            "sample_rate": args.sample_rate,
-            "bit_depth": format!("{:?}", args.bit_depth),
-            "normalize": !args.no_normalize,
-            "griffin_lim_iterations": args.iterations,
-            "token_order": if time_major { "time_major" } else { "raster" },
-            "backend": args.backend_name,
-            "generator": format!("distill {}", env!("CARGO_PKG_VERSION")),
-        });
-        let side = wav.with_extension("json");
-        atomic_write(&side, serde_json::to_string_pretty(&sidecar)?.as_bytes())
-            .with_context(|| format!("writing {}", side.display()))?;
-        let wall = started.elapsed().as_secs_f64();
-        results.push(json!({"file": wav, "seed": seed, "seconds": args.duration, "wall_s": wall}));
-        if !args.json {
-            bar.println(format!(
-                "{} ({:.1} s of audio in {:.1} s)",
-                wav.display(),
-                args.duration,
-                wall
-            ));
+        let sounds = generator.render_many(samples, &mut rngs, &mut tick)?;
+        let wall = started.elapsed().as_secs_f64() / batch.len() as f64;
+        for (j, (audio, &seed)) in sounds.iter().zip(batch).enumerate() {
+            let i = batch_index * BATCH + j;
+            write_sound(
+                args,
+                &model,
+                audio,
+                seed,
+                base_seed,
+                i,
+                time_major,
+                wall,
+                &bar,
+                &mut results,
+            )?;
         }
     }
     bar.finish_and_clear();
@@ -361,6 +429,68 @@ pub fn run(args: &GenerateArgs, device: &Device) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes one generated sound and its JSON sidecar, and records it in `results`.
+#[allow(clippy::too_many_arguments)]
+fn write_sound(
+    args: &GenerateArgs,
+    model: &ModelFile,
+    audio: &[f32],
+    seed: u64,
+    base_seed: u64,
+    i: usize,
+    time_major: bool,
+    wall: f64,
+    bar: &indicatif::ProgressBar,
+    results: &mut Vec<serde_json::Value>,
+) -> anyhow::Result<()> {
+    let opts = WavOptions {
+        sample_rate: args.sample_rate,
+        bit_depth: match args.bit_depth {
+            WavDepth::Pcm16 => BitDepth::Pcm16,
+            WavDepth::Pcm24 => BitDepth::Pcm24,
+            WavDepth::Float32 => BitDepth::Float32,
+        },
+        normalize_dbfs: (!args.no_normalize).then_some(-1.0),
+        fade_ms: 5.0,
+    };
+    let wav: PathBuf = args.output.join(format!("gen_{seed}.wav"));
+    atomic_write(&wav, &encode_wav(audio, &opts)?)
+        .with_context(|| format!("writing {}", wav.display()))?;
+    let sidecar = json!({
+        "file": wav.file_name().map(|n| n.to_string_lossy().into_owned()),
+        "model": args.model.display().to_string(),
+        "model_id": model.metadata.get("model_id"),
+        "seed": seed,
+        "base_seed": base_seed,
+        "index": i,
+        "count": args.count,
+        "duration_s": args.duration,
+        "temperature": args.temperature,
+        "top_k": args.top_k,
+        "top_p": args.top_p,
+        "sample_rate": args.sample_rate,
+        "bit_depth": format!("{:?}", args.bit_depth),
+        "normalize": !args.no_normalize,
+        "griffin_lim_iterations": args.iterations,
+        "token_order": if time_major { "time_major" } else { "raster" },
+        "backend": args.backend_name,
+        "generator": format!("distill {}", env!("CARGO_PKG_VERSION")),
+    });
+    let side = wav.with_extension("json");
+    atomic_write(&side, serde_json::to_string_pretty(&sidecar)?.as_bytes())
+        .with_context(|| format!("writing {}", side.display()))?;
+    results.push(json!({"file": wav, "seed": seed, "seconds": args.duration, "wall_s": wall}));
+    if !args.json {
+        bar.println(format!(
+            "{} ({:.1} s of audio in {:.1} s)",
+            wav.display(),
+            args.duration,
+            wall
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
