@@ -108,6 +108,14 @@ fn trains_both_stages_deterministically_and_skips_broken_files() {
         "VQ-VAE training loss never fell: {vq:?}"
     );
 
+    // The training report beside the model.
+    let report = dir.path().join("a.report");
+    for png in ["loss_vqvae.png", "loss_prior.png", "codebook_usage.png"] {
+        let bytes = std::fs::read(report.join(png)).expect("report image");
+        assert!(bytes.starts_with(b"\x89PNG"), "{png} is a PNG");
+    }
+    assert!(report.join("previews/vqvae_epoch003_chunk0.wav").exists());
+
     // Same seed, same data, same backend: byte-identical model files.
     let b = dir.path().join("b.distill");
     let o = train(&data, &b, "7", &[]);
