@@ -100,14 +100,47 @@ impl Generator<'_> {
         rng: &mut StdRng,
         on_token: &mut dyn FnMut(),
     ) -> anyhow::Result<Vec<f32>> {
+        let mut sounds = self.render_many(samples, std::slice::from_mut(rng), on_token)?;
+        sounds
+            .pop()
+            .ok_or_else(|| anyhow::anyhow!("no sound was generated"))
+    }
+
+    /// Several sounds at once, one per random generator. On the host decoding path the
+    /// sequences step together, so the prior's weights are read once per step for all of
+    /// them; each result is exactly what [`Self::render`] gives for its generator alone.
+    pub fn render_many(
+        &self,
+        samples: usize,
+        rngs: &mut [StdRng],
+        on_token: &mut dyn FnMut(),
+    ) -> anyhow::Result<Vec<Vec<f32>>> {
         let spec = &self.vocoder.config;
         if self.time_major {
             let frames = spec.frames_for(samples);
             let steps = frames.div_ceil(16);
-            let stream = self.time_major(steps, rng, on_token)?;
-            let mel = self.decode_time_major(&stream, steps, spec.n_mels, frames)?;
-            return Ok(self.vocoder.synthesize(&mel, frames, Some(samples)));
+            let streams = self.time_major(steps, rngs, on_token)?;
+            return streams
+                .iter()
+                .map(|stream| {
+                    let mel = self.decode_time_major(stream, steps, spec.n_mels, frames)?;
+                    Ok(self.vocoder.synthesize(&mel, frames, Some(samples)))
+                })
+                .collect();
         }
+        rngs.iter_mut()
+            .map(|rng| self.render_raster(samples, rng, on_token))
+            .collect()
+    }
+
+    /// Raster-order (reference) priors: independent 1 s chunks joined by a crossfade.
+    fn render_raster(
+        &self,
+        samples: usize,
+        rng: &mut StdRng,
+        on_token: &mut dyn FnMut(),
+    ) -> anyhow::Result<Vec<f32>> {
+        let spec = &self.vocoder.config;
         let seq_len = self.prior.shape().seq_len;
         let grid = (self.rows, seq_len / self.levels / self.rows);
         let chunk_frames = spec.frames_for(48_000);
@@ -155,54 +188,6 @@ impl Generator<'_> {
         Ok(out)
     }
 
-    /// Several sounds at once, one per generator: on the host decoding path the sequences
-    /// step together, so the prior's weights are read once per step for all of them. Each
-    /// result is exactly what [`Self::render`] gives for its generator alone.
-    pub fn render_many(
-        &self,
-        samples: usize,
-        rngs: &mut [StdRng],
-        on_token: &mut dyn FnMut(),
-    ) -> anyhow::Result<Vec<Vec<f32>>> {
-        let Some(host) = self.host.filter(|_| self.time_major && rngs.len() > 1) else {
-            return rngs
-                .iter_mut()
-                .map(|rng| self.render(samples, rng, on_token))
-                .collect();
-        };
-        let spec = &self.vocoder.config;
-        let frames = spec.frames_for(samples);
-        let steps = frames.div_ceil(16);
-        let per_step = self.rows * self.levels;
-        let window = self.prior.shape().seq_len / per_step;
-        if window == 0 {
-            bail!("the prior's context is shorter than one time step of the code grid");
-        }
-        let keep = window / 2;
-        let want = steps * per_step;
-        let none: Vec<Vec<i64>> = vec![Vec::new(); rngs.len()];
-        let mut streams =
-            self.continue_many(host, &none, (window * per_step).min(want), rngs, on_token)?;
-        while streams[0].len() < want {
-            let contexts: Vec<Vec<i64>> = streams
-                .iter()
-                .map(|s| s[s.len() - keep * per_step..].to_vec())
-                .collect();
-            let n = ((window - keep) * per_step).min(want - streams[0].len());
-            let more = self.continue_many(host, &contexts, n, rngs, on_token)?;
-            for (s, m) in streams.iter_mut().zip(more) {
-                s.extend(m);
-            }
-        }
-        streams
-            .iter()
-            .map(|stream| {
-                let mel = self.decode_time_major(stream, steps, spec.n_mels, frames)?;
-                Ok(self.vocoder.synthesize(&mel, frames, Some(samples)))
-            })
-            .collect()
-    }
-
     /// [`Self::continue_from`] for several sequences in lockstep on the host path.
     fn continue_many(
         &self,
@@ -246,14 +231,14 @@ impl Generator<'_> {
         Ok(out)
     }
 
-    /// A time-major stream of `steps` grid columns, continued across windows: each new
-    /// window keeps the last half of the previous one as context.
+    /// Time-major streams of `steps` grid columns, one per generator, continued across
+    /// windows: each new window keeps the last half of the previous one as context.
     fn time_major(
         &self,
         steps: usize,
-        rng: &mut StdRng,
+        rngs: &mut [StdRng],
         on_token: &mut dyn FnMut(),
-    ) -> anyhow::Result<Vec<i64>> {
+    ) -> anyhow::Result<Vec<Vec<i64>>> {
         let per_step = self.rows * self.levels;
         let window = self.prior.shape().seq_len / per_step;
         if window == 0 {
@@ -261,13 +246,30 @@ impl Generator<'_> {
         }
         let keep = window / 2;
         let want = steps * per_step;
-        let mut stream = self.continue_from(&[], (window * per_step).min(want), rng, on_token)?;
-        while stream.len() < want {
-            let context = stream[stream.len() - keep * per_step..].to_vec();
-            let n = ((window - keep) * per_step).min(want - stream.len());
-            stream.extend(self.continue_from(&context, n, rng, on_token)?);
+        let mut contexts: Vec<Vec<i64>> = vec![Vec::new(); rngs.len()];
+        let mut streams: Vec<Vec<i64>> = vec![Vec::with_capacity(want); rngs.len()];
+        let mut done = 0;
+        while done < want {
+            let n = if done == 0 {
+                (window * per_step).min(want)
+            } else {
+                ((window - keep) * per_step).min(want - done)
+            };
+            let more = match self.host {
+                Some(host) => self.continue_many(host, &contexts, n, rngs, on_token)?,
+                None => contexts
+                    .iter()
+                    .zip(rngs.iter_mut())
+                    .map(|(c, rng)| self.continue_from(c, n, rng, on_token))
+                    .collect::<anyhow::Result<_>>()?,
+            };
+            for ((stream, context), m) in streams.iter_mut().zip(&mut contexts).zip(more) {
+                stream.extend(m);
+                *context = stream[stream.len().saturating_sub(keep * per_step)..].to_vec();
+            }
+            done += n;
         }
-        Ok(stream)
+        Ok(streams)
     }
 
     /// Log-mel `[n_mels][frames]` of a time-major stream of `steps` columns.
