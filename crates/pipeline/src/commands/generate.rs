@@ -8,7 +8,7 @@ use audio::vocoder::Vocoder;
 use audio::wav::{BitDepth, WavOptions, encode_wav};
 use burn::prelude::*;
 use prior_model::sample::{SamplingParams, sample, sample_distribution};
-use prior_model::{CodePrior, HostDecoder, HostState, PriorCache};
+use prior_model::{CodePrior, HostDecoder, HostState};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde_json::json;
@@ -24,41 +24,6 @@ const BATCH: usize = 8;
 
 /// Crossfade between independently generated 1 s chunks (raster-order priors only).
 pub const CROSSFADE_SAMPLES: usize = 2_400;
-
-/// Where next-token logits come from: the backend (any device) or the host copy of the
-/// weights (CPU backends; the same computation without per-operation dispatch).
-enum Decoder<'h> {
-    Burn(PriorCache),
-    Host(&'h HostDecoder, Box<HostState>),
-}
-
-impl Decoder<'_> {
-    fn prefill(&mut self, g: &Generator, context: &[i64]) -> anyhow::Result<Vec<f32>> {
-        match self {
-            Decoder::Burn(cache) => {
-                let prefix = Tensor::<2, Int>::from_data(
-                    TensorData::new(context.to_vec(), [1, context.len()]),
-                    g.device,
-                );
-                host_vec(g.prior.prefill(prefix, cache)?)
-            }
-            Decoder::Host(dec, state) => {
-                let tokens: Vec<usize> = context.iter().map(|&t| t as usize).collect();
-                Ok(dec.prefill(state, &tokens)?.to_vec())
-            }
-        }
-    }
-
-    fn step(&mut self, g: &Generator, token: i64) -> anyhow::Result<Vec<f32>> {
-        match self {
-            Decoder::Burn(cache) => {
-                let t = Tensor::<1, Int>::from_data(TensorData::new(vec![token], [1]), g.device);
-                host_vec(g.prior.step(t, cache)?)
-            }
-            Decoder::Host(dec, state) => Ok(dec.step(state, token as usize)?.to_vec()),
-        }
-    }
-}
 
 fn host_vec(t: Tensor<2>) -> anyhow::Result<Vec<f32>> {
     t.into_data()
@@ -147,7 +112,10 @@ impl Generator<'_> {
         let chunk_count = samples.div_ceil(48_000 - CROSSFADE_SAMPLES).max(1);
         let mut chunks = Vec::with_capacity(chunk_count);
         for _ in 0..chunk_count {
-            let tokens = self.continue_from(&[], seq_len, rng, on_token)?;
+            let tokens = self
+                .continue_all(&[Vec::new()], seq_len, std::slice::from_mut(rng), on_token)?
+                .pop()
+                .unwrap_or_default();
             let mel = self.decode_raster(tokens, grid, spec.n_mels, chunk_frames)?;
             chunks.push(self.vocoder.synthesize(&mel, chunk_frames, Some(48_000)));
         }
@@ -156,23 +124,44 @@ impl Generator<'_> {
         Ok(joined)
     }
 
-    /// Samples `count` tokens after `context` (the context is fed first, from position 0).
-    fn continue_from(
+    /// Samples `count` tokens after each context (fed first, from position 0), one sequence
+    /// per random generator: on the host path all sequences step together, on a device one
+    /// after the other.
+    fn continue_all(
+        &self,
+        contexts: &[Vec<i64>],
+        count: usize,
+        rngs: &mut [StdRng],
+        on_token: &mut dyn FnMut(),
+    ) -> anyhow::Result<Vec<Vec<i64>>> {
+        match self.host {
+            Some(host) => self.continue_many(host, contexts, count, rngs, on_token),
+            None => contexts
+                .iter()
+                .zip(rngs.iter_mut())
+                .map(|(c, rng)| self.continue_on_device(c, count, rng, on_token))
+                .collect(),
+        }
+    }
+
+    /// One sequence through the backend's key/value cache.
+    fn continue_on_device(
         &self,
         context: &[i64],
         count: usize,
         rng: &mut StdRng,
         on_token: &mut dyn FnMut(),
     ) -> anyhow::Result<Vec<i64>> {
-        let mut decoder = match self.host {
-            Some(host) => Decoder::Host(host, Box::new(host.new_state())),
-            None => Decoder::Burn(self.prior.new_cache(1, self.device)),
-        };
+        let mut cache = self.prior.new_cache(1, self.device);
         let mut out = Vec::with_capacity(count);
         let mut logits = if context.is_empty() {
             None
         } else {
-            Some(decoder.prefill(self, context)?)
+            let prefix = Tensor::<2, Int>::from_data(
+                TensorData::new(context.to_vec(), [1, context.len()]),
+                self.device,
+            );
+            Some(host_vec(self.prior.prefill(prefix, &mut cache)?)?)
         };
         for _ in 0..count {
             let next = match &logits {
@@ -182,13 +171,14 @@ impl Generator<'_> {
             out.push(next);
             on_token();
             if out.len() < count {
-                logits = Some(decoder.step(self, next)?);
+                let t = Tensor::<1, Int>::from_data(TensorData::new(vec![next], [1]), self.device);
+                logits = Some(host_vec(self.prior.step(t, &mut cache)?)?);
             }
         }
         Ok(out)
     }
 
-    /// [`Self::continue_from`] for several sequences in lockstep on the host path.
+    /// [`Self::continue_all`] on the host path: the sequences step in lockstep.
     fn continue_many(
         &self,
         host: &HostDecoder,
@@ -255,14 +245,7 @@ impl Generator<'_> {
             } else {
                 ((window - keep) * per_step).min(want - done)
             };
-            let more = match self.host {
-                Some(host) => self.continue_many(host, &contexts, n, rngs, on_token)?,
-                None => contexts
-                    .iter()
-                    .zip(rngs.iter_mut())
-                    .map(|(c, rng)| self.continue_from(c, n, rng, on_token))
-                    .collect::<anyhow::Result<_>>()?,
-            };
+            let more = self.continue_all(&contexts, n, rngs, on_token)?;
             for ((stream, context), m) in streams.iter_mut().zip(&mut contexts).zip(more) {
                 stream.extend(m);
                 *context = stream[stream.len().saturating_sub(keep * per_step)..].to_vec();
