@@ -279,6 +279,12 @@ pub fn generate(seconds: f64) -> anyhow::Result<serde_json::Value> {
     }))
 }
 
+/// The reference system's drums20 run (`shared/docs/reference-runs.md`, default tiers).
+const REF_VQ_BEST_VAL_LOSS: f64 = 2.792;
+const REF_VQ_SECONDS: f64 = 104.9;
+const REF_PRIOR_BEST_PPL: f64 = 10.65;
+const REF_PRIOR_SECONDS: f64 = 41.6;
+
 /// `bench train`: runs `distill train --json` on a corpus (default tiers, seed 1) in a child
 /// process and reports per stage seconds per epoch, validation metrics and peak memory,
 /// next to the reference system's numbers for drums20 (`shared/docs/reference-runs.md`).
@@ -318,9 +324,22 @@ pub fn train(data: &Path, epochs: Option<usize>) -> anyhow::Result<serde_json::V
                 .unwrap_or(f64::MAX)
                 .total_cmp(&b["val_loss"].as_f64().unwrap_or(f64::MAX))
         });
+        // Time to the reference's best validation result (its whole stage took `ref_s`).
+        let (ref_loss, ref_s) = match name {
+            "vqvae" => (REF_VQ_BEST_VAL_LOSS, REF_VQ_SECONDS),
+            _ => (REF_PRIOR_BEST_PPL.ln(), REF_PRIOR_SECONDS),
+        };
+        let mut elapsed = 0.0;
+        let reached = eps.iter().find_map(|e| {
+            elapsed += e["seconds"].as_f64().unwrap_or(0.0);
+            (e["val_loss"].as_f64()? <= ref_loss)
+                .then(|| json!({"epoch": e["epoch"], "seconds": elapsed}))
+        });
         json!({
             "epochs": eps.len(),
             "seconds_per_epoch": secs / eps.len().max(1) as f64,
+            "reached_reference_best": reached,
+            "reference_stage_seconds": ref_s,
             "best_val_loss": best.map(|b| b["val_loss"].clone()),
             "best_epoch": best.map(|b| b["epoch"].clone()),
             "final_val_loss": eps.last().map(|e| e["val_loss"].clone()),
@@ -342,9 +361,9 @@ pub fn train(data: &Path, epochs: Option<usize>) -> anyhow::Result<serde_json::V
         "prior": stage("prior"),
         "reference_drums20_default_tiers": {
             "source": "shared/docs/reference-runs.md (PyTorch CPU, 1 thread, shared machine)",
-            "vqvae": {"epochs": 100, "seconds_per_epoch": 0.95, "best_val_loss": 2.792, "final_val_loss": 2.924,
+            "vqvae": {"epochs": 100, "seconds_per_epoch": 0.95, "stage_wall_s": REF_VQ_SECONDS, "best_val_loss": REF_VQ_BEST_VAL_LOSS, "final_val_loss": 2.924,
                       "utilisation": [0.266, 0.094, 0.188], "peak_rss_mb": 958},
-            "prior": {"epochs": 50, "seconds_per_epoch": 0.6, "best_val_perplexity": 10.65, "peak_rss_mb": 992},
+            "prior": {"epochs": 50, "seconds_per_epoch": 0.6, "stage_wall_s": REF_PRIOR_SECONDS, "best_val_perplexity": REF_PRIOR_BEST_PPL, "peak_rss_mb": 992},
         },
     }))
 }

@@ -115,6 +115,7 @@ pub fn loss_curves(path: &Path, title: &str, history: &[EpochReport]) -> anyhow:
         chart
             .configure_mesh()
             .x_desc("epoch")
+            .x_label_formatter(&|x| format!("{x:.0}"))
             .y_desc("loss")
             .label_style((FONT_FAMILY, 14))
             .draw()
