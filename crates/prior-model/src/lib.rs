@@ -18,6 +18,7 @@ use burn::nn::{
     LinearConfig,
 };
 use burn::prelude::*;
+use burn::tensor::activation::{relu, softmax};
 use weights::{HostTensor, StateDict, WeightsError};
 
 mod cache;
@@ -133,6 +134,10 @@ impl CodePrior {
 
     /// Sum of token, position and level embeddings for tokens that start at `start`.
     fn embed(&self, tokens: Tensor<2, Int>, start: usize) -> Tensor<3> {
+        self.dropout.forward(self.embed_sum(tokens, start))
+    }
+
+    fn embed_sum(&self, tokens: Tensor<2, Int>, start: usize) -> Tensor<3> {
         let [_, t] = tokens.dims();
         let device = tokens.device();
         let positions = Tensor::<1, Int>::arange(start as i64..(start + t) as i64, &device);
@@ -141,8 +146,51 @@ impl CodePrior {
             .remainder_scalar(self.shape.num_quantizers as i64);
         let pos = self.pos_emb.weight.val().select(0, positions);
         let lvl = self.level_emb.weight.val().select(0, levels);
-        let x = self.token_emb.forward(tokens) + (pos + lvl).unsqueeze::<3>();
-        self.dropout.forward(x)
+        self.token_emb.forward(tokens) + (pos + lvl).unsqueeze::<3>()
+    }
+
+    /// The training forward pass: [`Self::forward`]'s computation (the same pre-norm layers
+    /// and weights, dropout at the same five places: embeddings, attention weights, after
+    /// attention, inside and after the feed-forward) with the dropout masks drawn on the host
+    /// from `rng`. Burn's dropout draws every mask element through its tensor RNG, which
+    /// was a fifth of the prior's training time; this also ties the masks to the training
+    /// seed, so runs and resumed runs repeat exactly.
+    pub fn forward_train(
+        &self,
+        tokens: Tensor<2, Int>,
+        rng: &mut impl rand::Rng,
+    ) -> Result<Tensor<3>, PriorError> {
+        let [b, t] = tokens.dims();
+        self.check_len(t)?;
+        let s = self.shape;
+        let (h, heads) = (s.hidden_size, s.num_heads);
+        let d_k = h / heads;
+        let mut masks = DropoutMasks::new(s.dropout, rng.next_u64());
+        let mask = self
+            .causal_mask
+            .clone()
+            .slice([0..t, 0..t])
+            .unsqueeze::<4>()
+            .expand([b, heads, t, t]);
+        let mut x = masks.apply(self.embed_sum(tokens, 0));
+        for layer in &self.transformer.layers {
+            let r = layer.norm_2.forward(x.clone());
+            let split = |u: Tensor<3>| u.reshape([b, t, heads, d_k]).swap_dims(1, 2);
+            let q = split(layer.mha.query.forward(r.clone()));
+            let k = split(layer.mha.key.forward(r.clone()));
+            let v = split(layer.mha.value.forward(r));
+            let scores = q
+                .matmul(k.swap_dims(2, 3))
+                .div_scalar((d_k as f32).sqrt())
+                .mask_fill(mask.clone(), layer.mha.min_float);
+            let weights = masks.apply(softmax(scores, 3));
+            let ctx = weights.matmul(v).swap_dims(1, 2).reshape([b, t, h]);
+            x = x + masks.apply(layer.mha.output.forward(ctx));
+            let r = layer.norm_1.forward(x.clone());
+            let inner = masks.apply(relu(layer.pwff.linear_inner.forward(r)));
+            x = x + masks.apply(layer.pwff.linear_outer.forward(inner));
+        }
+        Ok(self.head.forward(self.ln_f.forward(x)))
     }
 
     fn check_len(&self, len: usize) -> Result<(), PriorError> {
@@ -283,6 +331,48 @@ impl CodePrior {
         let (shape, w) = torch_linear_weight(&self.head)?;
         d.insert("head.weight".into(), HostTensor::f32(shape, w));
         Ok(d)
+    }
+}
+
+/// Inverted dropout with masks from a fast host generator (SplitMix64), seeded once per
+/// forward pass.
+struct DropoutMasks {
+    prob: f64,
+    state: u64,
+}
+
+impl DropoutMasks {
+    fn new(prob: f64, seed: u64) -> Self {
+        Self { prob, state: seed }
+    }
+
+    fn next(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Zeroes each element with probability `prob` and scales the rest by `1 / (1 − prob)`.
+    fn apply<const D: usize>(&mut self, x: Tensor<D>) -> Tensor<D> {
+        if self.prob <= 0.0 {
+            return x;
+        }
+        let shape = x.shape();
+        let n = shape.num_elements();
+        let keep = (1.0 / (1.0 - self.prob)) as f32;
+        // Two 32-bit draws per 64-bit output; an element is dropped when its draw < threshold.
+        let threshold = (self.prob * f64::from(u32::MAX)) as u32;
+        let mut values = vec![0.0f32; n];
+        for pair in values.chunks_mut(2) {
+            let r = self.next();
+            for (v, half) in pair.iter_mut().zip([r as u32, (r >> 32) as u32]) {
+                *v = if half < threshold { 0.0 } else { keep };
+            }
+        }
+        let mask = Tensor::<D>::from_data(TensorData::new(values, shape), &x.device());
+        x * mask
     }
 }
 

@@ -364,3 +364,48 @@ fn host_steps_match_the_full_forward_pass() {
         "one token per sequence"
     );
 }
+
+#[test]
+fn training_forward_is_the_forward_pass_plus_seeded_dropout() {
+    let device = Device::flex();
+    let tokens: Vec<i64> = (0..2 * 24).map(|i| (i * 5 % 11) as i64).collect();
+    let input = || Tensor::<2, Int>::from_data(TensorData::new(tokens.clone(), [2, 24]), &device);
+    let values = |t: Tensor<3>| {
+        t.into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .expect("f32")
+    };
+    // Without dropout it computes exactly what the inference forward pass does.
+    let prior = tiny(&device);
+    let mut rng = StdRng::seed_from_u64(1);
+    let train = values(
+        prior
+            .forward_train(input(), &mut rng)
+            .expect("train forward"),
+    );
+    let infer = values(prior.forward(input()).expect("forward"));
+    assert!(max_abs_diff(&train, &infer) < 1e-5);
+
+    // With dropout: the same seed repeats the masks, another seed changes them.
+    device.seed(3);
+    let shape = PriorShape {
+        dropout: 0.5,
+        ..prior.shape()
+    };
+    let dropped = CodePrior::new(shape, &device).expect("valid shape");
+    let run = |seed| {
+        let mut rng = StdRng::seed_from_u64(seed);
+        values(
+            dropped
+                .forward_train(input(), &mut rng)
+                .expect("train forward"),
+        )
+    };
+    assert_eq!(run(7), run(7));
+    assert!(max_abs_diff(&run(7), &run(8)) > 1e-3);
+    assert!(
+        max_abs_diff(&run(7), &infer) > 1e-3,
+        "dropout changes the output"
+    );
+}

@@ -127,18 +127,21 @@ pub fn evaluate(
     let ce = CrossEntropyLossConfig::new().init(device);
     let (mut sum, mut n) = (0.0f64, 0usize);
     for part in seqs.chunks(batch.max(1)) {
-        let (loss, count) = batch_loss(prior, part, &ce, device)?;
+        let (loss, count) = batch_loss(prior, part, &ce, device, None)?;
         sum += f64::from(loss.into_scalar::<f32>()) * count as f64;
         n += count;
     }
     Ok(sum / n.max(1) as f64)
 }
 
+/// Mean next-token cross-entropy of `seqs` (teacher forcing); with `dropout_rng` the
+/// training forward pass (dropout on), else the inference one.
 fn batch_loss(
     prior: &CodePrior,
     seqs: &[Vec<i64>],
     ce: &burn::nn::loss::CrossEntropyLoss,
     device: &Device,
+    dropout_rng: Option<&mut StdRng>,
 ) -> anyhow::Result<(Tensor<1>, usize)> {
     let len = seqs[0].len();
     let b = seqs.len();
@@ -149,7 +152,10 @@ fn batch_loss(
     let targets: Vec<i64> = seqs.iter().flat_map(|s| s[1..].iter().copied()).collect();
     let x = Tensor::<2, Int>::from_data(TensorData::new(inputs, [b, len - 1]), device);
     let y = Tensor::<1, Int>::from_data(TensorData::new(targets, [b * (len - 1)]), device);
-    let logits = prior.forward(x)?;
+    let logits = match dropout_rng {
+        Some(rng) => prior.forward_train(x, rng)?,
+        None => prior.forward(x)?,
+    };
     let k = prior.shape().codebook_size;
     Ok((
         ce.forward(logits.reshape([b * (len - 1), k]), y),
@@ -266,7 +272,7 @@ pub fn train(
                 break;
             }
             let batch: Vec<Vec<i64>> = idx.iter().map(|&i| train_seqs[i].clone()).collect();
-            let (loss, _) = batch_loss(&prior, &batch, &ce, &train_device)?;
+            let (loss, _) = batch_loss(&prior, &batch, &ce, &train_device, Some(&mut rng))?;
             let value = f64::from(loss.clone().into_scalar::<f32>());
             if !value.is_finite() {
                 skipped += 1;
