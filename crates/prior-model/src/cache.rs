@@ -84,12 +84,7 @@ impl CodePrior {
         let (h, heads) = (s.hidden_size, s.num_heads);
         let d_k = h / heads;
         let scale = 1.0 / (d_k as f64).sqrt();
-        let mask = self
-            .causal_mask
-            .clone()
-            .slice([0..t, 0..t])
-            .unsqueeze::<4>()
-            .expand([b, heads, t, t]);
+        let mask = self.attention_mask(b, heads, t);
         let mut x = self.embed(tokens, 0); // [B, T, h]
         for (layer, lc) in self.transformer.layers.iter().zip(&mut cache.layers) {
             let r = layer.norm_2.forward(x.clone());

@@ -137,6 +137,15 @@ impl CodePrior {
         self.dropout.forward(self.embed_sum(tokens, start))
     }
 
+    /// The causal mask for `b` sequences of `t` tokens, per head: `[b, heads, t, t]`.
+    pub(crate) fn attention_mask(&self, b: usize, heads: usize, t: usize) -> Tensor<4, Bool> {
+        self.causal_mask
+            .clone()
+            .slice([0..t, 0..t])
+            .unsqueeze::<4>()
+            .expand([b, heads, t, t])
+    }
+
     fn embed_sum(&self, tokens: Tensor<2, Int>, start: usize) -> Tensor<3> {
         let [_, t] = tokens.dims();
         let device = tokens.device();
@@ -166,12 +175,7 @@ impl CodePrior {
         let (h, heads) = (s.hidden_size, s.num_heads);
         let d_k = h / heads;
         let mut masks = DropoutMasks::new(s.dropout, rng.next_u64());
-        let mask = self
-            .causal_mask
-            .clone()
-            .slice([0..t, 0..t])
-            .unsqueeze::<4>()
-            .expand([b, heads, t, t]);
+        let mask = self.attention_mask(b, heads, t);
         let mut x = masks.apply(self.embed_sum(tokens, 0));
         for layer in &self.transformer.layers {
             let r = layer.norm_2.forward(x.clone());
