@@ -37,6 +37,25 @@ impl ModuleVisitor for Scale<'_> {
     }
 }
 
+/// One optimiser step on `loss`: backward pass, global-norm clip, AdamW update. Returns the
+/// updated model and the loss value, or `None` (model unchanged) when the loss is not finite
+/// and the step must be skipped.
+pub fn descend<M: Module>(
+    model: M,
+    loss: Tensor<1>,
+    optim: &mut burn::optim::ModuleOptimizer,
+    lr: f64,
+    clip: f64,
+) -> (M, Option<f64>) {
+    let value = f64::from(loss.clone().into_scalar::<f32>());
+    if !value.is_finite() {
+        return (model, None);
+    }
+    let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+    clip_global_norm(&model, &mut grads, clip);
+    (optim.step(lr, model, grads), Some(value))
+}
+
 /// Clips the gradients' global L2 norm to `max` (like `torch.nn.utils.clip_grad_norm_`;
 /// Burn's own clipping is per tensor). Returns the norm before clipping.
 pub fn clip_global_norm<M: Module>(model: &M, grads: &mut GradientsParams, max: f64) -> f64 {

@@ -2,7 +2,7 @@
 
 use audio::mel::MelSpectrogram;
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::{AdamWConfig, GradientsParams};
+use burn::optim::AdamWConfig;
 use burn::prelude::*;
 use prior_config::PriorConfig;
 use prior_model::{CodePrior, PriorShape};
@@ -14,7 +14,7 @@ use weights::StateDict;
 
 use super::checkpoint::StageCheckpoint;
 use super::data::{Chunk, Dataset, mel_batch};
-use super::optim::{assign_param_ids, clip_global_norm, cosine_lr};
+use super::optim::{assign_param_ids, cosine_lr, descend};
 use super::{EpochReport, Hooks, Reporter, StageOutcome, epoch_seed};
 
 /// Time steps of the code grid per 1 s chunk and frequency rows (128 mels / 16).
@@ -273,18 +273,16 @@ pub fn train(
             }
             let batch: Vec<Vec<i64>> = idx.iter().map(|&i| train_seqs[i].clone()).collect();
             let (loss, _) = batch_loss(&prior, &batch, &ce, &train_device, Some(&mut rng))?;
-            let value = f64::from(loss.clone().into_scalar::<f32>());
-            if !value.is_finite() {
+            let (updated, value) = descend(prior, loss, &mut optim, lr, cfg.gradient_clip_norm);
+            prior = updated;
+            let Some(value) = value else {
                 skipped += 1;
                 reporter.warn(&format!(
                     "prior epoch {}: non-finite loss, step skipped",
                     epoch + 1
                 ));
                 continue;
-            }
-            let mut grads = GradientsParams::from_grads(loss.backward(), &prior);
-            clip_global_norm(&prior, &mut grads, cfg.gradient_clip_norm);
-            prior = optim.step(lr, prior, grads);
+            };
             loss_sum += value;
             steps += 1;
         }

@@ -3,7 +3,7 @@
 use audio::mel::MelSpectrogram;
 use audio::vocoder::Vocoder;
 use audio::wav::{WavOptions, encode_wav};
-use burn::optim::{AdamWConfig, GradientsParams};
+use burn::optim::AdamWConfig;
 use burn::prelude::*;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -16,7 +16,7 @@ use weights::StateDict;
 
 use super::checkpoint::StageCheckpoint;
 use super::data::{Dataset, augment, mel_batch};
-use super::optim::{assign_param_ids, clip_global_norm, cosine_lr};
+use super::optim::{assign_param_ids, cosine_lr, descend};
 use super::{EpochReport, Hooks, Reporter, StageOutcome, epoch_seed};
 use crate::fsutil::atomic_write;
 
@@ -187,18 +187,16 @@ pub fn train(
             let out = model.forward_train(x.clone(), &rvq, &mut rng);
             // The commitment weight is applied once, inside the quantiser.
             let loss = multi_scale_mel_loss(out.recon, x) + out.commit_loss;
-            let value = f64::from(loss.clone().into_scalar::<f32>());
-            if !value.is_finite() {
+            let (updated, value) = descend(model, loss, &mut optim, lr, cfg.gradient_clip_norm);
+            model = updated;
+            let Some(value) = value else {
                 skipped += 1;
                 reporter.warn(&format!(
                     "VQ-VAE epoch {}: non-finite loss, step skipped",
                     epoch + 1
                 ));
                 continue;
-            }
-            let mut grads = GradientsParams::from_grads(loss.backward(), &model);
-            clip_global_norm(&model, &mut grads, cfg.gradient_clip_norm);
-            model = optim.step(lr, model, grads);
+            };
             loss_sum += value;
             steps += 1;
         }
