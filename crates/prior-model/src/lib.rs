@@ -19,6 +19,7 @@ use burn::nn::{
 };
 use burn::prelude::*;
 use burn::tensor::activation::{relu, softmax};
+use rayon::prelude::*;
 use weights::{HostTensor, StateDict, WeightsError};
 
 mod cache;
@@ -350,9 +351,36 @@ impl DropoutMasks {
         Self { prob, state: seed }
     }
 
-    fn next(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
+    /// `n` mask values (`0` or `1 / (1 − prob)`), continuing this generator's stream.
+    fn mask(&mut self, n: usize) -> Vec<f32> {
+        const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+        const PAIRS_PER_TASK: usize = 16 * 1024;
+        let keep = (1.0 / (1.0 - self.prob)) as f32;
+        // Two 32-bit draws per 64-bit output; an element is dropped when its draw < threshold.
+        let threshold = (self.prob * f64::from(u32::MAX)) as u32;
+        let base = self.state;
+        let mut values = vec![0.0f32; n];
+        values
+            .par_chunks_mut(2 * PAIRS_PER_TASK)
+            .enumerate()
+            .for_each(|(task, chunk)| {
+                let first_pair = (task * PAIRS_PER_TASK) as u64;
+                for (j, pair) in chunk.chunks_mut(2).enumerate() {
+                    let counter = first_pair + j as u64 + 1;
+                    let r = Self::mix(base.wrapping_add(counter.wrapping_mul(GAMMA)));
+                    for (v, half) in pair.iter_mut().zip([r as u32, (r >> 32) as u32]) {
+                        *v = if half < threshold { 0.0 } else { keep };
+                    }
+                }
+            });
+        self.state = base.wrapping_add((n.div_ceil(2) as u64).wrapping_mul(GAMMA));
+        values
+    }
+
+    /// SplitMix64 output for a given state: counter-based, so any draw can be computed
+    /// without the ones before it (masks are filled in parallel, identically every time).
+    fn mix(state: u64) -> u64 {
+        let mut z = state;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
@@ -364,17 +392,7 @@ impl DropoutMasks {
             return x;
         }
         let shape = x.shape();
-        let n = shape.num_elements();
-        let keep = (1.0 / (1.0 - self.prob)) as f32;
-        // Two 32-bit draws per 64-bit output; an element is dropped when its draw < threshold.
-        let threshold = (self.prob * f64::from(u32::MAX)) as u32;
-        let mut values = vec![0.0f32; n];
-        for pair in values.chunks_mut(2) {
-            let r = self.next();
-            for (v, half) in pair.iter_mut().zip([r as u32, (r >> 32) as u32]) {
-                *v = if half < threshold { 0.0 } else { keep };
-            }
-        }
+        let values = self.mask(shape.num_elements());
         let mask = Tensor::<D>::from_data(TensorData::new(values, shape), &x.device());
         x * mask
     }
@@ -543,4 +561,49 @@ pub fn unflatten_codes(
         });
     }
     Ok(tokens.reshape([b, t / num_quantizers, num_quantizers]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DropoutMasks;
+
+    /// The plain sequential SplitMix64 stream the parallel mask must reproduce.
+    fn sequential_mask(prob: f64, seed: u64, n: usize) -> (Vec<f32>, u64) {
+        let keep = (1.0 / (1.0 - prob)) as f32;
+        let threshold = (prob * f64::from(u32::MAX)) as u32;
+        let mut state = seed;
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let r = DropoutMasks::mix(state);
+            for half in [r as u32, (r >> 32) as u32] {
+                if out.len() < n {
+                    out.push(if half < threshold { 0.0 } else { keep });
+                }
+            }
+        }
+        (out, state)
+    }
+
+    #[test]
+    fn parallel_masks_equal_the_sequential_stream() {
+        // Odd sizes spanning several parallel tasks, drawn back to back as a forward pass does.
+        let sizes = [3, 70_001, 65_536 + 1];
+        let mut masks = DropoutMasks::new(0.3, 42);
+        let mut state = 42;
+        for n in sizes {
+            let got = masks.mask(n);
+            let (want, next) = sequential_mask(0.3, state, n);
+            assert_eq!(got, want, "mask of {n} elements");
+            state = next;
+            assert_eq!(masks.state, state, "stream position after {n} elements");
+        }
+        let big = DropoutMasks::new(0.3, 7).mask(200_000);
+        let dropped = big.iter().filter(|&&v| v == 0.0).count() as f64 / big.len() as f64;
+        assert!((dropped - 0.3).abs() < 0.01, "dropped fraction {dropped}");
+        assert!(
+            big.iter()
+                .all(|&v| v == 0.0 || (v - 1.0 / 0.7).abs() < 1e-6)
+        );
+    }
 }
