@@ -355,7 +355,7 @@ impl DropoutMasks {
     fn mask(&mut self, n: usize) -> Vec<f32> {
         const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
         const PAIRS_PER_TASK: usize = 16 * 1024;
-        let keep = (1.0 / (1.0 - self.prob)) as f32;
+        let keep_bits = ((1.0 / (1.0 - self.prob)) as f32).to_bits();
         // Two 32-bit draws per 64-bit output; an element is dropped when its draw < threshold.
         let threshold = (self.prob * f64::from(u32::MAX)) as u32;
         let base = self.state;
@@ -365,12 +365,23 @@ impl DropoutMasks {
             .enumerate()
             .for_each(|(task, chunk)| {
                 let first_pair = (task * PAIRS_PER_TASK) as u64;
-                for (j, pair) in chunk.chunks_mut(2).enumerate() {
+                // Branch-free select: a random keep/drop branch mispredicts a third of the time.
+                let pick = |half: u32| {
+                    f32::from_bits(keep_bits & 0u32.wrapping_sub(u32::from(half >= threshold)))
+                };
+                let draw = |j: usize| {
                     let counter = first_pair + j as u64 + 1;
-                    let r = Self::mix(base.wrapping_add(counter.wrapping_mul(GAMMA)));
-                    for (v, half) in pair.iter_mut().zip([r as u32, (r >> 32) as u32]) {
-                        *v = if half < threshold { 0.0 } else { keep };
-                    }
+                    Self::mix(base.wrapping_add(counter.wrapping_mul(GAMMA)))
+                };
+                let full_pairs = chunk.len() / 2;
+                let mut pairs = chunk.chunks_exact_mut(2);
+                for (j, pair) in pairs.by_ref().enumerate() {
+                    let r = draw(j);
+                    pair[0] = pick(r as u32);
+                    pair[1] = pick((r >> 32) as u32);
+                }
+                if let [last] = pairs.into_remainder() {
+                    *last = pick(draw(full_pairs) as u32);
                 }
             });
         self.state = base.wrapping_add((n.div_ceil(2) as u64).wrapping_mul(GAMMA));
