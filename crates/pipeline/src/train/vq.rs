@@ -26,6 +26,35 @@ const PREVIEW_CHUNKS: usize = 2;
 /// Codebook utilisation below which a level is reported as collapsing.
 const LOW_UTILISATION: f64 = 0.30;
 
+/// Decides when low codebook utilisation is worth a warning: when a level first drops below
+/// the threshold (or drops again after recovering), not again every epoch, since the epoch
+/// line shows every level's utilisation anyway.
+#[derive(Default)]
+struct LowUtilisation {
+    warned: Vec<usize>,
+}
+
+impl LowUtilisation {
+    fn check(&mut self, health: &[LevelHealth]) -> Option<String> {
+        let low: Vec<usize> = (0..health.len())
+            .filter(|&q| health[q].utilization < LOW_UTILISATION)
+            .collect();
+        let newly_low = low.iter().any(|q| !self.warned.contains(q));
+        let levels: Vec<String> = low
+            .iter()
+            .map(|&q| format!("level {q} {:.0}%", health[q].utilization * 100.0))
+            .collect();
+        self.warned = low;
+        newly_low.then(|| {
+            format!(
+                "codebook utilisation below {:.0}%: {} (repeated only when another level drops below it)",
+                LOW_UTILISATION * 100.0,
+                levels.join(", ")
+            )
+        })
+    }
+}
+
 pub struct VqResult {
     /// False when the run was stopped early (the checkpoint holds its state).
     pub completed: bool,
@@ -161,6 +190,7 @@ pub fn train(
     };
     let val: Vec<&[f32]> = data.val.iter().map(|c| c.samples.as_slice()).collect();
     let mut completed = true;
+    let mut low_use = LowUtilisation::default();
     for epoch in start..cfg.max_epochs {
         if hooks.should_stop() {
             completed = false;
@@ -223,19 +253,10 @@ pub fn train(
         if improved {
             best = Some((val_loss, epoch + 1, model.valid().to_state_dict()?));
         }
-        let low: Vec<String> = health
-            .iter()
-            .enumerate()
-            .filter(|(_, lh)| lh.utilization < LOW_UTILISATION)
-            .map(|(q, lh)| format!("level {q} {:.0}%", lh.utilization * 100.0))
-            .collect();
-        if epoch > 0 && !low.is_empty() {
-            reporter.warn(&format!(
-                "VQ-VAE epoch {}: codebook utilisation below {:.0}%: {}",
-                epoch + 1,
-                LOW_UTILISATION * 100.0,
-                low.join(", ")
-            ));
+        if epoch > 0
+            && let Some(message) = low_use.check(&health)
+        {
+            reporter.warn(&format!("VQ-VAE epoch {}: {message}", epoch + 1));
         }
         let report = EpochReport {
             stage: "vqvae".into(),
@@ -266,4 +287,40 @@ pub fn train(
         best: best_state,
         outcome,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn health(uses: &[f64]) -> Vec<LevelHealth> {
+        uses.iter()
+            .map(|&utilization| LevelHealth {
+                utilization,
+                perplexity: 1.0,
+                dead_codes: 0,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn low_utilisation_warns_when_a_level_drops_not_every_epoch() {
+        let mut low = LowUtilisation::default();
+        let warned: Vec<bool> = [
+            [0.5, 0.5, 0.5],  // all fine
+            [0.5, 0.1, 0.5],  // level 1 drops: warn
+            [0.5, 0.12, 0.5], // still low: quiet
+            [0.5, 0.1, 0.2],  // level 2 drops too: warn
+            [0.5, 0.1, 0.25], // same levels: quiet
+            [0.5, 0.4, 0.25], // level 1 recovers: quiet
+            [0.5, 0.2, 0.25], // level 1 drops again: warn
+        ]
+        .iter()
+        .map(|uses| low.check(&health(uses)).is_some())
+        .collect();
+        assert_eq!(warned, [false, true, false, true, false, false, true]);
+        let mut low = LowUtilisation::default();
+        let message = low.check(&health(&[0.05, 0.5])).unwrap_or_default();
+        assert!(message.contains("below 30%: level 0 5%"), "{message}");
+    }
 }
