@@ -163,6 +163,62 @@ fn batch_loss(
     ))
 }
 
+/// Signs that the prior memorises its training data: validation perplexity below the
+/// threshold for the data size, or validation loss rising for several epochs while training
+/// loss falls. Each is reported when it starts (and again if it stops and starts again),
+/// not every epoch it lasts.
+struct MemorisationWatch {
+    files: usize,
+    threshold: f64,
+    below: bool,
+    rising: usize,
+}
+
+impl MemorisationWatch {
+    /// Epochs of rising validation loss (with falling training loss) that call for a warning.
+    const RISING_EPOCHS: usize = 3;
+
+    fn new(files: usize) -> Self {
+        Self {
+            files,
+            threshold: memorisation_threshold(files),
+            below: false,
+            rising: 0,
+        }
+    }
+
+    /// `prev`: the previous epoch's (train, validation) loss.
+    fn check(
+        &mut self,
+        prev: Option<(f64, f64)>,
+        train_loss: f64,
+        val_loss: f64,
+    ) -> Option<String> {
+        let perplexity = val_loss.min(20.0).exp();
+        self.rising = match prev {
+            Some((prev_train, prev_val)) if val_loss > prev_val && train_loss < prev_train => {
+                self.rising + 1
+            }
+            _ => 0,
+        };
+        let was_below = std::mem::replace(&mut self.below, perplexity < self.threshold);
+        let mut signs = Vec::new();
+        if self.below && !was_below {
+            signs.push(format!(
+                "validation perplexity {perplexity:.2} is below {:.1} for {} files: the prior may be memorising",
+                self.threshold, self.files
+            ));
+        }
+        if self.rising == Self::RISING_EPOCHS {
+            signs.push(format!(
+                "validation loss rose for {} epochs while training loss fell: likely overfitting",
+                self.rising
+            ));
+        }
+        (!signs.is_empty()).then(|| signs.join("; "))
+    }
+}
+
 /// Perplexity below which a prior of this data size is likely memorising.
 pub fn memorisation_threshold(files: usize) -> f64 {
     match files {
@@ -252,8 +308,7 @@ pub fn train(
         None => (CodePrior::new(shape, &train_device)?, 0, None, Vec::new()),
     };
     let ce = CrossEntropyLossConfig::new().init(&train_device);
-    let threshold = memorisation_threshold(data.files.len());
-    let mut rising = 0usize;
+    let mut watch = MemorisationWatch::new(data.files.len());
     let mut completed = true;
     for epoch in start..cfg.max_epochs {
         if hooks.should_stop() {
@@ -298,24 +353,9 @@ pub fn train(
         if improved {
             best = Some((val_loss, epoch + 1, prior.valid().to_state_dict()?));
         }
-        if let Some(prev) = history.last() {
-            rising = if val_loss > prev.val_loss && train_loss < prev.train_loss {
-                rising + 1
-            } else {
-                0
-            };
-        }
-        if perplexity < threshold {
-            reporter.warn(&format!(
-                "prior epoch {}: validation perplexity {perplexity:.2} is below {threshold:.1} for {} files: the prior may be memorising",
-                epoch + 1,
-                data.files.len()
-            ));
-        } else if rising >= 3 {
-            reporter.warn(&format!(
-                "prior epoch {}: validation loss rose for {rising} epochs while training loss fell: likely overfitting",
-                epoch + 1
-            ));
+        let prev = history.last().map(|h| (h.train_loss, h.val_loss));
+        if let Some(message) = watch.check(prev, train_loss, val_loss) {
+            reporter.warn(&format!("prior epoch {}: {message}", epoch + 1));
         }
         let best_perplexity = best
             .as_ref()
@@ -354,4 +394,45 @@ pub fn train(
         train_sequences: train_seqs.len(),
         val_sequences: val_seqs.len(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MemorisationWatch;
+
+    #[test]
+    fn memorisation_signs_are_reported_when_they_start() {
+        // 20 files: threshold perplexity 2, i.e. validation loss ln 2 ≈ 0.693.
+        let mut watch = MemorisationWatch::new(20);
+        let epochs = [
+            (3.0, 3.0), // first epoch
+            (2.5, 2.6), // improving
+            (2.4, 2.7), // validation rises, training falls: 1
+            (2.3, 2.8), // 2
+            (2.2, 2.9), // 3: overfitting warning
+            (2.1, 3.0), // 4: quiet (already reported)
+            (2.0, 0.6), // perplexity 1.8 < 2: memorising warning
+            (1.9, 0.5), // still below: quiet
+            (1.8, 0.9), // back above the threshold... and rising again: 1
+            (1.7, 0.6), // below again: warn again
+        ];
+        let mut prev = None;
+        let warned: Vec<bool> = epochs
+            .iter()
+            .map(|&(train, val)| {
+                let w = watch.check(prev, train, val);
+                prev = Some((train, val));
+                w.is_some()
+            })
+            .collect();
+        assert_eq!(
+            warned,
+            [
+                false, false, false, false, true, false, true, false, false, true
+            ]
+        );
+        let mut watch = MemorisationWatch::new(500);
+        let message = watch.check(None, 1.0, 1.0).unwrap_or_default();
+        assert!(message.contains("below 5.0 for 500 files"), "{message}");
+    }
 }
