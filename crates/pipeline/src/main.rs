@@ -3,6 +3,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    keep_freed_memory_for_reuse();
     let cli = pipeline::cli::Cli::parse();
     match pipeline::cli::run(cli) {
         Ok(code) => code,
@@ -13,3 +14,20 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// Training allocates and frees the same multi-megabyte tensors every step. By default glibc
+/// maps each from the kernel and unmaps it when freed, so every step faults its pages in
+/// again; keeping freed blocks in the heap for reuse halves the page faults (measured).
+/// 32 MiB is the largest threshold glibc accepts on 64-bit systems.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn keep_freed_memory_for_reuse() {
+    const THRESHOLD: libc::c_int = 32 << 20;
+    // SAFETY: mallopt only changes allocator tuning; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, THRESHOLD);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, THRESHOLD);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn keep_freed_memory_for_reuse() {}

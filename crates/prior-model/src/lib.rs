@@ -187,7 +187,10 @@ impl CodePrior {
             let scores = q
                 .matmul(k.swap_dims(2, 3))
                 .div_scalar((d_k as f32).sqrt())
-                .mask_fill(mask.clone(), layer.mha.min_float);
+                // −∞ rather than the layer's most negative finite value: both give exactly 0
+                // after softmax (the diagonal is never masked), but a finite one takes libm's
+                // slow underflow path in every masked exp.
+                .mask_fill(mask.clone(), f32::NEG_INFINITY);
             let weights = masks.apply(softmax(scores, 3));
             let ctx = weights.matmul(v).swap_dims(1, 2).reshape([b, t, h]);
             x = x + masks.apply(layer.mha.output.forward(ctx));
