@@ -34,6 +34,13 @@ fn vectors() -> StateDict {
     weights::st::from_bytes(&bytes).expect("vectors parse").0
 }
 
+/// The reference's prior input tokens (4 sequences of 144), flattened.
+fn reference_tokens(v: &StateDict) -> Vec<i64> {
+    v["prior_tokens"]
+        .to_i64("prior_tokens")
+        .expect("int tokens")
+}
+
 fn logits_of(prior: &CodePrior, tokens: &[i64], b: usize, t: usize, device: &Device) -> Vec<f32> {
     let x = Tensor::<2, Int>::from_data(TensorData::new(tokens.to_vec(), [b, t]), device);
     prior
@@ -57,9 +64,7 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 fn logits_match_the_reference_on_cpu_backends() {
     let (sd, heads) = reference_prior();
     let v = vectors();
-    let tokens = v["prior_tokens"]
-        .to_i64("prior_tokens")
-        .expect("int tokens");
+    let tokens = reference_tokens(&v);
     let HostData::F32(expected) = &v["prior_logits"].data else {
         panic!("logits are float")
     };
@@ -228,10 +233,7 @@ fn flatten_and_unflatten_are_exact_inverses() {
 #[test]
 fn cached_steps_match_the_full_forward_pass() {
     let (sd, heads) = reference_prior();
-    let v = vectors();
-    let tokens = v["prior_tokens"]
-        .to_i64("prior_tokens")
-        .expect("int tokens");
+    let tokens = reference_tokens(&vectors());
     for (name, device) in cpu_devices() {
         let prior = CodePrior::from_state_dict(&sd, heads, 0.3, &device).expect("loads");
         // Two sequences at once: the cache is batched.
@@ -267,10 +269,7 @@ fn cached_steps_match_the_full_forward_pass() {
 #[test]
 fn prefill_then_steps_match_the_full_forward_pass() {
     let (sd, heads) = reference_prior();
-    let v = vectors();
-    let tokens = v["prior_tokens"]
-        .to_i64("prior_tokens")
-        .expect("int tokens");
+    let tokens = reference_tokens(&vectors());
     let device = Device::flex();
     let prior = CodePrior::from_state_dict(&sd, heads, 0.3, &device).expect("loads");
     let full = logits_of(&prior, &tokens[..144], 1, 144, &device);
@@ -298,10 +297,7 @@ fn prefill_then_steps_match_the_full_forward_pass() {
 #[test]
 fn host_steps_match_the_full_forward_pass() {
     let (sd, heads) = reference_prior();
-    let v = vectors();
-    let tokens = v["prior_tokens"]
-        .to_i64("prior_tokens")
-        .expect("int tokens");
+    let tokens = reference_tokens(&vectors());
     let device = Device::flex();
     let prior = CodePrior::from_state_dict(&sd, heads, 0.3, &device).expect("loads");
     let decoder = HostDecoder::new(&prior).expect("host copy");

@@ -674,7 +674,7 @@ pub fn run(args: &TrainArgs, device: &Device) -> anyhow::Result<ExitCode> {
         if !result.completed {
             return interrupted(&reporter);
         }
-        let best_ppl = result.outcome.best_val_loss.min(20.0).exp();
+        let best_ppl = prior::perplexity(result.outcome.best_val_loss);
         reporter.info(&format!(
             "prior: best validation perplexity {best_ppl:.2} at epoch {} (those weights are kept); {} training / {} validation sequences",
             result.outcome.best_epoch, result.train_sequences, result.val_sequences

@@ -194,7 +194,7 @@ impl MemorisationWatch {
         train_loss: f64,
         val_loss: f64,
     ) -> Option<String> {
-        let perplexity = val_loss.min(20.0).exp();
+        let perplexity = perplexity(val_loss);
         self.rising = match prev {
             Some((prev_train, prev_val)) if val_loss > prev_val && train_loss < prev_train => {
                 self.rising + 1
@@ -217,6 +217,12 @@ impl MemorisationWatch {
         }
         (!signs.is_empty()).then(|| signs.join("; "))
     }
+}
+
+/// Perplexity of a mean cross-entropy in nats, capped (e^20) so an untrained or diverged
+/// prior reports a finite number.
+pub fn perplexity(nats: f64) -> f64 {
+    nats.min(20.0).exp()
 }
 
 /// Perplexity below which a prior of this data size is likely memorising.
@@ -348,7 +354,7 @@ pub fn train(
         }
         let train_loss = loss_sum / steps.max(1) as f64;
         let val_loss = evaluate(&prior.valid(), &val_seqs, cfg.batch_size, device)?;
-        let perplexity = val_loss.min(20.0).exp();
+        let val_perplexity = perplexity(val_loss);
         let improved = best.as_ref().is_none_or(|(b, _, _)| val_loss < *b);
         if improved {
             best = Some((val_loss, epoch + 1, prior.valid().to_state_dict()?));
@@ -359,8 +365,8 @@ pub fn train(
         }
         let best_perplexity = best
             .as_ref()
-            .map(|(b, _, _)| b.min(20.0).exp())
-            .unwrap_or(perplexity);
+            .map(|(b, _, _)| perplexity(*b))
+            .unwrap_or(val_perplexity);
         let report = EpochReport {
             stage: "prior".into(),
             epoch: epoch + 1,
@@ -370,7 +376,7 @@ pub fn train(
             learning_rate: lr,
             seconds: started.elapsed().as_secs_f64(),
             skipped_steps: skipped,
-            extra: serde_json::json!({ "val_perplexity": perplexity, "best_perplexity": best_perplexity }),
+            extra: serde_json::json!({ "val_perplexity": val_perplexity, "best_perplexity": best_perplexity }),
             is_best: improved,
         };
         hooks.epoch_done(reporter, &mut history, report, |history| {
