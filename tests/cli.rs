@@ -1,30 +1,7 @@
 //! End-to-end tests of the `distill` binary.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn fixture_model() -> PathBuf {
-    root().join("tests/fixtures/upstream-drums20/model.distill")
-}
-
-fn distill(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_distill"))
-        .args(args)
-        .output()
-        .expect("binary runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use crate::util::{distill, fixture_model, root, stderr, stdout};
+use std::path::Path;
 
 fn info_json(path: &Path) -> serde_json::Value {
     let o = distill(&["info", path.to_str().expect("utf-8 path"), "--json"]);

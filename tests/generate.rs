@@ -1,19 +1,8 @@
 //! `distill generate` end to end.
 
+use crate::util::{distill, fixture_model, wavs};
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn distill(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_distill"))
-        .args(args)
-        .output()
-        .expect("binary runs")
-}
-
-fn fixture_model() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures/upstream-drums20/model.distill")
-}
+use std::process::Output;
 
 fn generate(out: &Path, extra: &[&str]) -> Output {
     let model = fixture_model();
@@ -28,17 +17,6 @@ fn generate(out: &Path, extra: &[&str]) -> Output {
     ];
     args.extend_from_slice(extra);
     distill(&args)
-}
-
-fn wavs(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut v: Vec<_> = std::fs::read_dir(dir)
-        .expect("dir")
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "wav"))
-        .collect();
-    v.sort();
-    v
 }
 
 #[test]
@@ -171,32 +149,18 @@ fn boundary_ratio(flux: &[f64], positions: &[usize]) -> f64 {
 #[test]
 fn long_time_major_generation_has_no_seams() {
     use burn::prelude::Device;
-    use pipeline::commands::generate::{CROSSFADE_SAMPLES, Generator, crossfade_join};
+    use pipeline::backend::Decoding;
+    use pipeline::generate::{CROSSFADE_SAMPLES, Generator, crossfade_join};
+    use prior_model::TokenOrder;
     use rand::SeedableRng;
 
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../tests/fixtures/drums20-time-major/model.distill");
     let model = pipeline::modelfile::ModelFile::load(&path).expect("fixture model loads");
-    assert_eq!(model.extra["token_order"], "time_major");
+    assert_eq!(model.token_order(), TokenOrder::TimeMajor);
     let device = Device::flex();
-    let prior = pipeline::models::prior(&model, &device).expect("prior");
-    let vq = pipeline::models::vqvae(&model, &device).expect("vq-vae");
-    let host = prior_model::HostDecoder::new(&prior).expect("host copy");
-    let first_token: Vec<f64> =
-        serde_json::from_value(model.extra["first_token_distribution"].clone()).expect("dist");
-    let vocoder = audio::vocoder::Vocoder::new(model.spectrogram_config.clone());
-    let generator = Generator {
-        prior: &prior,
-        vq: &vq,
-        first_token,
-        params: Default::default(),
-        rows: 8,
-        levels: 3,
-        device: &device,
-        time_major: true,
-        vocoder: &vocoder,
-        host: Some(&host),
-    };
+    let generator =
+        Generator::new(&model, &device, Decoding::Host, Default::default()).expect("generator");
     let seconds = 10;
     let one_s: Vec<usize> = (1..seconds).map(|k| k * 48_000).collect();
     let (mut ours, mut chunked) = (Vec::new(), Vec::new());
@@ -205,7 +169,8 @@ fn long_time_major_generation_has_no_seams() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let audio = generator
             .render(seconds * 48_000, &mut rng, &mut || {})
-            .expect("renders");
+            .expect("renders")
+            .audio;
         assert_eq!(audio.len(), seconds * 48_000);
         let flux = spectral_flux(&audio);
         // Where a new context window starts (the first covers 6 grid columns of 16 frames,
@@ -233,6 +198,7 @@ fn long_time_major_generation_has_no_seams() {
                 generator
                     .render(48_000 + CROSSFADE_SAMPLES, &mut rng, &mut || {})
                     .expect("renders")
+                    .audio
             })
             .collect();
         let joined = crossfade_join(&chunks, CROSSFADE_SAMPLES);

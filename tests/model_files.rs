@@ -1,13 +1,9 @@
 //! Model files: both formats load, round-trip, and every corruption is an error, not a panic.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use crate::util::fixture_model;
 use pipeline::modelfile::{ModelFile, ModelOrigin};
-
-fn fixture_model() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures/upstream-drums20/model.distill")
-}
 
 #[test]
 fn reference_and_own_format_round_trip() {
@@ -125,25 +121,22 @@ fn info_describes_models_of_any_shape() {
         };
         prior_cfg.seq_len = Some(seq_len);
         prior_cfg.num_quantizers = Some(levels);
-        let model = ModelFile {
-            origin: ModelOrigin::Distill,
-            vqvae_config: vqvae::VqvaeConfig {
+        let mut model = ModelFile::new(
+            vqvae::VqvaeConfig {
                 codebook_dim: 32,
                 codebook_size: k,
                 num_quantizers: levels,
                 ..Default::default()
             },
-            spectrogram_config: audio::SpectrogramConfig::default(),
-            prior_config: Some(prior_cfg),
-            metadata: Default::default(),
-            extra: Default::default(),
-            vqvae: vq.to_state_dict().expect("vq state"),
-            prior: Some(prior.to_state_dict().expect("prior state")),
-        };
+            audio::SpectrogramConfig::default(),
+            vq.to_state_dict().expect("vq state"),
+        );
+        model.prior_config = Some(prior_cfg);
+        model.prior = Some(prior.to_state_dict().expect("prior state"));
         let path = dir.path().join(format!("m{levels}.distill"));
         model.save(&path).expect("save");
         let loaded = ModelFile::load(&path).expect("load");
-        let r = pipeline::commands::info::report(&loaded, &path).expect("report");
+        let r = pipeline::modelfile::describe(&loaded, &path).expect("report");
         assert_eq!(r["prior"]["num_quantizers"], levels);
         assert_eq!(r["prior"]["codebook_size"], k);
         assert_eq!(r["prior"]["hidden_size"], hidden);
@@ -176,8 +169,8 @@ fn prior_nll_matches_the_reference() {
     let tokens = t["prior_tokens"].to_i64("prior_tokens").expect("ints");
     let expected = t["prior_nll"].to_f32();
     for (i, seq) in tokens.chunks(144).enumerate() {
-        let nll = pipeline::train::prior::evaluate(&prior, &[seq.to_vec()], 1, &device)
-            .expect("evaluates");
+        let nll =
+            pipeline::evaluate::prior_cross_entropy(&prior, &[seq.to_vec()], 1).expect("evaluates");
         let rel = (nll - f64::from(expected[i])).abs() / f64::from(expected[i]);
         assert!(
             rel <= 1e-3,

@@ -1,7 +1,7 @@
 //! Project automation:
 //! * `cargo xtask ci` — format check, clippy (warnings denied), tests;
-//! * `cargo xtask bench <audio|generate|train> [args]` — runs a benchmark of the `distill`
-//!   binary, which writes `target/bench/<name>.json`.
+//! * `cargo xtask bench <audio|generate|train> [args]` — runs a benchmark (the
+//!   `distill-bench` binary), which writes `target/bench/<name>.json`.
 
 use std::process::Command;
 
@@ -31,9 +31,9 @@ fn bench(name: &str, rest: &[String]) -> anyhow::Result<()> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
-    let exe = target.join("debug").join("distill");
+    let exe = target.join("debug").join("distill-bench");
     let status = Command::new(&exe)
-        .args(["bench", name, "--root"])
+        .args([name, "--root"])
         .arg(&root)
         .args(rest)
         .status()

@@ -1,7 +1,7 @@
 //! 1-second training chunks and the file-level train/validation split.
 
 /// Samples per chunk at 48 kHz (1 s).
-pub const CHUNK_SAMPLES: usize = 48_000;
+pub const CHUNK_SAMPLES: usize = crate::SAMPLE_RATE as usize;
 
 /// Below this peak a chunk counts as silent and is left unscaled.
 const SILENCE_PEAK: f32 = 1e-6;

@@ -27,7 +27,7 @@ pub struct WavOptions {
 impl Default for WavOptions {
     fn default() -> Self {
         Self {
-            sample_rate: 48_000,
+            sample_rate: crate::SAMPLE_RATE,
             bit_depth: BitDepth::Pcm24,
             normalize_dbfs: Some(-1.0),
             fade_ms: 5.0,
@@ -48,7 +48,7 @@ pub fn fade_edges(x: &mut [f32], n: usize) {
 
 /// Renders 48 kHz mono audio to WAV bytes according to `opts`.
 pub fn encode_wav(samples_48k: &[f32], opts: &WavOptions) -> Result<Vec<u8>, AudioError> {
-    let mut x = resample(samples_48k, 48_000, opts.sample_rate)?;
+    let mut x = resample(samples_48k, crate::SAMPLE_RATE, opts.sample_rate)?;
     fade_edges(
         &mut x,
         (opts.fade_ms / 1000.0 * opts.sample_rate as f32) as usize,

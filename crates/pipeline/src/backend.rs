@@ -2,8 +2,8 @@
 
 use burn::prelude::{Device, DeviceKind};
 
-/// Backends the CLI offers with `--backend`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+/// The backends Distill runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
     /// Burn's pure-Rust CPU backend (fastest on CPU, works everywhere).
@@ -22,7 +22,19 @@ pub enum BackendError {
     NoAdapter(String),
 }
 
+/// Where single-token generation steps run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decoding {
+    /// Plain loops over a host copy of the prior's weights: on a CPU every dispatched tensor
+    /// operation costs more than its arithmetic, so this is several times faster there.
+    Host,
+    /// The backend's own tensor operations with a key/value cache (a GPU).
+    Device,
+}
+
 impl Backend {
+    pub const ALL: [Backend; 3] = [Backend::Flex, Backend::Ndarray, Backend::Wgpu];
+
     /// A device of this backend, without autodiff.
     pub fn device(self) -> Result<Device, BackendError> {
         match self {
@@ -41,6 +53,20 @@ impl Backend {
             Backend::Flex => "flex",
             Backend::Ndarray => "ndarray",
             Backend::Wgpu => "wgpu",
+        }
+    }
+
+    /// Whether the backend computes on the CPU.
+    pub fn is_cpu(self) -> bool {
+        matches!(self, Backend::Flex | Backend::Ndarray)
+    }
+
+    /// How generation steps the prior on this backend.
+    pub fn decoding(self) -> Decoding {
+        if self.is_cpu() {
+            Decoding::Host
+        } else {
+            Decoding::Device
         }
     }
 }

@@ -10,6 +10,9 @@ use audio::mel::MelSpectrogram;
 use audio::vocoder::{Vocoder, spectral_convergence};
 use serde_json::json;
 
+/// Samples per second of every model.
+const RATE: f64 = audio::SAMPLE_RATE as f64;
+
 /// Sounds generated together in the batched end-to-end measurement.
 const BATCHED: usize = 4;
 
@@ -53,10 +56,10 @@ pub fn audio(data: &Path, max_files: usize) -> anyhow::Result<serde_json::Value>
         let t = Instant::now();
         let full = audio::load_48k(path)?;
         decode_s += secs(t);
-        let n = (VOCODER_SECONDS * 48_000.0) as usize;
+        let n = (VOCODER_SECONDS * RATE) as usize;
         let mut x = full[..n.min(full.len())].to_vec();
         audio::chunk::peak_normalise(&mut x);
-        audio_s += x.len() as f64 / 48_000.0;
+        audio_s += x.len() as f64 / RATE;
         let t = Instant::now();
         let log_mel = mel.log_mel(&x);
         mel_s += secs(t);
@@ -102,7 +105,7 @@ pub fn audio(data: &Path, max_files: usize) -> anyhow::Result<serde_json::Value>
         );
         rows.push(json!({
             "file": path.display().to_string(),
-            "seconds": x.len() as f64 / 48_000.0,
+            "seconds": x.len() as f64 / RATE,
             "reference": {"spectral_convergence": sc_ref, "wall_s": t_ref},
             "ours": {"spectral_convergence": sc_ours, "wall_s": t_ours},
             "ours_iteration_sweep": sweep,
@@ -181,12 +184,7 @@ pub fn generate(seconds: f64) -> anyhow::Result<serde_json::Value> {
         let prior = CodePrior::new(shape, &device)?;
         let vq = ConvVqvae::new(VqvaeShape::from(&vc), &device)?;
         let n = shape.seq_len;
-        let logits_of = |t: Tensor<2>| {
-            t.into_data()
-                .convert::<f32>()
-                .try_into_vec::<f32>()
-                .unwrap_or_default()
-        };
+        let logits_of = |t: Tensor<2>| crate::evaluate::floats(t, "logits");
 
         let mut rng = rand::rngs::StdRng::seed_from_u64(5);
         let t = Instant::now();
@@ -197,7 +195,7 @@ pub fn generate(seconds: f64) -> anyhow::Result<serde_json::Value> {
                 Tensor::from_data(TensorData::new(vec![tok], [1]), &device),
                 &mut cache,
             )?;
-            tok = sample(&logits_of(l), &params, &mut rng) as i64;
+            tok = sample(&logits_of(l)?, &params, &mut rng) as i64;
         }
         let cached = n as f64 / secs(t);
 
@@ -222,33 +220,33 @@ pub fn generate(seconds: f64) -> anyhow::Result<serde_json::Value> {
             let last = all
                 .slice([0..1, seq.len() - 1..seq.len(), 0..shape.codebook_size])
                 .reshape([1, shape.codebook_size]);
-            seq.push(sample(&logits_of(last), &params, &mut rng) as i64);
+            seq.push(sample(&logits_of(last)?, &params, &mut rng) as i64);
         }
         let uncached = (n - 1) as f64 / secs(t);
 
-        let vocoder = Vocoder::new(SpectrogramConfig::default());
-        let generator = crate::commands::generate::Generator {
-            prior: &prior,
-            vq: &vq,
-            first_token: vec![1.0; shape.codebook_size],
-            params,
-            rows: 8,
-            levels: shape.num_quantizers,
-            device: &device,
-            time_major: true,
-            vocoder: &vocoder,
-            host: Some(&host),
-        };
+        let generator = crate::generate::Generator::from_parts(
+            prior,
+            vq,
+            vec![1.0; shape.codebook_size],
+            prior_model::TokenOrder::TimeMajor,
+            8,
+            SpectrogramConfig::default(),
+            &device,
+            crate::backend::Decoding::Host,
+            crate::generate::GenerateSettings::default(),
+        )?;
         let mut rng = rand::rngs::StdRng::seed_from_u64(9);
         let t = Instant::now();
-        let audio = generator.render((seconds * 48_000.0) as usize, &mut rng, &mut || {})?;
+        let audio = generator
+            .render((seconds * RATE) as usize, &mut rng, &mut || {})?
+            .audio;
         let wall = secs(t);
         // --count 4: the sequences step together through one pass over the weights.
         let mut rngs: Vec<_> = (0..BATCHED)
             .map(|i| rand::rngs::StdRng::seed_from_u64(20 + i as u64))
             .collect();
         let t = Instant::now();
-        generator.render_many((seconds * 48_000.0) as usize, &mut rngs, &mut || {})?;
+        generator.render_many((seconds * RATE) as usize, &mut rngs, &mut || {})?;
         let batched_wall = secs(t);
         eprintln!(
             "{tier}: host cached {host_cached:.0} tokens/s, backend cached {cached:.0}, uncached {uncached:.0} ({:.1}x); {seconds} s of audio in {wall:.2} s ({:.1}x real time); {BATCHED} at once {:.1}x",
@@ -266,7 +264,7 @@ pub fn generate(seconds: f64) -> anyhow::Result<serde_json::Value> {
                 "ratio_cached_host_over_uncached": host_cached / uncached,
                 "ratio_cached_backend_over_uncached": cached / uncached,
             },
-            "end_to_end": {"audio_s": audio.len() as f64 / 48_000.0, "wall_s": wall, "real_time_factor": seconds / wall},
+            "end_to_end": {"audio_s": audio.len() as f64 / RATE, "wall_s": wall, "real_time_factor": seconds / wall},
             "end_to_end_count_4": {"audio_s": BATCHED as f64 * seconds, "wall_s": batched_wall, "real_time_factor": BATCHED as f64 * seconds / batched_wall},
         }));
     }
@@ -289,7 +287,9 @@ const REF_PRIOR_SECONDS: f64 = 41.6;
 /// process and reports per stage seconds per epoch, validation metrics and peak memory,
 /// next to the reference system's numbers for drums20 (`shared/docs/reference-runs.md`).
 pub fn train(data: &Path, epochs: Option<usize>) -> anyhow::Result<serde_json::Value> {
-    let exe = std::env::current_exe()?;
+    // The `distill` binary beside this benchmark's own.
+    let exe =
+        std::env::current_exe()?.with_file_name(format!("distill{}", std::env::consts::EXE_SUFFIX));
     let dir = std::env::temp_dir().join(format!("distill-bench-train-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let out = dir.join("bench.distill");

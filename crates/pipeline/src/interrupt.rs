@@ -4,12 +4,9 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-static REQUESTED: AtomicBool = AtomicBool::new(false);
+use crate::cancel::CancelToken;
 
-/// Whether Ctrl-C was pressed since [`install`].
-pub fn requested() -> bool {
-    REQUESTED.load(Ordering::SeqCst)
-}
+static REQUESTED: AtomicBool = AtomicBool::new(false);
 
 /// Exit status of a run stopped by Ctrl-C (128 + SIGINT, as shells report it).
 pub const EXIT_CODE: u8 = 130;
@@ -29,8 +26,9 @@ extern "C" fn on_sigint(_: libc::c_int) {
 }
 
 /// Installs the Ctrl-C handler (Unix; elsewhere Ctrl-C ends the process, which is still
-/// safe: checkpoints and model files are written atomically).
-pub fn install() {
+/// safe: checkpoints and model files are written atomically) and returns the token it
+/// cancels.
+pub fn install() -> CancelToken {
     #[cfg(unix)]
     // SAFETY: `on_sigint` only touches an atomic and calls async-signal-safe functions.
     unsafe {
@@ -39,4 +37,5 @@ pub fn install() {
             on_sigint as extern "C" fn(libc::c_int) as libc::sighandler_t,
         );
     }
+    CancelToken::from_static(&REQUESTED)
 }

@@ -13,7 +13,6 @@ use plotters::prelude::*;
 use plotters::style::FontStyle;
 
 use crate::fsutil::atomic_write;
-use crate::train::EpochReport;
 
 const FONT: &[u8] = include_bytes!("../assets/DejaVuSans-ascii.ttf");
 const FONT_FAMILY: &str = "sans-serif";
@@ -84,8 +83,18 @@ fn plot_err<E: std::fmt::Display>(e: E) -> anyhow::Error {
     anyhow::anyhow!("plotting: {e}")
 }
 
+/// One epoch on a loss chart.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LossPoint {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub val_loss: f64,
+    /// A new best validation loss (the last such epoch is the kept one).
+    pub is_best: bool,
+}
+
 /// Training and validation loss per epoch of one stage, the kept (best) epoch marked.
-pub fn loss_curves(path: &Path, title: &str, history: &[EpochReport]) -> anyhow::Result<()> {
+pub fn loss_curves(path: &Path, title: &str, history: &[LossPoint]) -> anyhow::Result<()> {
     if history.is_empty() {
         return Ok(());
     }
@@ -120,7 +129,7 @@ pub fn loss_curves(path: &Path, title: &str, history: &[EpochReport]) -> anyhow:
             .label_style((FONT_FAMILY, 14))
             .draw()
             .map_err(plot_err)?;
-        let series = |pick: fn(&EpochReport) -> f64| -> Vec<(f64, f64)> {
+        let series = |pick: fn(&LossPoint) -> f64| -> Vec<(f64, f64)> {
             history
                 .iter()
                 .filter_map(|r| finite(pick(r)).map(|v| (r.epoch as f64, v)))
@@ -329,17 +338,11 @@ mod tests {
         assert!(encode_png(4, 4, &rgb).is_err(), "size mismatch is an error");
     }
 
-    fn report(epoch: usize, train: f64, val: f64, best: bool) -> EpochReport {
-        EpochReport {
-            stage: "vqvae".into(),
+    fn report(epoch: usize, train: f64, val: f64, best: bool) -> LossPoint {
+        LossPoint {
             epoch,
-            epochs: 3,
             train_loss: train,
             val_loss: val,
-            learning_rate: 1e-3,
-            seconds: 0.1,
-            skipped_steps: 0,
-            extra: serde_json::Value::Null,
             is_best: best,
         }
     }

@@ -10,7 +10,16 @@
 
 use rayon::prelude::*;
 
+use burn::nn::{LayerNorm, Linear};
+
+use crate::state_dict::{bias_values, torch_linear_weight, values};
 use crate::{CodePrior, PriorError, PriorShape};
+
+/// A Linear layer's weight as `([out, in], values)`.
+fn out_in(lin: &Linear) -> Result<([usize; 2], Vec<f32>), PriorError> {
+    let (shape, w) = torch_linear_weight(lin)?;
+    Ok(([shape[0], shape[1]], w))
+}
 
 /// LayerNorm epsilon of every norm in the prior (Burn's and PyTorch's default, which the
 /// model is built with).
@@ -177,51 +186,53 @@ impl HostState {
 }
 
 impl HostDecoder {
-    /// Copies `prior`'s weights to the host.
+    /// Copies `prior`'s weights to the host, read from the module's own parameters.
     pub fn new(prior: &CodePrior) -> Result<Self, PriorError> {
         let shape = prior.shape();
-        let dict = prior.to_state_dict()?;
-        let (h, k) = (shape.hidden_size, shape.codebook_size);
-        let get = |name: &str, dims: &[usize]| weights::get_f32(&dict, name, dims);
-        let norm = |prefix: &str| -> Result<Norm, PriorError> {
+        let h = shape.hidden_size;
+        let norm = |n: &LayerNorm| -> Result<Norm, PriorError> {
             Ok(Norm {
-                gamma: get(&format!("{prefix}.weight"), &[h])?,
-                beta: get(&format!("{prefix}.bias"), &[h])?,
+                gamma: values(n.gamma.val())?.1,
+                beta: match &n.beta {
+                    Some(b) => values(b.val())?.1,
+                    None => vec![0.0; h],
+                },
             })
         };
-        let dense = |prefix: &str, rows: usize, cols: usize| -> Result<Dense, PriorError> {
-            Ok(Dense::new(
-                rows,
-                cols,
-                get(&format!("{prefix}.weight"), &[rows, cols])?,
-                Some(get(&format!("{prefix}.bias"), &[rows])?),
-            ))
+        // Burn keeps Linear weights as `[in, out]`; rows here are outputs (`[out, in]`).
+        let dense = |lin: &Linear| -> Result<Dense, PriorError> {
+            let ([rows, cols], w) = out_in(lin)?;
+            let bias = match &lin.bias {
+                Some(_) => Some(bias_values(lin, rows)?),
+                None => None,
+            };
+            Ok(Dense::new(rows, cols, w, bias))
         };
         let mut layers = Vec::with_capacity(shape.num_layers);
-        for i in 0..shape.num_layers {
-            let p = format!("transformer.layers.{i}.");
+        for layer in &prior.transformer.layers {
+            // Query, key and value as one `[3h, h]` matrix: one pass over x for all three.
+            let (mut qkv_w, mut qkv_b) = (Vec::with_capacity(3 * h * h), Vec::with_capacity(3 * h));
+            for lin in [&layer.mha.query, &layer.mha.key, &layer.mha.value] {
+                qkv_w.extend(out_in(lin)?.1);
+                qkv_b.extend(bias_values(lin, h)?);
+            }
             layers.push(Layer {
-                attn_norm: norm(&format!("{p}norm1"))?,
-                qkv: Dense::new(
-                    3 * h,
-                    h,
-                    get(&format!("{p}self_attn.in_proj_weight"), &[3 * h, h])?,
-                    Some(get(&format!("{p}self_attn.in_proj_bias"), &[3 * h])?),
-                ),
-                out: dense(&format!("{p}self_attn.out_proj"), h, h)?,
-                ff_norm: norm(&format!("{p}norm2"))?,
-                inner: dense(&format!("{p}linear1"), 4 * h, h)?,
-                outer: dense(&format!("{p}linear2"), h, 4 * h)?,
+                attn_norm: norm(&layer.norm_2)?,
+                qkv: Dense::new(3 * h, h, qkv_w, Some(qkv_b)),
+                out: dense(&layer.mha.output)?,
+                ff_norm: norm(&layer.norm_1)?,
+                inner: dense(&layer.pwff.linear_inner)?,
+                outer: dense(&layer.pwff.linear_outer)?,
             });
         }
         Ok(Self {
             shape,
-            token_emb: get("token_emb.weight", &[k, h])?,
-            pos_emb: get("pos_emb.weight", &[shape.seq_len, h])?,
-            level_emb: get("level_emb.weight", &[shape.num_quantizers, h])?,
+            token_emb: values(prior.token_emb.weight.val())?.1,
+            pos_emb: values(prior.pos_emb.weight.val())?.1,
+            level_emb: values(prior.level_emb.weight.val())?.1,
             layers,
-            final_norm: norm("ln_f")?,
-            head: Dense::new(k, h, get("head.weight", &[k, h])?, None),
+            final_norm: norm(&prior.ln_f)?,
+            head: dense(&prior.head)?,
         })
     }
 

@@ -405,3 +405,77 @@ fn training_forward_is_the_forward_pass_plus_seeded_dropout() {
         "dropout changes the output"
     );
 }
+
+#[test]
+fn the_one_transformer_layer_equals_burns_encoder_bit_for_bit() {
+    use burn::nn::transformer::TransformerEncoderInput;
+    // Our layer serves every path; Burn's own encoder over the same weights is the
+    // independent computation it must reproduce exactly (inference mode).
+    let (sd, heads) = reference_prior();
+    let tokens = reference_tokens(&vectors());
+    for (name, device) in cpu_devices() {
+        let prior = CodePrior::from_state_dict(&sd, heads, 0.3, &device).expect("loads");
+        let x = Tensor::<2, Int>::from_data(TensorData::new(tokens.clone(), [4, 144]), &device);
+        let ours = logits_of(&prior, &tokens, 4, 144, &device);
+        let embedded = prior.token_emb.forward(x)
+            + (prior.pos_emb.weight.val().slice([0..144, 0..128])
+                + prior.level_emb.weight.val().select(
+                    0,
+                    Tensor::<1, Int>::arange(0..144, &device).remainder_scalar(3),
+                ))
+            .unsqueeze::<3>();
+        let mask = Tensor::<2, Bool>::tril_mask([144, 144], 0, &device)
+            .unsqueeze::<3>()
+            .expand([4, 144, 144]);
+        let hidden = prior
+            .transformer
+            .forward(TransformerEncoderInput::new(embedded).mask_attn(mask));
+        let burns = prior
+            .head
+            .forward(prior.ln_f.forward(hidden))
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .expect("f32");
+        assert_eq!(ours, burns, "{name}: our layer differs from Burn's encoder");
+    }
+}
+
+#[test]
+fn next_token_loss_is_the_mean_cross_entropy_and_checks_its_input() {
+    let device = Device::flex();
+    let prior = tiny(&device);
+    let seqs: Vec<Vec<i64>> = (0..2)
+        .map(|b| (0..24).map(|i| ((i * 3 + b) % 11) as i64).collect())
+        .collect();
+    let (loss, n) = prior.next_token_loss(&seqs, None).expect("valid");
+    assert_eq!(n, 2 * 23);
+    // By hand: −log softmax(logits)[next] averaged over every predicted position.
+    let flat: Vec<i64> = seqs.iter().flat_map(|s| s[..23].to_vec()).collect();
+    let logits = logits_of(&prior, &flat, 2, 23, &device);
+    let mut total = 0.0f64;
+    for b in 0..2 {
+        for t in 0..23 {
+            let row = &logits[(b * 23 + t) * 11..(b * 23 + t + 1) * 11];
+            let max = row.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v));
+            let lse = row
+                .iter()
+                .map(|v| f64::from(v - max).exp())
+                .sum::<f64>()
+                .ln()
+                + f64::from(max);
+            total += lse - f64::from(row[seqs[b][t + 1] as usize]);
+        }
+    }
+    let expected = total / 46.0;
+    let got = f64::from(loss.into_scalar::<f32>());
+    assert!((got - expected).abs() < 1e-5, "{got} vs {expected}");
+    let err = prior
+        .next_token_loss(&[vec![1, 2, 3], vec![1, 2]], None)
+        .expect_err("unequal lengths");
+    assert!(err.to_string().contains("unequal"), "{err}");
+    assert!(
+        prior.next_token_loss(&[vec![1]], None).is_err(),
+        "too short"
+    );
+}

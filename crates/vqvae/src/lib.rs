@@ -4,6 +4,7 @@ mod config;
 pub mod loss;
 pub mod model;
 pub mod rvq;
+mod state_dict;
 
 pub use config::{VqvaeConfig, get_adaptive_vqvae_config};
 pub use loss::{LevelHealth, codebook_health, multi_scale_mel_loss};

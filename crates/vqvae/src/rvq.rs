@@ -15,7 +15,7 @@ use rand::rngs::StdRng;
 use weights::StateDict;
 
 use crate::VqvaeError;
-use crate::model::{host, replace, tensor};
+use crate::state_dict::{host, replace, tensor};
 
 /// Laplace smoothing of the EMA counts.
 const EPS: f32 = 1e-5;

@@ -1,11 +1,21 @@
 //! `distill import`: reference-system model → our format.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use clap::Args;
 
-use crate::cli::ImportArgs;
 use crate::modelfile::{ModelFile, ModelOrigin};
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Reference-system model file (PyTorch zip, as written by the Python Distill).
+    pub input: PathBuf,
+    /// Where to write the converted model.
+    #[arg(short, long)]
+    pub output: PathBuf,
+}
 
 pub fn run(args: &ImportArgs) -> anyhow::Result<ExitCode> {
     let model = ModelFile::load(&args.input)?;

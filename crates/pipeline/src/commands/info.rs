@@ -1,56 +1,20 @@
 //! `distill info`: what a model file holds.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use serde_json::{Value as Json, json};
+use clap::Args;
+use serde_json::Value as Json;
 
-use crate::cli::InfoArgs;
-use crate::modelfile::{ModelFile, ModelOrigin, parameter_count};
+use crate::modelfile::{ModelFile, describe};
 
-/// The JSON report; text output is rendered from the same object so both always agree.
-pub fn report(model: &ModelFile, path: &std::path::Path) -> anyhow::Result<Json> {
-    let vq_params = parameter_count(&model.vqvae);
-    let vq_values: usize = model.vqvae.values().map(|t| t.numel()).sum();
-    let prior = match (&model.prior, &model.prior_config) {
-        (Some(sd), Some(cfg)) => {
-            let shape = prior_model::infer_shape(sd, cfg.num_heads, cfg.dropout)
-                .map_err(|e| anyhow::anyhow!("{}: prior: {e}", path.display()))?;
-            Some(json!({
-                "parameters": parameter_count(sd),
-                "codebook_size": shape.codebook_size,
-                "seq_len": shape.seq_len,
-                "num_quantizers": shape.num_quantizers,
-                "hidden_size": shape.hidden_size,
-                "num_layers": shape.num_layers,
-                "num_heads": shape.num_heads,
-            }))
-        }
-        _ => None,
-    };
-    let mut out = json!({
-        "path": path.display().to_string(),
-        "format": match model.origin {
-            ModelOrigin::Reference => "reference-pytorch",
-            ModelOrigin::Distill => "distill-safetensors",
-        },
-        "has_prior": model.has_prior(),
-        "vqvae_config": model.vqvae_config,
-        "prior_config": model.prior_config,
-        "spectrogram_config": model.spectrogram_config,
-        "parameters": {
-            "vqvae": vq_params,
-            "vqvae_buffers": vq_values - vq_params,
-            "prior": prior.as_ref().map(|p| p["parameters"].clone()),
-        },
-        "prior": prior,
-        "metadata": model.metadata,
-    });
-    if let Json::Object(o) = &mut out {
-        for (k, v) in &model.extra {
-            o.entry(k.clone()).or_insert_with(|| v.clone());
-        }
-    }
-    Ok(out)
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// Model file (Distill format or a reference-system .distill file).
+    pub model: PathBuf,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 fn fmt_count(n: u64) -> String {
@@ -151,7 +115,7 @@ fn text(r: &Json) -> String {
 
 pub fn run(args: &InfoArgs) -> anyhow::Result<ExitCode> {
     let model = ModelFile::load(&args.model)?;
-    let r = report(&model, &args.model)?;
+    let r = describe(&model, &args.model)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
     } else {

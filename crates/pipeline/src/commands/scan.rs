@@ -1,12 +1,22 @@
 //! `distill scan`: what a folder of sounds holds and what is wrong with it.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use audio::scan::{ScanReport, scan_with_progress};
+use clap::Args;
 
-use crate::cli::ScanArgs;
-use crate::progress;
+use super::progress;
+
+#[derive(Debug, Args)]
+pub struct ScanArgs {
+    /// Folder to scan (recursively; hidden files and folders are skipped).
+    pub dir: PathBuf,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
 
 pub fn run(args: &ScanArgs) -> anyhow::Result<ExitCode> {
     let bar = progress::bar(0, "scanning", args.json);

@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 use vqvae::VqvaeConfig;
 use weights::StateDict;
 
-use super::EpochReport;
+use super::events::{EpochReport, StageName};
+use super::runner::Best;
 use crate::fsutil::atomic_write;
 
 /// The state of one stage after a completed epoch.
@@ -23,7 +24,7 @@ pub struct StageCheckpoint {
     pub model: StateDict,
     pub param_ids: Vec<u64>,
     pub optim: Vec<u8>,
-    pub best: Option<(f64, usize, StateDict)>,
+    pub best: Best,
     pub history: Vec<EpochReport>,
 }
 
@@ -34,7 +35,7 @@ impl StageCheckpoint {
         model: &M,
         state: StateDict,
         optim: &burn::optim::ModuleOptimizer,
-        best: &Option<(f64, usize, StateDict)>,
+        best: &Best,
         history: &[EpochReport],
     ) -> anyhow::Result<Self> {
         Ok(Self {
@@ -55,7 +56,7 @@ impl StageCheckpoint {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CheckpointMeta {
     pub version: u32,
-    pub stage: String,
+    pub stage: StageName,
     pub epoch: usize,
     pub seed: u64,
     pub data: PathBuf,
@@ -147,13 +148,18 @@ impl Checkpoints {
         Ok(())
     }
 
-    /// Loads the run settings and the stage state to resume from.
-    pub fn load(dir: &Path) -> anyhow::Result<(CheckpointMeta, StageCheckpoint)> {
+    /// Reads the run settings of a checkpoint folder.
+    pub fn load_meta(dir: &Path) -> anyhow::Result<CheckpointMeta> {
         let json_path = dir.join("checkpoint.json");
         let text = std::fs::read_to_string(&json_path)
             .with_context(|| format!("reading {}", json_path.display()))?;
-        let meta: CheckpointMeta = serde_json::from_str(&text)
-            .with_context(|| format!("{}: not a Distill checkpoint", json_path.display()))?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a Distill checkpoint", json_path.display()))
+    }
+
+    /// Loads the run settings and the stage state to resume from.
+    pub fn load(dir: &Path) -> anyhow::Result<(CheckpointMeta, StageCheckpoint)> {
+        let meta = Self::load_meta(dir)?;
         let read_dict = |name: &str| -> anyhow::Result<StateDict> {
             let p = dir.join(name);
             let bytes = std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?;

@@ -4,9 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::bail;
 use audio::chunk::{CHUNK_SAMPLES, chunk_signal, peak_normalise, split_files};
-use audio::mel::MelSpectrogram;
 use audio::scan::ScanReport;
-use burn::prelude::*;
 use rand::Rng;
 use rand::rngs::StdRng;
 
@@ -42,7 +40,7 @@ pub fn load(report: &ScanReport, val_fraction: f64) -> anyhow::Result<Dataset> {
     let mut total = 0.0;
     for path in &files {
         let x = audio::load_48k(path)?;
-        total += x.len() as f64 / 48_000.0;
+        total += x.len() as f64 / f64::from(audio::SAMPLE_RATE);
         per_file.push(chunk_signal(&x, CHUNK_SAMPLES));
     }
     let ids: Vec<usize> = (0..files.len()).collect();
@@ -116,20 +114,6 @@ pub fn augment(x: &[f32], rng: &mut StdRng) -> Vec<f32> {
     }
     peak_normalise(&mut y);
     y
-}
-
-/// Log-mel batch `[B, 1, n_mels, T]` of chunks.
-pub fn mel_batch(mel: &MelSpectrogram, chunks: &[&[f32]], device: &Device) -> Tensor<4> {
-    let n_mels = mel.config.n_mels;
-    let frames = mel.frames_for(chunks.first().map_or(0, |c| c.len()));
-    let mut data = Vec::with_capacity(chunks.len() * n_mels * frames);
-    for c in chunks {
-        data.extend(mel.log_mel(c));
-    }
-    Tensor::from_data(
-        TensorData::new(data, [chunks.len(), 1, n_mels, frames]),
-        device,
-    )
 }
 
 /// File name for messages.

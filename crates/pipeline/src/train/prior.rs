@@ -1,11 +1,10 @@
 //! Stage 2: the prior, trained on codes of the frozen VQ-VAE in time-major order.
 
 use audio::mel::MelSpectrogram;
-use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::AdamWConfig;
+use burn::optim::{AdamWConfig, ModuleOptimizer};
 use burn::prelude::*;
 use prior_config::PriorConfig;
-use prior_model::{CodePrior, PriorShape};
+use prior_model::{CodePrior, PriorShape, TokenOrder};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -13,155 +12,18 @@ use vqvae::ConvVqvae;
 use weights::StateDict;
 
 use super::checkpoint::StageCheckpoint;
-use super::data::{Chunk, Dataset, mel_batch};
-use super::optim::{assign_param_ids, cosine_lr, descend};
-use super::{EpochReport, Hooks, Reporter, StageOutcome, epoch_seed};
+use super::data::Dataset;
+use super::events::{EpochReport, StageName};
+use super::optim::{assign_param_ids, descend};
+use super::runner::{Best, Runner, Stage, StageStart, epoch_seed};
+use crate::evaluate::{code_grids, perplexity, prior_cross_entropy, prior_sequences};
+use crate::modelfile::EpochMetrics;
 
-/// Time steps of the code grid per 1 s chunk and frequency rows (128 mels / 16).
-pub struct GridGeometry {
-    pub rows: usize,
-    pub steps_per_chunk: usize,
-    pub levels: usize,
-}
+/// The token order of priors trained here.
+pub const ORDER: TokenOrder = TokenOrder::TimeMajor;
 
-impl GridGeometry {
-    /// Tokens per time step: every row and level of one column of the grid.
-    pub fn tokens_per_step(&self) -> usize {
-        self.rows * self.levels
-    }
-}
-
-/// Codes of every chunk through the frozen VQ-VAE (eval mode, no augmentation), batched:
-/// `[N][S·Q]` in the VQ-VAE's raster order.
-pub fn extract_code_sequences(
-    model: &ConvVqvae,
-    chunks: &[&[f32]],
-    mel: &MelSpectrogram,
-    batch: usize,
-    device: &Device,
-) -> (Vec<Vec<i64>>, (usize, usize)) {
-    let mut out = Vec::with_capacity(chunks.len());
-    let mut grid = (0, 0);
-    for part in chunks.chunks(batch.max(1)) {
-        let (codes, g) = model.codes(mel_batch(mel, part, device));
-        grid = g;
-        let flat = codes
-            .into_data()
-            .convert::<i64>()
-            .try_into_vec::<i64>()
-            .unwrap_or_default();
-        let per = flat.len() / part.len().max(1);
-        out.extend(flat.chunks(per.max(1)).map(<[i64]>::to_vec));
-    }
-    (out, grid)
-}
-
-/// A file's chunks as one time-major token stream: for each time step, rows low to high,
-/// levels in order. Consecutive chunks continue the same stream, so a window can cross a
-/// chunk boundary and generation can continue a sequence.
-pub fn time_major_stream(chunk_codes: &[&Vec<i64>], g: &GridGeometry) -> Vec<i64> {
-    let w = g.steps_per_chunk;
-    let mut out = Vec::with_capacity(chunk_codes.len() * w * g.tokens_per_step());
-    for codes in chunk_codes {
-        for t in 0..w {
-            for h in 0..g.rows {
-                let p = h * w + t;
-                out.extend_from_slice(&codes[p * g.levels..(p + 1) * g.levels]);
-            }
-        }
-    }
-    out
-}
-
-/// Windows of `seq_len` tokens starting at every time step.
-pub fn windows(stream: &[i64], seq_len: usize, step: usize) -> Vec<Vec<i64>> {
-    if stream.len() < seq_len {
-        return Vec::new();
-    }
-    (0..=(stream.len() - seq_len) / step)
-        .map(|i| stream[i * step..i * step + seq_len].to_vec())
-        .collect()
-}
-
-/// Windows of every file's time-major stream, starting every `stride` tokens.
-fn streams(
-    data: &Dataset,
-    which: &[Chunk],
-    codes: &[Vec<i64>],
-    g: &GridGeometry,
-    seq_len: usize,
-    stride: usize,
-) -> Vec<Vec<i64>> {
-    let mut out = Vec::new();
-    for f in 0..data.files.len() {
-        let mine: Vec<&Vec<i64>> = which
-            .iter()
-            .zip(codes)
-            .filter(|(c, _)| c.file == f)
-            .map(|(_, codes)| codes)
-            .collect();
-        if !mine.is_empty() {
-            out.extend(windows(&time_major_stream(&mine, g), seq_len, stride));
-        }
-    }
-    out
-}
-
-pub struct PriorResult {
-    pub completed: bool,
-    pub best: StateDict,
-    pub shape: PriorShape,
-    pub outcome: StageOutcome,
-    pub first_token_distribution: Vec<f64>,
-    pub train_sequences: usize,
-    pub val_sequences: usize,
-}
-
-/// Mean next-token cross-entropy (nats) of `prior` over `seqs`.
-pub fn evaluate(
-    prior: &CodePrior,
-    seqs: &[Vec<i64>],
-    batch: usize,
-    device: &Device,
-) -> anyhow::Result<f64> {
-    let ce = CrossEntropyLossConfig::new().init(device);
-    let (mut sum, mut n) = (0.0f64, 0usize);
-    for part in seqs.chunks(batch.max(1)) {
-        let (loss, count) = batch_loss(prior, part, &ce, device, None)?;
-        sum += f64::from(loss.into_scalar::<f32>()) * count as f64;
-        n += count;
-    }
-    Ok(sum / n.max(1) as f64)
-}
-
-/// Mean next-token cross-entropy of `seqs` (teacher forcing); with `dropout_rng` the
-/// training forward pass (dropout on), else the inference one.
-fn batch_loss(
-    prior: &CodePrior,
-    seqs: &[Vec<i64>],
-    ce: &burn::nn::loss::CrossEntropyLoss,
-    device: &Device,
-    dropout_rng: Option<&mut StdRng>,
-) -> anyhow::Result<(Tensor<1>, usize)> {
-    let len = seqs[0].len();
-    let b = seqs.len();
-    let inputs: Vec<i64> = seqs
-        .iter()
-        .flat_map(|s| s[..len - 1].iter().copied())
-        .collect();
-    let targets: Vec<i64> = seqs.iter().flat_map(|s| s[1..].iter().copied()).collect();
-    let x = Tensor::<2, Int>::from_data(TensorData::new(inputs, [b, len - 1]), device);
-    let y = Tensor::<1, Int>::from_data(TensorData::new(targets, [b * (len - 1)]), device);
-    let logits = match dropout_rng {
-        Some(rng) => prior.forward_train(x, rng)?,
-        None => prior.forward(x)?,
-    };
-    let k = prior.shape().codebook_size;
-    Ok((
-        ce.forward(logits.reshape([b * (len - 1), k]), y),
-        b * (len - 1),
-    ))
-}
+/// Chunks batched through the frozen VQ-VAE when extracting codes.
+const CODE_BATCH: usize = 16;
 
 /// Signs that the prior memorises its training data: validation perplexity below the
 /// threshold for the data size, or validation loss rising for several epochs while training
@@ -219,12 +81,6 @@ impl MemorisationWatch {
     }
 }
 
-/// Perplexity of a mean cross-entropy in nats, capped (e^20) so an untrained or diverged
-/// prior reports a finite number.
-pub fn perplexity(nats: f64) -> f64 {
-    nats.min(20.0).exp()
-}
-
 /// Perplexity below which a prior of this data size is likely memorising.
 pub fn memorisation_threshold(files: usize) -> f64 {
     match files {
@@ -234,111 +90,188 @@ pub fn memorisation_threshold(files: usize) -> f64 {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-pub fn train(
-    cfg: &PriorConfig,
-    vq: &ConvVqvae,
-    data: &Dataset,
-    mel: &MelSpectrogram,
+/// Stage 2: the prior over the frozen VQ-VAE's codes.
+pub struct PriorStage<'a> {
+    cfg: &'a PriorConfig,
     seed: u64,
-    device: &Device,
-    reporter: &mut Reporter,
-    resume: Option<StageCheckpoint>,
-    hooks: &mut Hooks,
-) -> anyhow::Result<PriorResult> {
-    let vq_shape = vq.shape();
-    let train_chunks: Vec<&[f32]> = data.train.iter().map(|c| c.samples.as_slice()).collect();
-    let val_chunks: Vec<&[f32]> = data.val.iter().map(|c| c.samples.as_slice()).collect();
-    let (train_codes, grid) = extract_code_sequences(vq, &train_chunks, mel, 16, device);
-    let (val_codes, _) = extract_code_sequences(vq, &val_chunks, mel, 16, device);
-    let g = GridGeometry {
-        rows: grid.0,
-        steps_per_chunk: grid.1,
-        levels: vq_shape.num_quantizers,
-    };
-    let seq_len = grid.0 * grid.1 * vq_shape.num_quantizers;
-    // Training: a window at every time step. Validation: back-to-back windows, so each
-    // token is scored once (as the reference's one sequence per chunk) at a sixth of the
-    // cost of scoring every overlapping window.
-    let train_seqs = streams(
-        data,
-        &data.train,
-        &train_codes,
-        &g,
-        seq_len,
-        g.tokens_per_step(),
-    );
-    let val_seqs = streams(data, &data.val, &val_codes, &g, seq_len, seq_len);
-    if train_seqs.is_empty() || val_seqs.is_empty() {
-        anyhow::bail!("not enough audio to form prior training sequences");
+    train_device: Device,
+    /// `None` only while an optimiser step owns it.
+    prior: Option<CodePrior>,
+    optim: ModuleOptimizer,
+    pub shape: PriorShape,
+    train_seqs: Vec<Vec<i64>>,
+    val_seqs: Vec<Vec<i64>>,
+    /// How often each code opens a training window (Laplace-smoothed): generation draws
+    /// its first token from it.
+    pub first_token_distribution: Vec<f64>,
+    watch: MemorisationWatch,
+}
+
+impl<'a> PriorStage<'a> {
+    /// Extracts the codes of every chunk, cuts the training and validation sequences and
+    /// builds the prior (new, or from a checkpoint).
+    pub fn new(
+        cfg: &'a PriorConfig,
+        vq: &ConvVqvae,
+        data: &Dataset,
+        mel: &MelSpectrogram,
+        seed: u64,
+        device: &Device,
+        resume: Option<StageCheckpoint>,
+    ) -> anyhow::Result<(Self, StageStart)> {
+        let vq_shape = vq.shape();
+        let train_chunks: Vec<&[f32]> = data.train.iter().map(|c| c.samples.as_slice()).collect();
+        let val_chunks: Vec<&[f32]> = data.val.iter().map(|c| c.samples.as_slice()).collect();
+        let (train_codes, grid) = code_grids(vq, &train_chunks, mel, CODE_BATCH, device)?;
+        let (val_codes, _) = code_grids(vq, &val_chunks, mel, CODE_BATCH, device)?;
+        let seq_len = grid.len();
+        let files =
+            |which: &[super::data::Chunk]| -> Vec<usize> { which.iter().map(|c| c.file).collect() };
+        // Training: a window at every time step. Validation: back-to-back windows, so each
+        // token is scored once (as the reference's one sequence per chunk) at a sixth of the
+        // cost of scoring every overlapping window.
+        let train_seqs = prior_sequences(
+            ORDER,
+            &files(&data.train),
+            &train_codes,
+            grid,
+            seq_len,
+            grid.tokens_per_step(),
+        )?;
+        let val_seqs =
+            prior_sequences(ORDER, &files(&data.val), &val_codes, grid, seq_len, seq_len)?;
+        if train_seqs.is_empty() || val_seqs.is_empty() {
+            anyhow::bail!("not enough audio to form prior training sequences");
+        }
+        let k = vq_shape.codebook_size;
+        let first_token_distribution = first_tokens(&train_seqs, k);
+        let shape = PriorShape {
+            codebook_size: k,
+            seq_len,
+            num_quantizers: vq_shape.num_quantizers,
+            hidden_size: cfg.hidden_size,
+            num_layers: cfg.num_layers,
+            num_heads: cfg.num_heads,
+            dropout: cfg.dropout,
+        };
+        let train_device = device.clone().autodiff();
+        train_device.seed(epoch_seed(seed, 10, 0));
+        let optim = AdamWConfig::new()
+            .with_weight_decay(cfg.weight_decay as f32)
+            .with_epsilon(1e-8)
+            .init();
+        let (prior, optim, start) = match resume {
+            Some(ck) => {
+                let prior = CodePrior::from_state_dict(
+                    &ck.model,
+                    cfg.num_heads,
+                    cfg.dropout,
+                    &train_device,
+                )?;
+                let optim = optim
+                    .from_bytes(burn::tensor::Bytes::from_bytes_vec(ck.optim))
+                    .map_err(|e| anyhow::anyhow!("checkpoint optimiser state: {e:?}"))?;
+                let start = StageStart {
+                    epoch: ck.epoch,
+                    best: ck.best,
+                    history: ck.history,
+                };
+                (assign_param_ids(prior, ck.param_ids), optim, start)
+            }
+            None => (
+                CodePrior::new(shape, &train_device)?,
+                optim,
+                StageStart::fresh(),
+            ),
+        };
+        let stage = Self {
+            cfg,
+            seed,
+            train_device,
+            prior: Some(prior),
+            optim,
+            shape,
+            train_seqs,
+            val_seqs,
+            first_token_distribution,
+            watch: MemorisationWatch::new(data.files.len()),
+        };
+        Ok((stage, start))
     }
-    let k = vq_shape.codebook_size;
-    let mut first = vec![1.0f64; k]; // Laplace smoothing: every code stays possible.
-    for s in &train_seqs {
-        if let Some(c) = usize::try_from(s[0]).ok().filter(|&c| c < k) {
+
+    /// Training windows per epoch and validation windows.
+    pub fn sequences(&self) -> (usize, usize) {
+        (self.train_seqs.len(), self.val_seqs.len())
+    }
+
+    fn prior(&self) -> anyhow::Result<&CodePrior> {
+        self.prior
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("the prior was lost in a failed step"))
+    }
+}
+
+/// The first token of every training window, counted with Laplace smoothing (every code
+/// stays possible) and normalised.
+fn first_tokens(seqs: &[Vec<i64>], k: usize) -> Vec<f64> {
+    let mut first = vec![1.0f64; k];
+    for s in seqs {
+        if let Some(c) = s
+            .first()
+            .and_then(|&c| usize::try_from(c).ok())
+            .filter(|&c| c < k)
+        {
             first[c] += 1.0;
         }
     }
     let total: f64 = first.iter().sum();
     first.iter_mut().for_each(|p| *p /= total);
+    first
+}
 
-    let shape = PriorShape {
-        codebook_size: k,
-        seq_len,
-        num_quantizers: vq_shape.num_quantizers,
-        hidden_size: cfg.hidden_size,
-        num_layers: cfg.num_layers,
-        num_heads: cfg.num_heads,
-        dropout: cfg.dropout,
-    };
-    let train_device = device.clone().autodiff();
-    train_device.seed(epoch_seed(seed, 10, 0));
-    let mut optim = AdamWConfig::new()
-        .with_weight_decay(cfg.weight_decay as f32)
-        .with_epsilon(1e-8)
-        .init();
-    let (mut prior, start, mut best, mut history) = match resume {
-        Some(ck) => {
-            let prior =
-                CodePrior::from_state_dict(&ck.model, cfg.num_heads, cfg.dropout, &train_device)?;
-            optim = optim
-                .from_bytes(burn::tensor::Bytes::from_bytes_vec(ck.optim))
-                .map_err(|e| anyhow::anyhow!("checkpoint optimiser state: {e:?}"))?;
-            (
-                assign_param_ids(prior, ck.param_ids),
-                ck.epoch,
-                ck.best,
-                ck.history,
-            )
-        }
-        None => (CodePrior::new(shape, &train_device)?, 0, None, Vec::new()),
-    };
-    let ce = CrossEntropyLossConfig::new().init(&train_device);
-    let mut watch = MemorisationWatch::new(data.files.len());
-    let mut completed = true;
-    for epoch in start..cfg.max_epochs {
-        if hooks.should_stop() {
-            completed = false;
-            break;
-        }
-        let started = std::time::Instant::now();
-        let mut order: Vec<usize> = (0..train_seqs.len()).collect();
-        train_device.seed(epoch_seed(seed, 11, epoch));
-        let mut rng = StdRng::seed_from_u64(epoch_seed(seed, 12, epoch));
+impl Stage for PriorStage<'_> {
+    const NAME: StageName = StageName::Prior;
+
+    fn epochs(&self) -> usize {
+        self.cfg.max_epochs
+    }
+
+    fn base_lr(&self) -> f64 {
+        self.cfg.learning_rate
+    }
+
+    fn train_epoch(
+        &mut self,
+        epoch: usize,
+        lr: f64,
+        run: &mut Runner,
+    ) -> anyhow::Result<Option<(f64, usize)>> {
+        let mut order: Vec<usize> = (0..self.train_seqs.len()).collect();
+        self.train_device.seed(epoch_seed(self.seed, 11, epoch));
+        let mut rng = StdRng::seed_from_u64(epoch_seed(self.seed, 12, epoch));
         order.shuffle(&mut rng);
-        let lr = cosine_lr(cfg.learning_rate, epoch, cfg.max_epochs);
         let (mut loss_sum, mut steps, mut skipped) = (0.0f64, 0usize, 0usize);
-        for idx in order.chunks(cfg.batch_size.max(1)) {
-            if hooks.interrupted() {
-                break;
+        for idx in order.chunks(self.cfg.batch_size.max(1)) {
+            if run.cancelled() {
+                return Ok(None);
             }
-            let batch: Vec<Vec<i64>> = idx.iter().map(|&i| train_seqs[i].clone()).collect();
-            let (loss, _) = batch_loss(&prior, &batch, &ce, &train_device, Some(&mut rng))?;
-            let (updated, value) = descend(prior, loss, &mut optim, lr, cfg.gradient_clip_norm);
-            prior = updated;
+            let batch: Vec<Vec<i64>> = idx.iter().map(|&i| self.train_seqs[i].clone()).collect();
+            let prior = self
+                .prior
+                .take()
+                .ok_or_else(|| anyhow::anyhow!("the prior was lost in a failed step"))?;
+            let (loss, _) = prior.next_token_loss(&batch, Some(&mut rng))?;
+            let (updated, value) = descend(
+                prior,
+                loss,
+                &mut self.optim,
+                lr,
+                self.cfg.gradient_clip_norm,
+            );
+            self.prior = Some(updated);
             let Some(value) = value else {
                 skipped += 1;
-                reporter.warn(&format!(
+                run.warn(format!(
                     "prior epoch {}: non-finite loss, step skipped",
                     epoch + 1
                 ));
@@ -347,59 +280,56 @@ pub fn train(
             loss_sum += value;
             steps += 1;
         }
-        if hooks.interrupted() {
-            // Ctrl-C mid-epoch: drop the partial epoch; the last checkpoint stays.
-            completed = false;
-            break;
+        if run.cancelled() {
+            return Ok(None);
         }
-        let train_loss = loss_sum / steps.max(1) as f64;
-        let val_loss = evaluate(&prior.valid(), &val_seqs, cfg.batch_size, device)?;
-        let val_perplexity = perplexity(val_loss);
-        let improved = best.as_ref().is_none_or(|(b, _, _)| val_loss < *b);
-        if improved {
-            best = Some((val_loss, epoch + 1, prior.valid().to_state_dict()?));
-        }
-        let prev = history.last().map(|h| (h.train_loss, h.val_loss));
-        if let Some(message) = watch.check(prev, train_loss, val_loss) {
-            reporter.warn(&format!("prior epoch {}: {message}", epoch + 1));
-        }
-        let best_perplexity = best
-            .as_ref()
-            .map(|(b, _, _)| perplexity(*b))
-            .unwrap_or(val_perplexity);
-        let report = EpochReport {
-            stage: "prior".into(),
-            epoch: epoch + 1,
-            epochs: cfg.max_epochs,
-            train_loss,
-            val_loss,
-            learning_rate: lr,
-            seconds: started.elapsed().as_secs_f64(),
-            skipped_steps: skipped,
-            extra: serde_json::json!({ "val_perplexity": val_perplexity, "best_perplexity": best_perplexity }),
-            is_best: improved,
-        };
-        hooks.epoch_done(reporter, &mut history, report, |history| {
-            StageCheckpoint::capture(
-                epoch + 1,
-                &prior,
-                prior.to_state_dict()?,
-                &optim,
-                &best,
-                history,
-            )
-        })?;
+        Ok(Some((loss_sum / steps.max(1) as f64, skipped)))
     }
-    let (outcome, best_state) = StageOutcome::from_best(best, history, "prior")?;
-    Ok(PriorResult {
-        completed,
-        best: best_state,
-        shape,
-        outcome,
-        first_token_distribution: first,
-        train_sequences: train_seqs.len(),
-        val_sequences: val_seqs.len(),
-    })
+
+    fn validate(&mut self, _epoch: usize, _run: &mut Runner) -> anyhow::Result<f64> {
+        prior_cross_entropy(&self.prior()?.valid(), &self.val_seqs, self.cfg.batch_size)
+    }
+
+    fn weights(&self) -> anyhow::Result<StateDict> {
+        Ok(self.prior()?.valid().to_state_dict()?)
+    }
+
+    fn metrics(
+        &mut self,
+        epoch: usize,
+        train_loss: f64,
+        val_loss: f64,
+        best_val_loss: f64,
+        previous: Option<&EpochReport>,
+        run: &mut Runner,
+    ) -> EpochMetrics {
+        let prev = previous.map(|h| (h.train_loss, h.val_loss));
+        if let Some(message) = self.watch.check(prev, train_loss, val_loss) {
+            run.warn(format!("prior epoch {}: {message}", epoch + 1));
+        }
+        EpochMetrics {
+            val_perplexity: Some(perplexity(val_loss)),
+            best_perplexity: Some(perplexity(best_val_loss)),
+            ..EpochMetrics::default()
+        }
+    }
+
+    fn capture(
+        &self,
+        epoch: usize,
+        best: &Best,
+        history: &[EpochReport],
+    ) -> anyhow::Result<StageCheckpoint> {
+        let prior = self.prior()?;
+        StageCheckpoint::capture(
+            epoch,
+            prior,
+            prior.to_state_dict()?,
+            &self.optim,
+            best,
+            history,
+        )
+    }
 }
 
 #[cfg(test)]

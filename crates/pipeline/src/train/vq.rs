@@ -1,24 +1,26 @@
 //! Stage 1: the VQ-VAE.
 
+use std::path::{Path, PathBuf};
+
 use audio::mel::MelSpectrogram;
 use audio::vocoder::Vocoder;
 use audio::wav::{WavOptions, encode_wav};
-use burn::optim::AdamWConfig;
+use burn::optim::{AdamWConfig, ModuleOptimizer};
 use burn::prelude::*;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use vqvae::{
-    ConvVqvae, LevelHealth, RvqTraining, VqvaeConfig, VqvaeShape, codebook_health,
-    multi_scale_mel_loss,
-};
+use vqvae::{ConvVqvae, LevelHealth, RvqTraining, VqvaeConfig, VqvaeShape, multi_scale_mel_loss};
 use weights::StateDict;
 
 use super::checkpoint::StageCheckpoint;
-use super::data::{Dataset, augment, mel_batch};
-use super::optim::{assign_param_ids, cosine_lr, descend};
-use super::{EpochReport, Hooks, Reporter, StageOutcome, epoch_seed};
+use super::data::{Dataset, augment};
+use super::events::{EpochReport, Event, StageName};
+use super::optim::{assign_param_ids, descend};
+use super::runner::{Best, Runner, Stage, StageStart, epoch_seed};
+use crate::evaluate::{floats, mel_batch, vq_eval};
 use crate::fsutil::atomic_write;
+use crate::modelfile::EpochMetrics;
 
 /// Validation chunks shown in reconstruction previews.
 const PREVIEW_CHUNKS: usize = 2;
@@ -55,42 +57,6 @@ impl LowUtilisation {
     }
 }
 
-pub struct VqResult {
-    /// False when the run was stopped early (the checkpoint holds its state).
-    pub completed: bool,
-    pub best: StateDict,
-    pub outcome: StageOutcome,
-}
-
-/// Validation loss and codebook health of `model` (eval mode) on `chunks`.
-pub fn evaluate(
-    model: &ConvVqvae,
-    chunks: &[&[f32]],
-    mel: &MelSpectrogram,
-    batch: usize,
-    device: &Device,
-) -> (f64, Vec<LevelHealth>, Vec<i64>) {
-    let shape = model.shape();
-    let (mut loss_sum, mut n) = (0.0f64, 0usize);
-    let mut codes = Vec::new();
-    for part in chunks.chunks(batch.max(1)) {
-        let x = mel_batch(mel, part, device);
-        let out = model.forward(x.clone());
-        let l = multi_scale_mel_loss(out.recon, x).into_scalar::<f32>();
-        loss_sum += f64::from(l) * part.len() as f64;
-        n += part.len();
-        codes.extend(
-            out.indices
-                .into_data()
-                .convert::<i64>()
-                .try_into_vec::<i64>()
-                .unwrap_or_default(),
-        );
-    }
-    let health = codebook_health(&codes, shape.num_quantizers, shape.codebook_size);
-    (loss_sum / n.max(1) as f64, health, codes)
-}
-
 /// Reconstruction previews of the first validation chunks after `epoch`: mel PNG
 /// (original beside reconstruction) and the reconstruction vocoded to WAV, in
 /// `<dir>/previews/`; the original chunks are written once as WAV for comparison.
@@ -99,25 +65,20 @@ fn write_previews(
     val: &[&[f32]],
     mel: &MelSpectrogram,
     device: &Device,
-    dir: &std::path::Path,
+    dir: &Path,
     epoch: usize,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<PathBuf>> {
     let picks = &val[..val.len().min(PREVIEW_CHUNKS)];
+    let mut files = Vec::new();
     if picks.is_empty() {
-        return Ok(());
+        return Ok(files);
     }
     let dir = dir.join("previews");
     std::fs::create_dir_all(&dir)?;
     let x = mel_batch(mel, picks, device);
     let [_, _, n_mels, frames] = x.dims();
-    let host = |t: Tensor<4>| -> anyhow::Result<Vec<f32>> {
-        t.into_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .map_err(|e| anyhow::anyhow!("reading mel: {e:?}"))
-    };
-    let recon = host(model.forward(x.clone()).recon)?;
-    let orig = host(x)?;
+    let recon = floats(model.forward(x.clone()).recon, "reconstruction")?;
+    let orig = floats(x, "mel")?;
     let vocoder = Vocoder::new(mel.config.clone());
     let wav_opts = WavOptions::default();
     let size = n_mels * frames;
@@ -141,87 +102,152 @@ fn write_previews(
         if !original.exists() {
             atomic_write(&original, &encode_wav(chunk, &wav_opts)?)?;
         }
+        files.extend([
+            stem.with_extension("png"),
+            stem.with_extension("wav"),
+            original,
+        ]);
     }
-    Ok(())
+    Ok(files)
 }
 
-#[allow(clippy::too_many_arguments)]
-pub fn train(
-    cfg: &VqvaeConfig,
-    data: &Dataset,
-    mel: &MelSpectrogram,
+/// Stage 1: the VQ-VAE, its optimiser and what its epochs need.
+pub struct VqStage<'a> {
+    cfg: &'a VqvaeConfig,
+    data: &'a Dataset,
+    mel: &'a MelSpectrogram,
     seed: u64,
-    device: &Device,
-    reporter: &mut Reporter,
-    resume: Option<StageCheckpoint>,
-    hooks: &mut Hooks,
-) -> anyhow::Result<VqResult> {
-    let train_device = device.clone().autodiff();
-    train_device.seed(seed);
-    let mut optim = AdamWConfig::new()
-        .with_weight_decay(cfg.weight_decay as f32)
-        .with_epsilon(1e-8)
-        .init();
-    let (mut model, start, mut best, mut history) = match resume {
-        Some(ck) => {
-            let model = ConvVqvae::from_state_dict(&ck.model, cfg.dropout, &train_device)?;
-            optim = optim
-                .from_bytes(burn::tensor::Bytes::from_bytes_vec(ck.optim))
-                .map_err(|e| anyhow::anyhow!("checkpoint optimiser state: {e:?}"))?;
-            (
-                assign_param_ids(model, ck.param_ids),
-                ck.epoch,
-                ck.best,
-                ck.history,
-            )
-        }
-        None => (
-            ConvVqvae::new(VqvaeShape::from(cfg), &train_device)?,
-            0,
-            None,
-            Vec::new(),
-        ),
-    };
-    let rvq = RvqTraining {
-        decay: cfg.decay as f32,
-        commitment_weight: cfg.commitment_weight as f32,
-        dead_code_threshold: cfg.threshold_ema_dead_code as f32,
-        kmeans_iters: cfg.kmeans_iters,
-    };
-    let val: Vec<&[f32]> = data.val.iter().map(|c| c.samples.as_slice()).collect();
-    let mut completed = true;
-    let mut low_use = LowUtilisation::default();
-    for epoch in start..cfg.max_epochs {
-        if hooks.should_stop() {
-            completed = false;
-            break;
-        }
-        let started = std::time::Instant::now();
+    /// Inference device (validation, previews).
+    device: &'a Device,
+    train_device: Device,
+    /// `None` only while an optimiser step owns it.
+    model: Option<ConvVqvae>,
+    optim: ModuleOptimizer,
+    rvq: RvqTraining,
+    low_use: LowUtilisation,
+    /// Codebook health of the last validation.
+    health: Vec<LevelHealth>,
+}
+
+impl<'a> VqStage<'a> {
+    /// A new model, or the state of a checkpoint.
+    pub fn new(
+        cfg: &'a VqvaeConfig,
+        data: &'a Dataset,
+        mel: &'a MelSpectrogram,
+        seed: u64,
+        device: &'a Device,
+        resume: Option<StageCheckpoint>,
+    ) -> anyhow::Result<(Self, StageStart)> {
+        let train_device = device.clone().autodiff();
+        train_device.seed(seed);
+        let optim = AdamWConfig::new()
+            .with_weight_decay(cfg.weight_decay as f32)
+            .with_epsilon(1e-8)
+            .init();
+        let (model, optim, start) = match resume {
+            Some(ck) => {
+                let model = ConvVqvae::from_state_dict(&ck.model, cfg.dropout, &train_device)?;
+                let optim = optim
+                    .from_bytes(burn::tensor::Bytes::from_bytes_vec(ck.optim))
+                    .map_err(|e| anyhow::anyhow!("checkpoint optimiser state: {e:?}"))?;
+                let start = StageStart {
+                    epoch: ck.epoch,
+                    best: ck.best,
+                    history: ck.history,
+                };
+                (assign_param_ids(model, ck.param_ids), optim, start)
+            }
+            None => (
+                ConvVqvae::new(VqvaeShape::from(cfg), &train_device)?,
+                optim,
+                StageStart::fresh(),
+            ),
+        };
+        let rvq = RvqTraining {
+            decay: cfg.decay as f32,
+            commitment_weight: cfg.commitment_weight as f32,
+            dead_code_threshold: cfg.threshold_ema_dead_code as f32,
+            kmeans_iters: cfg.kmeans_iters,
+        };
+        let stage = Self {
+            cfg,
+            data,
+            mel,
+            seed,
+            device,
+            train_device,
+            model: Some(model),
+            optim,
+            rvq,
+            low_use: LowUtilisation::default(),
+            health: Vec::new(),
+        };
+        Ok((stage, start))
+    }
+
+    fn val_chunks(&self) -> Vec<&'a [f32]> {
+        self.data.val.iter().map(|c| c.samples.as_slice()).collect()
+    }
+
+    fn model(&self) -> anyhow::Result<&ConvVqvae> {
+        self.model
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("the VQ-VAE was lost in a failed step"))
+    }
+}
+
+impl Stage for VqStage<'_> {
+    const NAME: StageName = StageName::Vqvae;
+
+    fn epochs(&self) -> usize {
+        self.cfg.max_epochs
+    }
+
+    fn base_lr(&self) -> f64 {
+        self.cfg.learning_rate
+    }
+
+    fn train_epoch(
+        &mut self,
+        epoch: usize,
+        lr: f64,
+        run: &mut Runner,
+    ) -> anyhow::Result<Option<(f64, usize)>> {
         // A fresh order per epoch from the epoch's seed, so a resumed run replays it.
-        let mut order: Vec<usize> = (0..data.train.len()).collect();
-        train_device.seed(epoch_seed(seed, 1, epoch));
-        let mut rng = StdRng::seed_from_u64(epoch_seed(seed, 2, epoch));
+        let mut order: Vec<usize> = (0..self.data.train.len()).collect();
+        self.train_device.seed(epoch_seed(self.seed, 1, epoch));
+        let mut rng = StdRng::seed_from_u64(epoch_seed(self.seed, 2, epoch));
         order.shuffle(&mut rng);
-        let lr = cosine_lr(cfg.learning_rate, epoch, cfg.max_epochs);
         let (mut loss_sum, mut steps, mut skipped) = (0.0f64, 0usize, 0usize);
-        for idx in order.chunks(cfg.batch_size.max(1)) {
-            if hooks.interrupted() {
-                break;
+        for idx in order.chunks(self.cfg.batch_size.max(1)) {
+            if run.cancelled() {
+                return Ok(None);
             }
             let augmented: Vec<Vec<f32>> = idx
                 .iter()
-                .map(|&i| augment(&data.train[i].samples, &mut rng))
+                .map(|&i| augment(&self.data.train[i].samples, &mut rng))
                 .collect();
             let refs: Vec<&[f32]> = augmented.iter().map(Vec::as_slice).collect();
-            let x = mel_batch(mel, &refs, &train_device);
-            let out = model.forward_train(x.clone(), &rvq, &mut rng);
+            let x = mel_batch(self.mel, &refs, &self.train_device);
+            let mut model = self
+                .model
+                .take()
+                .ok_or_else(|| anyhow::anyhow!("the VQ-VAE was lost in a failed step"))?;
+            let out = model.forward_train(x.clone(), &self.rvq, &mut rng);
             // The commitment weight is applied once, inside the quantiser.
             let loss = multi_scale_mel_loss(out.recon, x) + out.commit_loss;
-            let (updated, value) = descend(model, loss, &mut optim, lr, cfg.gradient_clip_norm);
-            model = updated;
+            let (updated, value) = descend(
+                model,
+                loss,
+                &mut self.optim,
+                lr,
+                self.cfg.gradient_clip_norm,
+            );
+            self.model = Some(updated);
             let Some(value) = value else {
                 skipped += 1;
-                reporter.warn(&format!(
+                run.warn(format!(
                     "VQ-VAE epoch {}: non-finite loss, step skipped",
                     epoch + 1
                 ));
@@ -230,63 +256,78 @@ pub fn train(
             loss_sum += value;
             steps += 1;
         }
-        if hooks.interrupted() {
-            // Ctrl-C mid-epoch: drop the partial epoch; the last checkpoint stays.
-            completed = false;
-            break;
+        if run.cancelled() {
+            // Cancelled during the last step: drop the partial epoch.
+            return Ok(None);
         }
-        let (val_loss, health, _) = evaluate(&model.valid(), &val, mel, cfg.batch_size, device);
-        if hooks.preview_due(epoch + 1, cfg.max_epochs)
-            && let Err(e) = write_previews(
-                &model.valid(),
-                &val,
-                mel,
-                device,
-                hooks.report_dir,
-                epoch + 1,
-            )
-        {
-            reporter.warn(&format!("could not write previews: {e:#}"));
-        }
-        let train_loss = loss_sum / steps.max(1) as f64;
-        let improved = best.as_ref().is_none_or(|(b, _, _)| val_loss < *b);
-        if improved {
-            best = Some((val_loss, epoch + 1, model.valid().to_state_dict()?));
-        }
-        if epoch > 0
-            && let Some(message) = low_use.check(&health)
-        {
-            reporter.warn(&format!("VQ-VAE epoch {}: {message}", epoch + 1));
-        }
-        let report = EpochReport {
-            stage: "vqvae".into(),
-            epoch: epoch + 1,
-            epochs: cfg.max_epochs,
-            train_loss,
-            val_loss,
-            learning_rate: lr,
-            seconds: started.elapsed().as_secs_f64(),
-            skipped_steps: skipped,
-            extra: serde_json::json!({ "codebook_health": health }),
-            is_best: improved,
-        };
-        hooks.epoch_done(reporter, &mut history, report, |history| {
-            StageCheckpoint::capture(
-                epoch + 1,
-                &model,
-                model.to_state_dict()?,
-                &optim,
-                &best,
-                history,
-            )
-        })?;
+        Ok(Some((loss_sum / steps.max(1) as f64, skipped)))
     }
-    let (outcome, best_state) = StageOutcome::from_best(best, history, "VQ-VAE")?;
-    Ok(VqResult {
-        completed,
-        best: best_state,
-        outcome,
-    })
+
+    fn validate(&mut self, epoch: usize, run: &mut Runner) -> anyhow::Result<f64> {
+        let val = self.val_chunks();
+        let model = self.model()?.valid();
+        let eval = vq_eval(&model, &val, self.mel, self.cfg.batch_size, self.device)?;
+        self.health = eval.health;
+        if run.preview_due(epoch + 1, self.cfg.max_epochs) {
+            match write_previews(
+                &model,
+                &val,
+                self.mel,
+                self.device,
+                run.report_dir,
+                epoch + 1,
+            ) {
+                Ok(files) if !files.is_empty() => run.emit(Event::Preview {
+                    epoch: epoch + 1,
+                    files,
+                }),
+                Ok(_) => {}
+                Err(e) => run.warn(format!("could not write previews: {e:#}")),
+            }
+        }
+        Ok(eval.loss)
+    }
+
+    fn weights(&self) -> anyhow::Result<StateDict> {
+        Ok(self.model()?.valid().to_state_dict()?)
+    }
+
+    fn metrics(
+        &mut self,
+        epoch: usize,
+        _train_loss: f64,
+        _val_loss: f64,
+        _best_val_loss: f64,
+        _previous: Option<&EpochReport>,
+        run: &mut Runner,
+    ) -> EpochMetrics {
+        if epoch > 0
+            && let Some(message) = self.low_use.check(&self.health)
+        {
+            run.warn(format!("VQ-VAE epoch {}: {message}", epoch + 1));
+        }
+        EpochMetrics {
+            codebook_health: Some(self.health.clone()),
+            ..EpochMetrics::default()
+        }
+    }
+
+    fn capture(
+        &self,
+        epoch: usize,
+        best: &Best,
+        history: &[EpochReport],
+    ) -> anyhow::Result<StageCheckpoint> {
+        let model = self.model()?;
+        StageCheckpoint::capture(
+            epoch,
+            model,
+            model.to_state_dict()?,
+            &self.optim,
+            best,
+            history,
+        )
+    }
 }
 
 #[cfg(test)]

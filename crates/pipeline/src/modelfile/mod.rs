@@ -4,16 +4,30 @@
 //! under `prior.` (both with the reference system's names and layouts, so the same loaders
 //! serve both formats), and configs and metadata as JSON strings in the header metadata.
 //! Files are told apart by their first bytes, never by extension.
+//!
+//! [`ModelFile`] is the typed schema of both: configs, [`Metadata`], the typed optional
+//! [`Sections`] (token order, first-token distribution, codebook health, training records)
+//! and, in `extra`, only what Distill does not interpret (entries of reference files).
+
+mod describe;
+mod reference;
+pub mod sections;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use audio::SpectrogramConfig;
 use prior_config::PriorConfig;
-use serde_json::{Map, Value as Json};
+use prior_model::TokenOrder;
+use serde_json::Value as Json;
 use vqvae::VqvaeConfig;
-use weights::pickle::Value;
 use weights::{StateDict, WeightsError};
+
+pub use describe::describe;
+pub use sections::{
+    CodebookHealth, DataSummary, EpochMetrics, EpochRecord, Metadata, PriorTraining, Sections,
+    VqvaeTraining,
+};
 
 /// Identifies our container in its metadata.
 pub const FORMAT_NAME: &str = "distill";
@@ -64,16 +78,48 @@ pub struct ModelFile {
     pub vqvae_config: VqvaeConfig,
     pub spectrogram_config: SpectrogramConfig,
     pub prior_config: Option<PriorConfig>,
-    pub metadata: Map<String, Json>,
-    /// Other JSON entries: training history, codebook health, prior metadata, …
+    pub metadata: Metadata,
+    pub sections: Sections,
+    /// Header entries Distill does not interpret (a reference file's loss curves, say).
     pub extra: BTreeMap<String, Json>,
     pub vqvae: StateDict,
     pub prior: Option<StateDict>,
 }
 
 impl ModelFile {
+    /// A new model of ours around trained VQ-VAE weights.
+    pub fn new(
+        vqvae_config: VqvaeConfig,
+        spectrogram_config: SpectrogramConfig,
+        vqvae: StateDict,
+    ) -> Self {
+        Self {
+            origin: ModelOrigin::Distill,
+            vqvae_config,
+            spectrogram_config,
+            prior_config: None,
+            metadata: Metadata::default(),
+            sections: Sections::default(),
+            extra: BTreeMap::new(),
+            vqvae,
+            prior: None,
+        }
+    }
+
     pub fn has_prior(&self) -> bool {
         self.prior.is_some()
+    }
+
+    /// The prior's token order: reference-system files, which do not record one, are raster.
+    pub fn token_order(&self) -> TokenOrder {
+        self.sections.token_order.unwrap_or(TokenOrder::Raster)
+    }
+
+    /// Every header section beyond the configs, by key: the typed ones and `extra`.
+    pub fn header_sections(&self) -> BTreeMap<String, Json> {
+        let mut out = self.extra.clone();
+        out.extend(self.sections.to_json());
+        out
     }
 
     /// Reads either format, deciding by content.
@@ -87,7 +133,7 @@ impl ModelFile {
 
     pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self, ModelFileError> {
         if weights::torch::looks_like_torch_zip(bytes) {
-            from_reference(bytes, path)
+            reference::load(bytes, path)
         } else if weights::st::looks_like_safetensors(bytes) {
             from_ours(bytes, path)
         } else {
@@ -119,10 +165,10 @@ impl ModelFile {
         }
         meta.insert(
             "metadata".into(),
-            Json::Object(self.metadata.clone()).to_string(),
+            Json::Object(self.metadata.to_map()).to_string(),
         );
-        for (k, v) in &self.extra {
-            meta.insert(k.clone(), v.to_string());
+        for (k, v) in self.header_sections() {
+            meta.insert(k, v.to_string());
         }
         meta.insert(
             CHECKSUM_KEY.into(),
@@ -172,99 +218,19 @@ fn json_string<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "null".into())
 }
 
-fn invalid(path: &Path, message: impl Into<String>) -> ModelFileError {
+pub(crate) fn invalid(path: &Path, message: impl Into<String>) -> ModelFileError {
     ModelFileError::Invalid {
         path: path.to_path_buf(),
         message: message.into(),
     }
 }
 
-fn parse_config<T: serde::de::DeserializeOwned>(
+pub(crate) fn parse_config<T: serde::de::DeserializeOwned>(
     path: &Path,
     what: &str,
     json: Json,
 ) -> Result<T, ModelFileError> {
     serde_json::from_value(json).map_err(|e| invalid(path, format!("{what} is malformed: {e}")))
-}
-
-fn from_reference(bytes: &[u8], path: &Path) -> Result<ModelFile, ModelFileError> {
-    let weights_err = |source| ModelFileError::Weights {
-        path: path.to_path_buf(),
-        source,
-    };
-    let root = weights::torch::load_checkpoint(bytes).map_err(weights_err)?;
-    if root.get("format").and_then(Value::as_str) != Some("distill_model") {
-        return Err(invalid(
-            path,
-            "PyTorch file without the Distill model marker",
-        ));
-    }
-    let version = root.get("version").and_then(Value::as_i64).unwrap_or(0);
-    if version < 2 || root.get("model_type").and_then(Value::as_str) != Some("vqvae") {
-        return Err(invalid(
-            path,
-            format!(
-                "reference model version {version} is not a v2 VQ-VAE model (v1 continuous VAEs are not supported)"
-            ),
-        ));
-    }
-    let section = |key: &str| -> Result<&Value, ModelFileError> {
-        root.get(key)
-            .ok_or_else(|| invalid(path, format!("missing '{key}'")))
-    };
-    let vqvae = weights::torch::state_dict(section("model_state_dict")?, "model_state_dict")
-        .map_err(weights_err)?;
-    let vqvae_config = parse_config(path, "vqvae_config", to_json(section("vqvae_config")?))?;
-    let spectrogram_config = parse_config(
-        path,
-        "spectrogram_config",
-        to_json(section("spectrogram_config")?),
-    )?;
-    let has_prior = matches!(root.get("has_prior"), Some(Value::Bool(true)));
-    let (prior, prior_config) = if has_prior {
-        let sd = weights::torch::state_dict(section("prior_state_dict")?, "prior_state_dict")
-            .map_err(weights_err)?;
-        let cfg: PriorConfig =
-            parse_config(path, "prior_config", to_json(section("prior_config")?))?;
-        (Some(sd), Some(cfg))
-    } else {
-        (None, None)
-    };
-    let metadata = match root.get("metadata").map(to_json) {
-        Some(Json::Object(m)) => m,
-        _ => Map::new(),
-    };
-    let mut extra = BTreeMap::new();
-    if let Value::Dict(items) = &root {
-        for (k, v) in items {
-            let Value::Str(k) = k else { continue };
-            let skip = [
-                "format",
-                "version",
-                "model_type",
-                "has_prior",
-                "model_state_dict",
-                "prior_state_dict",
-                "vqvae_config",
-                "spectrogram_config",
-                "prior_config",
-                "metadata",
-            ];
-            if !skip.contains(&k.as_str()) {
-                extra.insert(k.clone(), to_json(v));
-            }
-        }
-    }
-    Ok(ModelFile {
-        origin: ModelOrigin::Reference,
-        vqvae_config,
-        spectrogram_config,
-        prior_config,
-        metadata,
-        extra,
-        vqvae,
-        prior,
-    })
 }
 
 fn from_ours(bytes: &[u8], path: &Path) -> Result<ModelFile, ModelFileError> {
@@ -312,8 +278,8 @@ fn from_ours(bytes: &[u8], path: &Path) -> Result<ModelFile, ModelFileError> {
         .map(|j| parse_config::<PriorConfig>(path, "prior_config", j))
         .transpose()?;
     let metadata = match json("metadata")? {
-        Some(Json::Object(m)) => m,
-        _ => Map::new(),
+        Some(Json::Object(m)) => Metadata::from_map(m),
+        _ => Metadata::default(),
     };
     let mut extra = BTreeMap::new();
     for key in meta.keys() {
@@ -332,6 +298,7 @@ fn from_ours(bytes: &[u8], path: &Path) -> Result<ModelFile, ModelFileError> {
             extra.insert(key.clone(), v);
         }
     }
+    let sections = Sections::take_from(&mut extra, true).map_err(|m| invalid(path, m))?;
     let vqvae = weights::strip_prefix(&tensors, VQVAE_PREFIX);
     let prior = weights::strip_prefix(&tensors, PRIOR_PREFIX);
     if vqvae.is_empty() {
@@ -349,39 +316,11 @@ fn from_ours(bytes: &[u8], path: &Path) -> Result<ModelFile, ModelFileError> {
         spectrogram_config,
         prior_config,
         metadata,
+        sections,
         extra,
         vqvae,
         prior: (!prior.is_empty()).then_some(prior),
     })
-}
-
-/// Plain pickle data as JSON; tensors and foreign objects (which configs never hold)
-/// become `null`, non-finite floats too (JSON has no NaN).
-pub fn to_json(v: &Value) -> Json {
-    match v {
-        Value::None => Json::Null,
-        Value::Bool(b) => Json::Bool(*b),
-        Value::Int(i) => Json::from(*i),
-        Value::Float(f) => serde_json::Number::from_f64(*f).map_or(Json::Null, Json::Number),
-        Value::Str(s) => Json::String(s.clone()),
-        Value::List(items) | Value::Tuple(items) => {
-            Json::Array(items.iter().map(to_json).collect())
-        }
-        Value::Dict(items) => Json::Object(
-            items
-                .iter()
-                .filter_map(|(k, v)| {
-                    let key = match k {
-                        Value::Str(s) => s.clone(),
-                        Value::Int(i) => i.to_string(),
-                        _ => return None,
-                    };
-                    Some((key, to_json(v)))
-                })
-                .collect(),
-        ),
-        _ => Json::Null,
-    }
 }
 
 /// Trainable parameter count of a state dict: buffers (BatchNorm statistics, codebooks,

@@ -1,0 +1,362 @@
+//! Reconstruction metrics: how far a reconstructed or generated spectrogram/signal is from a
+//! reference of the same length. Mels are the models' `log1p` HTK power mels, `[n_mels][frames]`
+//! row-major (`audio::mel::MelSpectrogram::log_mel`).
+
+use audio::SpectrogramConfig;
+use audio::mel::MelSpectrogram;
+use audio::stft::Stft;
+use serde::Serialize;
+
+use crate::summary::median;
+use crate::{MetricsError, Result};
+
+/// Power floor added to both mels in [`log_spectral_distance`]. A full-scale sine gives a mel
+/// band power of about 2.6e5 (|X| = n_fft/4 = 512), so 1e-5 sits ~104 dB below it: far below
+/// anything audible in peak-normalised audio, yet large enough that silence against silence is
+/// exactly 0 dB and f32 rounding near zero does not count. A band that is silent in one mel
+/// and at power 0.01 (log1p ≈ 0.01) in the other still counts 30 dB: LSD punishes noise in
+/// silence, which is why [`noise_floor`] is reported beside it.
+pub const LSD_POWER_EPS: f64 = 1e-5;
+
+/// (n_fft, hop) of the multi-resolution STFT distance (Yamamoto et al. 2020, Parallel WaveGAN).
+pub const MRSTFT_RESOLUTIONS: [(usize, usize); 3] = [(512, 128), (1024, 256), (2048, 512)];
+
+/// Magnitude floor in the log-magnitude term of the MR-STFT distance. Magnitudes here are
+/// unnormalised FFT sums (a full-scale tone peaks at n_fft/4), so 1e-5 is ≥ 140 dB below a
+/// tone and near the f32 FFT's rounding noise, which must not dominate the mean over bins.
+pub const MRSTFT_MAG_EPS: f64 = 1e-5;
+
+fn check_same(a: &[f32], b: &[f32], what: &'static str) -> Result<()> {
+    if a.len() != b.len() {
+        return Err(MetricsError::SizeMismatch {
+            what,
+            left: a.len(),
+            right: b.len(),
+        });
+    }
+    if a.is_empty() {
+        return Err(MetricsError::Empty { what });
+    }
+    Ok(())
+}
+
+/// Mean absolute difference of two log1p mels of equal shape (the VQ-VAE's L1 loss scale).
+pub fn log_mel_l1(a: &[f32], b: &[f32]) -> Result<f64> {
+    check_same(a, b, "log mels")?;
+    let sum: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (f64::from(*x) - f64::from(*y)).abs())
+        .sum();
+    Ok(sum / a.len() as f64)
+}
+
+/// Log-spectral distance in dB between two log1p mels `[n_mels][frames]`: per frame
+/// `sqrt(mean over bands m ≥ first_band of (10·log10((expm1(a)+ε)/(expm1(b)+ε)))²)`, then the
+/// mean over frames, with ε = [`LSD_POWER_EPS`]. Symmetric in `a` and `b`. A gain g on the
+/// power mel of bands well above ε gives exactly |10·log10 g| dB.
+pub fn log_spectral_distance(
+    a: &[f32],
+    b: &[f32],
+    n_mels: usize,
+    frames: usize,
+    first_band: usize,
+) -> Result<f64> {
+    check_same(a, b, "log mels")?;
+    if n_mels * frames != a.len() {
+        return Err(MetricsError::SizeMismatch {
+            what: "n_mels × frames against the mel length",
+            left: n_mels * frames,
+            right: a.len(),
+        });
+    }
+    if first_band >= n_mels {
+        return Err(MetricsError::InvalidParameter {
+            name: "first_band",
+            reason: "must be below n_mels",
+        });
+    }
+    let power = |v: f32| f64::from(v).exp_m1().max(0.0) + LSD_POWER_EPS;
+    let bands = (n_mels - first_band) as f64;
+    let mut total = 0.0;
+    for t in 0..frames {
+        let mut sq = 0.0;
+        for m in first_band..n_mels {
+            let i = m * frames + t;
+            let d = 10.0 * (power(a[i]) / power(b[i])).log10();
+            sq += d * d;
+        }
+        total += (sq / bands).sqrt();
+    }
+    Ok(total / frames as f64)
+}
+
+fn hz_to_mel_htk(f: f64) -> f64 {
+    2595.0 * (1.0 + f / 700.0).log10()
+}
+
+fn mel_to_hz_htk(m: f64) -> f64 {
+    700.0 * (10f64.powf(m / 2595.0) - 1.0)
+}
+
+/// Centre frequencies (Hz) of the mel bands of `cfg` (HTK scale, edges evenly spaced in mel
+/// between `f_min` and `f_max`, band m peaking at edge m + 1), as torchaudio builds them.
+pub fn band_centres_hz(cfg: &SpectrogramConfig) -> Vec<f64> {
+    let lo = hz_to_mel_htk(cfg.f_min);
+    let hi = hz_to_mel_htk(cfg.f_max_hz());
+    let step = (hi - lo) / (cfg.n_mels + 1) as f64;
+    (0..cfg.n_mels)
+        .map(|m| mel_to_hz_htk(lo + step * (m + 1) as f64))
+        .collect()
+}
+
+/// The first mel band whose centre lies above `hz` (`n_mels` when none does). For the default
+/// config (128 bands, 0–24 kHz) and 8 kHz this is band 91: bands 91..128 form the "high band".
+pub fn band_above_hz(cfg: &SpectrogramConfig, hz: f64) -> usize {
+    band_centres_hz(cfg)
+        .iter()
+        .position(|&c| c > hz)
+        .unwrap_or(cfg.n_mels)
+}
+
+/// The two terms of the multi-resolution STFT distance, each averaged over the resolutions.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct MrStft {
+    /// ‖|X|−|Y|‖_F / ‖|Y|‖_F.
+    pub spectral_convergence: f64,
+    /// Mean over bins and frames of |ln(|X|+ε) − ln(|Y|+ε)|.
+    pub log_magnitude: f64,
+    /// Their sum: the distance.
+    pub total: f64,
+}
+
+/// Multi-resolution STFT distance of `x` from the reference `y` (Yamamoto et al. 2020):
+/// for each (n_fft, hop) of [`MRSTFT_RESOLUTIONS`] (periodic Hann, centred, reflect padding)
+/// spectral convergence plus mean absolute log-magnitude difference (natural log, ε =
+/// [`MRSTFT_MAG_EPS`]); both averaged over the resolutions. Signals of different length are
+/// compared over the shorter. A silent reference has no scale for the spectral convergence:
+/// 0 when `x` is silent too, otherwise [`MetricsError::Undefined`].
+pub fn multi_resolution_stft(x: &[f32], y: &[f32]) -> Result<MrStft> {
+    let n = x.len().min(y.len());
+    if n == 0 {
+        return Err(MetricsError::Empty { what: "signal" });
+    }
+    let (x, y) = (&x[..n], &y[..n]);
+    let (mut sc_sum, mut lm_sum) = (0.0, 0.0);
+    for (n_fft, hop) in MRSTFT_RESOLUTIONS {
+        let stft = Stft::new(n_fft, hop);
+        let (sx, sy) = (stft.forward(x), stft.forward(y));
+        let (mut diff2, mut ref2, mut logabs) = (0.0f64, 0.0f64, 0.0f64);
+        for (cx, cy) in sx.data.iter().zip(&sy.data) {
+            let mx = f64::from(cx.norm());
+            let my = f64::from(cy.norm());
+            diff2 += (mx - my) * (mx - my);
+            ref2 += my * my;
+            logabs += ((mx + MRSTFT_MAG_EPS) / (my + MRSTFT_MAG_EPS)).ln().abs();
+        }
+        sc_sum += if ref2 > 0.0 {
+            (diff2 / ref2).sqrt()
+        } else if diff2 == 0.0 {
+            0.0
+        } else {
+            return Err(MetricsError::Undefined(
+                "spectral convergence against a silent reference",
+            ));
+        };
+        lm_sum += logabs / sx.data.len() as f64;
+    }
+    let r = MRSTFT_RESOLUTIONS.len() as f64;
+    let (sc, lm) = (sc_sum / r, lm_sum / r);
+    Ok(MrStft {
+        spectral_convergence: sc,
+        log_magnitude: lm,
+        total: sc + lm,
+    })
+}
+
+/// [`multi_resolution_stft`]'s total: the single number a report prints.
+pub fn multi_resolution_stft_distance(x: &[f32], y: &[f32]) -> Result<f64> {
+    multi_resolution_stft(x, y).map(|m| m.total)
+}
+
+/// The "noise floor" of a log1p mel: the median of its values. Generated or reconstructed
+/// sounds whose floor sits well above the collection's have hiss where the originals have
+/// silence; the median ignores the loud part of a sound as long as it is under half.
+pub fn noise_floor(log_mel: &[f32]) -> Result<f64> {
+    let values: Vec<f64> = log_mel.iter().map(|&v| f64::from(v)).collect();
+    if values.iter().any(|v| !v.is_finite()) {
+        return Err(MetricsError::NonFinite { what: "log mel" });
+    }
+    median(&values).ok_or(MetricsError::Empty { what: "log mel" })
+}
+
+/// All reconstruction metrics of `reconstruction` against `original`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Reconstruction {
+    pub log_mel_l1: f64,
+    /// LSD over all bands, dB.
+    pub lsd_db: f64,
+    /// LSD over bands centred above 8 kHz, dB.
+    pub lsd_high_db: f64,
+    pub mr_stft: MrStft,
+    pub noise_floor_original: f64,
+    pub noise_floor_reconstruction: f64,
+}
+
+/// Frequency above which [`Reconstruction::lsd_high_db`] is measured.
+pub const HIGH_BAND_HZ: f64 = 8000.0;
+
+/// Computes every reconstruction metric from two signals (compared over the shorter length).
+pub fn reconstruction(
+    original: &[f32],
+    reconstruction: &[f32],
+    mel: &MelSpectrogram,
+) -> Result<Reconstruction> {
+    let n = original.len().min(reconstruction.len());
+    if n == 0 {
+        return Err(MetricsError::Empty { what: "signal" });
+    }
+    let (orig, recon) = (&original[..n], &reconstruction[..n]);
+    let (a, b) = (mel.log_mel(orig), mel.log_mel(recon));
+    let n_mels = mel.config.n_mels;
+    let frames = mel.frames_for(n);
+    let high = band_above_hz(&mel.config, HIGH_BAND_HZ).min(n_mels.saturating_sub(1));
+    Ok(Reconstruction {
+        log_mel_l1: log_mel_l1(&a, &b)?,
+        lsd_db: log_spectral_distance(&a, &b, n_mels, frames, 0)?,
+        lsd_high_db: log_spectral_distance(&a, &b, n_mels, frames, high)?,
+        mr_stft: multi_resolution_stft(recon, orig)?,
+        noise_floor_original: noise_floor(&a)?,
+        noise_floor_reconstruction: noise_floor(&b)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{decaying_noise, mel, noise};
+
+    #[test]
+    fn identical_inputs_are_at_distance_zero() {
+        let mel = mel();
+        let x = noise(48_000, 0.5, 1);
+        let a = mel.log_mel(&x);
+        let frames = mel.frames_for(x.len());
+        assert_eq!(log_mel_l1(&a, &a), Ok(0.0));
+        assert_eq!(log_spectral_distance(&a, &a, 128, frames, 0), Ok(0.0));
+        assert_eq!(multi_resolution_stft_distance(&x, &x), Ok(0.0));
+        let r = reconstruction(&x, &x, &mel).expect("metrics");
+        assert_eq!(
+            (r.log_mel_l1, r.lsd_db, r.lsd_high_db, r.mr_stft.total),
+            (0.0, 0.0, 0.0, 0.0)
+        );
+    }
+
+    #[test]
+    fn a_power_gain_gives_its_decibels() {
+        let mel = mel();
+        let x = noise(48_000, 1.0, 2);
+        let a = mel.log_mel(&x);
+        let frames = mel.frames_for(x.len());
+        // Gain 4 applied to the power mel directly: exactly 10·log10(4) dB per band.
+        let b: Vec<f32> = a.iter().map(|&v| (4.0 * v.exp_m1()).ln_1p()).collect();
+        let lsd = log_spectral_distance(&a, &b, 128, frames, 0).expect("lsd");
+        assert!((lsd - 10.0 * 4f64.log10()).abs() < 1e-3, "lsd {lsd}");
+        // Amplitude ×0.5 on the signal is power ×0.25: 6.02 dB, and L1 ≈ ln 4 for loud bands.
+        let half: Vec<f32> = x.iter().map(|v| v * 0.5).collect();
+        let c = mel.log_mel(&half);
+        let lsd = log_spectral_distance(&a, &c, 128, frames, 0).expect("lsd");
+        assert!((lsd - 20.0 * 2f64.log10()).abs() < 1e-3, "lsd {lsd}");
+        let high = band_above_hz(&mel.config, 8000.0);
+        let lsd_high = log_spectral_distance(&a, &c, 128, frames, high).expect("lsd");
+        assert!(
+            (lsd_high - 20.0 * 2f64.log10()).abs() < 1e-3,
+            "lsd {lsd_high}"
+        );
+        let l1 = log_mel_l1(&a, &c).expect("l1");
+        assert!((l1 - 4f64.ln()).abs() < 0.05, "l1 {l1}");
+    }
+
+    #[test]
+    fn lsd_is_symmetric_and_finite_against_silence() {
+        let (a, z) = (vec![3.0f32; 128 * 4], vec![0.0f32; 128 * 4]);
+        assert_eq!(log_spectral_distance(&z, &z, 128, 4, 0), Ok(0.0));
+        let ab = log_spectral_distance(&a, &z, 128, 4, 0).expect("lsd");
+        let ba = log_spectral_distance(&z, &a, 128, 4, 0).expect("lsd");
+        assert!(
+            ab.is_finite() && ab > 50.0 && (ab - ba).abs() < 1e-9,
+            "{ab} {ba}"
+        );
+        assert!(matches!(
+            log_spectral_distance(&a, &z, 128, 3, 0),
+            Err(MetricsError::SizeMismatch { .. })
+        ));
+        assert!(log_spectral_distance(&a, &z, 128, 4, 128).is_err());
+        assert!(matches!(
+            log_mel_l1(&a, &z[1..]),
+            Err(MetricsError::SizeMismatch { .. })
+        ));
+        assert!(matches!(
+            log_mel_l1(&[], &[]),
+            Err(MetricsError::Empty { .. })
+        ));
+    }
+
+    #[test]
+    fn the_high_band_starts_at_band_91() {
+        let cfg = SpectrogramConfig::default();
+        let c = band_centres_hz(&cfg);
+        assert!(c.windows(2).all(|w| w[1] > w[0]));
+        assert_eq!(band_above_hz(&cfg, 8000.0), 91);
+        assert!(c[90] <= 8000.0 && c[91] > 8000.0, "{} {}", c[90], c[91]);
+        assert_eq!(band_above_hz(&cfg, 30_000.0), 128);
+    }
+
+    #[test]
+    fn mr_stft_grows_with_delay() {
+        let x = decaying_noise(24_000, 0.15, 3);
+        let delayed = |d: usize| -> Vec<f32> {
+            let mut y = vec![0.0; d];
+            y.extend_from_slice(&x[..x.len() - d]);
+            y
+        };
+        let ds: Vec<f64> = [16, 128, 1024, 4800]
+            .iter()
+            .map(|&d| multi_resolution_stft_distance(&delayed(d), &x).expect("mrstft"))
+            .collect();
+        assert!(ds[0] > 0.0, "{ds:?}");
+        assert!(ds.windows(2).all(|w| w[1] > w[0]), "{ds:?}");
+    }
+
+    #[test]
+    fn mr_stft_edge_cases() {
+        let x = noise(5000, 0.5, 4);
+        let z = vec![0.0f32; 5000];
+        assert_eq!(multi_resolution_stft_distance(&z, &z), Ok(0.0));
+        assert!(matches!(
+            multi_resolution_stft_distance(&x, &z),
+            Err(MetricsError::Undefined(_))
+        ));
+        assert!(multi_resolution_stft_distance(&z, &x).expect("mrstft") > 0.0);
+        // Longer x: compared over y's length only.
+        let mut longer = x.clone();
+        longer.extend(noise(3000, 1.0, 5));
+        assert_eq!(multi_resolution_stft_distance(&longer, &x), Ok(0.0));
+        assert!(matches!(
+            multi_resolution_stft_distance(&[], &x),
+            Err(MetricsError::Empty { .. })
+        ));
+    }
+
+    #[test]
+    fn noise_floor_is_the_median_of_the_mel() {
+        let mel = mel();
+        let mut x = noise(24_000, 0.5, 6);
+        x.extend(vec![0.0; 48_000]);
+        assert!(noise_floor(&mel.log_mel(&x)).expect("floor") < 1e-6);
+        let hiss = noise(72_000, 0.01, 7);
+        assert!(noise_floor(&mel.log_mel(&hiss)).expect("floor") > 0.005);
+        assert_eq!(noise_floor(&[1.0, 5.0, 2.0]), Ok(2.0));
+        assert!(noise_floor(&[]).is_err());
+    }
+}

@@ -1,0 +1,282 @@
+//! `distill train`: the command line of [`crate::train::train`] and its terminal printer.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use burn::prelude::Device;
+use clap::{Args, ValueEnum};
+use indicatif::ProgressBar;
+
+use super::progress;
+use crate::train::{ConfigOverrides, Event, StageName, Stages, TrainOptions, TrainOutcome, train};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Stage {
+    Vqvae,
+    Prior,
+    All,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Folder of sound files (searched recursively).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Model file to write.
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// Which stage(s) to train.
+    #[arg(long, value_enum, default_value_t = Stage::All)]
+    pub stage: Stage,
+    /// Existing model whose prior to (re)train, with its VQ-VAE frozen.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// TOML file overriding the automatic configuration.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Continue an interrupted run from its checkpoint folder (`MODEL.ckpt`).
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    /// Epochs (both stages unless --stage picks one).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Learning rate.
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Batch size.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Codes per RVQ codebook (default by dataset size: 64/128/256).
+    #[arg(long)]
+    pub codebook_size: Option<usize>,
+    /// RVQ levels, 2–4 (default 3).
+    #[arg(long)]
+    pub rvq_levels: Option<usize>,
+    /// Commitment loss weight (default 0.25, applied once).
+    #[arg(long)]
+    pub commitment_weight: Option<f64>,
+    /// Prior hidden size.
+    #[arg(long)]
+    pub hidden_size: Option<usize>,
+    /// Prior transformer layers.
+    #[arg(long)]
+    pub layers: Option<usize>,
+    /// Prior attention heads (must divide the hidden size).
+    #[arg(long)]
+    pub heads: Option<usize>,
+    /// Random seed: the same seed, data and backend give the same model.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Emit one JSON object per event instead of progress bars.
+    #[arg(long)]
+    pub json: bool,
+    /// Stop (as Ctrl-C does) after this many epochs of this invocation; for testing resume.
+    #[arg(long, hide = true)]
+    pub stop_after_epochs: Option<usize>,
+    /// Folder for the training report: loss curves, codebook usage heatmap and
+    /// reconstruction previews (default: next to the model, `<model>.report/`).
+    #[arg(long)]
+    pub report_dir: Option<PathBuf>,
+    /// Write VQ-VAE reconstruction previews (WAV + mel PNG of validation chunks) every N
+    /// epochs and after the last one; 0 = never (default: about 10 per run).
+    #[arg(long)]
+    pub preview_every: Option<usize>,
+}
+
+impl TrainArgs {
+    fn options(&self) -> TrainOptions {
+        TrainOptions {
+            data: self.data.clone(),
+            output: self.output.clone(),
+            stages: match self.stage {
+                Stage::Vqvae => Stages::Vqvae,
+                Stage::Prior => Stages::Prior,
+                Stage::All => Stages::All,
+            },
+            model: self.model.clone(),
+            overrides: ConfigOverrides {
+                config_file: self.config.clone(),
+                epochs: self.epochs,
+                lr: self.lr,
+                batch_size: self.batch_size,
+                codebook_size: self.codebook_size,
+                rvq_levels: self.rvq_levels,
+                commitment_weight: self.commitment_weight,
+                hidden_size: self.hidden_size,
+                layers: self.layers,
+                heads: self.heads,
+            },
+            resume: self.resume.clone(),
+            seed: self.seed,
+            report_dir: self.report_dir.clone(),
+            preview_every: self.preview_every,
+            stop_after_epochs: self.stop_after_epochs,
+        }
+    }
+}
+
+/// Exit code of a run stopped before the end other than by Ctrl-C (as the reference's CLI).
+const EXIT_STOPPED: u8 = 3;
+
+pub fn run(args: &TrainArgs, device: &Device) -> anyhow::Result<ExitCode> {
+    let cancel = crate::interrupt::install();
+    let mut printer = Printer::new(args.json);
+    let outcome = train(
+        &args.options(),
+        device,
+        &mut |e: &Event| printer.event(e),
+        &cancel,
+    );
+    printer.finish_stage();
+    match outcome? {
+        TrainOutcome::Finished { model, .. } => {
+            if !args.json {
+                println!("{}", model.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        TrainOutcome::Stopped { by_user, .. } => Ok(ExitCode::from(if by_user {
+            crate::interrupt::EXIT_CODE
+        } else {
+            EXIT_STOPPED
+        })),
+    }
+}
+
+/// Prints events as text (a bar with live metrics) or as one JSON object per line.
+struct Printer {
+    json: bool,
+    bar: Option<ProgressBar>,
+}
+
+impl Printer {
+    fn new(json: bool) -> Self {
+        Self { json, bar: None }
+    }
+
+    /// A line above the bar (or on stderr when there is none).
+    fn line(&self, text: &str) {
+        match &self.bar {
+            Some(bar) if !bar.is_hidden() => bar.println(text),
+            _ => eprintln!("{text}"),
+        }
+    }
+
+    fn finish_stage(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+
+    fn event(&mut self, e: &Event) {
+        if self.json {
+            if let Ok(line) = serde_json::to_string(e) {
+                println!("{line}");
+            }
+            return;
+        }
+        match e {
+            Event::Config(r) => {
+                self.line(&format!(
+                    "{} files ({:.1} s): {} training / {} validation chunks; seed {}",
+                    r.files, r.total_duration_s, r.train_chunks, r.val_chunks, r.seed
+                ));
+                let v = &r.vqvae_config;
+                if r.train_vqvae {
+                    self.line(&format!(
+                        "VQ-VAE: {} levels x {} codes, {} epochs, lr {}, batch {}, commitment {} (applied once)",
+                        v.num_quantizers, v.codebook_size, v.max_epochs, v.learning_rate, v.batch_size, v.commitment_weight
+                    ));
+                }
+                let p = &r.prior_config;
+                if r.train_prior {
+                    self.line(&format!(
+                        "prior: hidden {}, {} layers, {} heads, dropout {}, {} epochs, lr {}",
+                        p.hidden_size,
+                        p.num_layers,
+                        p.num_heads,
+                        p.dropout,
+                        p.max_epochs,
+                        p.learning_rate
+                    ));
+                }
+            }
+            Event::StageStarted { stage, epochs, .. } => {
+                self.finish_stage();
+                let bar = progress::bar(*epochs as u64, stage.label(), false);
+                self.bar = Some(bar);
+            }
+            Event::Epoch(r) => {
+                let extra = match r.stage {
+                    StageName::Prior => format!(
+                        " ppl {:.2} (best {:.2})",
+                        r.metrics.val_perplexity.unwrap_or(0.0),
+                        r.metrics.best_perplexity.unwrap_or(0.0)
+                    ),
+                    StageName::Vqvae => {
+                        let util: Vec<String> = r
+                            .metrics
+                            .codebook_health
+                            .iter()
+                            .flatten()
+                            .map(|h| format!("{:.0}%", h.utilization * 100.0))
+                            .collect();
+                        format!(" use {}", util.join("/"))
+                    }
+                };
+                let line = format!(
+                    "{} epoch {}/{}: train {:.4} val {:.4}{extra} lr {:.2e} {:.1}s{}",
+                    r.stage,
+                    r.epoch,
+                    r.epochs,
+                    r.train_loss,
+                    r.val_loss,
+                    r.learning_rate,
+                    r.seconds,
+                    if r.is_best { " *" } else { "" }
+                );
+                match &self.bar {
+                    Some(bar) if !bar.is_hidden() => {
+                        bar.set_position(r.epoch as u64);
+                        bar.set_message(format!("{} val {:.4}", r.stage, r.val_loss));
+                        bar.println(line);
+                    }
+                    _ => eprintln!("{line}"),
+                }
+            }
+            Event::Warning { message } => self.line(&format!("warning: {message}")),
+            Event::StageFinished(s) => {
+                self.finish_stage();
+                match s.stage {
+                    StageName::Vqvae => self.line(&format!(
+                        "VQ-VAE: best validation loss {:.4} at epoch {} (those weights are kept)",
+                        s.best_val_loss, s.best_epoch
+                    )),
+                    StageName::Prior => self.line(&format!(
+                        "prior: best validation perplexity {:.2} at epoch {} (those weights are kept); {} training / {} validation sequences",
+                        s.best_perplexity.unwrap_or(0.0),
+                        s.best_epoch,
+                        s.train_sequences.unwrap_or(0),
+                        s.val_sequences.unwrap_or(0)
+                    )),
+                }
+            }
+            Event::Interrupted {
+                checkpoint,
+                by_user,
+            } => {
+                self.finish_stage();
+                self.line(&format!(
+                    "{}; the last completed epoch is saved. Continue with: distill train --resume {}",
+                    if *by_user { "interrupted" } else { "stopped" },
+                    checkpoint.display()
+                ));
+            }
+            Event::Done { report_dir, .. } => self.line(&format!(
+                "report (loss curves, codebook usage, previews): {}",
+                report_dir.display()
+            )),
+            Event::Preview { .. } | Event::Checkpoint { .. } => {}
+        }
+    }
+}

@@ -1,0 +1,402 @@
+//! Generation as a library type: a [`Generator`] built from a model file turns seeds into
+//! sounds, each with the code grid that made it.
+//!
+//! Time-major priors (models trained here) write one continuous code grid per sound: the
+//! prior keeps writing across 1 s boundaries with a sliding context window, and the whole
+//! grid is decoded and vocoded once. Raster priors (the reference system's) are generated
+//! 1 s at a time and joined with an equal-power crossfade.
+
+mod output;
+mod sampling;
+
+use anyhow::bail;
+use audio::vocoder::Vocoder;
+use burn::prelude::*;
+use prior_model::sample::SamplingParams;
+use prior_model::{CodePrior, GridShape, HostDecoder, TokenOrder};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use serde::Serialize;
+use vqvae::ConvVqvae;
+
+pub use output::{SoundFile, WavFormat, sound_seeds, write_sound};
+
+use crate::backend::Decoding;
+use crate::evaluate::floats;
+use crate::modelfile::ModelFile;
+
+/// Sounds generated together (one step of the prior serves all of them).
+pub const BATCH: usize = 8;
+
+/// Crossfade between independently generated 1 s chunks (raster-order priors only).
+pub const CROSSFADE_SAMPLES: usize = 2_400;
+
+/// Samples per second of every model.
+const RATE: usize = audio::SAMPLE_RATE as usize;
+
+/// Longest sound one call may ask for, in seconds.
+pub const MAX_DURATION_S: f64 = 3600.0;
+
+/// How to sample and render (the values as the user gave them).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct GenerateSettings {
+    /// 0 = always the most likely code.
+    pub temperature: f64,
+    /// Keep only the k most likely codes (0 = off).
+    pub top_k: usize,
+    /// Nucleus sampling mass (0 or 1 = off).
+    pub top_p: f64,
+    /// Griffin-Lim iterations of the vocoder.
+    pub iterations: usize,
+}
+
+impl Default for GenerateSettings {
+    fn default() -> Self {
+        let s = SamplingParams::default();
+        Self {
+            temperature: f64::from(s.temperature),
+            top_k: s.top_k,
+            top_p: f64::from(s.top_p),
+            iterations: audio::vocoder::DEFAULT_ITERATIONS,
+        }
+    }
+}
+
+impl GenerateSettings {
+    /// The sampler's parameters.
+    pub fn sampling(&self) -> SamplingParams {
+        SamplingParams {
+            temperature: self.temperature as f32,
+            top_k: self.top_k,
+            top_p: self.top_p as f32,
+        }
+    }
+
+    /// Refuses settings that cannot give a sound.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if !(self.temperature >= 0.0 && self.temperature.is_finite()) {
+            bail!(
+                "temperature must be 0 (greedy) or positive, got {}",
+                self.temperature
+            );
+        }
+        if !(0.0..=1.0).contains(&self.top_p) {
+            bail!("top-p must be between 0 and 1, got {}", self.top_p);
+        }
+        if !(1..=1000).contains(&self.iterations) {
+            bail!(
+                "Griffin-Lim iterations must be between 1 and 1000, got {}",
+                self.iterations
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Samples of a sound of `seconds` (exact, at the model rate), after checking the range.
+pub fn duration_samples(seconds: f64) -> anyhow::Result<usize> {
+    if !(seconds > 0.0 && seconds <= MAX_DURATION_S) {
+        bail!("the duration must be between 0 and {MAX_DURATION_S} seconds, got {seconds}");
+    }
+    Ok((seconds * RATE as f64).round().max(1.0) as usize)
+}
+
+/// The code grid a sound was decoded from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SoundCodes {
+    pub order: TokenOrder,
+    /// One grid for time-major sounds; one per 1 s chunk for raster ones.
+    pub grids: Vec<Vec<i64>>,
+    /// Shape of each grid.
+    pub shape: GridShape,
+}
+
+/// A generated sound at 48 kHz and the codes it came from.
+#[derive(Debug, Clone)]
+pub struct Sound {
+    pub audio: Vec<f32>,
+    pub codes: SoundCodes,
+}
+
+/// Everything needed to turn a seed into audio.
+pub struct Generator {
+    prior: CodePrior,
+    vq: ConvVqvae,
+    first_token: Vec<f64>,
+    settings: GenerateSettings,
+    sampling: SamplingParams,
+    order: TokenOrder,
+    /// Rows and levels of the code grid (its steps follow the duration).
+    grid: GridShape,
+    device: Device,
+    vocoder: Vocoder,
+    /// Host copy of the prior for CPU backends (`None`: step on the device).
+    host: Option<HostDecoder>,
+}
+
+impl Generator {
+    /// The generator of a model file with a prior.
+    pub fn new(
+        model: &ModelFile,
+        device: &Device,
+        decoding: Decoding,
+        settings: GenerateSettings,
+    ) -> anyhow::Result<Self> {
+        settings.validate()?;
+        let prior = crate::models::prior(model, device)?;
+        let vq = crate::models::vqvae(model, device)?;
+        let k = prior.shape().codebook_size;
+        let first_token = match &model.sections.first_token_distribution {
+            Some(p) if p.len() == k => p.clone(),
+            Some(p) => bail!(
+                "the model's first-token distribution has {} entries for a codebook of {k}",
+                p.len()
+            ),
+            // Reference files do not store one: every code is equally likely.
+            None => vec![1.0; k],
+        };
+        let spec = model.spectrogram_config.clone();
+        let (rows, _) = ConvVqvae::grid_for(spec.n_mels, spec.frames_for(RATE));
+        Self::from_parts(
+            prior,
+            vq,
+            first_token,
+            model.token_order(),
+            rows,
+            spec,
+            device,
+            decoding,
+            settings,
+        )
+    }
+
+    /// A generator of models already built (benchmarks of untrained models).
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_parts(
+        prior: CodePrior,
+        vq: ConvVqvae,
+        first_token: Vec<f64>,
+        order: TokenOrder,
+        rows: usize,
+        spectrogram: audio::SpectrogramConfig,
+        device: &Device,
+        decoding: Decoding,
+        settings: GenerateSettings,
+    ) -> anyhow::Result<Self> {
+        let levels = prior.shape().num_quantizers;
+        // On CPU backends single-token steps run on a host copy of the weights (parity-tested
+        // against the backend's forward pass); a GPU keeps the backend path.
+        let host = match decoding {
+            Decoding::Host => Some(HostDecoder::new(&prior)?),
+            Decoding::Device => None,
+        };
+        let mut vocoder = Vocoder::new(spectrogram);
+        vocoder.griffin_lim.iterations = settings.iterations;
+        Ok(Self {
+            prior,
+            vq,
+            first_token,
+            settings,
+            sampling: settings.sampling(),
+            order,
+            grid: GridShape {
+                rows,
+                steps: 0,
+                levels,
+            },
+            device: device.clone(),
+            vocoder,
+            host,
+        })
+    }
+
+    pub fn token_order(&self) -> TokenOrder {
+        self.order
+    }
+
+    pub fn settings(&self) -> &GenerateSettings {
+        &self.settings
+    }
+
+    /// Code-grid time steps of a time-major sound of `samples` samples.
+    fn steps_for(&self, samples: usize) -> usize {
+        let frames = self.vocoder.config.frames_for(samples);
+        ConvVqvae::grid_for(self.vocoder.config.n_mels, frames).1
+    }
+
+    /// 1 s chunks a raster sound of `samples` samples is made of.
+    fn chunks_for(samples: usize) -> usize {
+        samples.div_ceil(RATE - CROSSFADE_SAMPLES).max(1)
+    }
+
+    /// Tokens one sound of `samples` samples needs.
+    pub fn tokens_for(&self, samples: usize) -> usize {
+        match self.order {
+            TokenOrder::TimeMajor => self.steps_for(samples) * self.grid.tokens_per_step(),
+            TokenOrder::Raster => Self::chunks_for(samples) * self.prior.shape().seq_len,
+        }
+    }
+
+    /// One sound of exactly `samples` samples at 48 kHz.
+    pub fn render(
+        &self,
+        samples: usize,
+        rng: &mut StdRng,
+        on_token: &mut dyn FnMut(),
+    ) -> anyhow::Result<Sound> {
+        let mut sounds = self.render_many(samples, std::slice::from_mut(rng), on_token)?;
+        sounds
+            .pop()
+            .ok_or_else(|| anyhow::anyhow!("no sound was generated"))
+    }
+
+    /// The sound of one seed.
+    pub fn render_seed(
+        &self,
+        samples: usize,
+        seed: u64,
+        on_token: &mut dyn FnMut(),
+    ) -> anyhow::Result<Sound> {
+        self.render(samples, &mut StdRng::seed_from_u64(seed), on_token)
+    }
+
+    /// Several sounds at once, one per random generator. On the host decoding path the
+    /// sequences step together, so the prior's weights are read once per step for all of
+    /// them; each result is exactly what [`Self::render`] gives for its generator alone.
+    pub fn render_many(
+        &self,
+        samples: usize,
+        rngs: &mut [StdRng],
+        on_token: &mut dyn FnMut(),
+    ) -> anyhow::Result<Vec<Sound>> {
+        if self.order == TokenOrder::Raster {
+            return rngs
+                .iter_mut()
+                .map(|rng| self.render_raster(samples, rng, on_token))
+                .collect();
+        }
+        let spec = &self.vocoder.config;
+        let frames = spec.frames_for(samples);
+        let shape = self.grid.with_steps(self.steps_for(samples));
+        let streams = self.time_major(shape.steps, rngs, on_token)?;
+        streams
+            .iter()
+            .map(|stream| {
+                let grid = self.order.grid(stream, shape)?;
+                let mel = self.decode(&grid, shape, frames)?;
+                Ok(Sound {
+                    audio: self.vocoder.synthesize(&mel, frames, Some(samples)),
+                    codes: SoundCodes {
+                        order: self.order,
+                        grids: vec![grid],
+                        shape,
+                    },
+                })
+            })
+            .collect()
+    }
+
+    /// Raster-order (reference) priors: independent 1 s chunks joined by a crossfade.
+    fn render_raster(
+        &self,
+        samples: usize,
+        rng: &mut StdRng,
+        on_token: &mut dyn FnMut(),
+    ) -> anyhow::Result<Sound> {
+        let spec = &self.vocoder.config;
+        let seq_len = self.prior.shape().seq_len;
+        let chunk_frames = spec.frames_for(RATE);
+        let shape = self.grid.with_steps(seq_len / self.grid.tokens_per_step());
+        let mut chunks = Vec::new();
+        let mut grids = Vec::new();
+        for _ in 0..Self::chunks_for(samples) {
+            let tokens = self
+                .continue_all(&[Vec::new()], seq_len, std::slice::from_mut(rng), on_token)?
+                .pop()
+                .ok_or_else(|| anyhow::anyhow!("no tokens were sampled"))?;
+            let grid = self.order.grid(&tokens, shape)?;
+            let mel = self.decode(&grid, shape, chunk_frames)?;
+            chunks.push(self.vocoder.synthesize(&mel, chunk_frames, Some(RATE)));
+            grids.push(grid);
+        }
+        let mut joined = crossfade_join(&chunks, CROSSFADE_SAMPLES);
+        joined.resize(samples, 0.0);
+        Ok(Sound {
+            audio: joined,
+            codes: SoundCodes {
+                order: self.order,
+                grids,
+                shape,
+            },
+        })
+    }
+
+    /// Log-mel `[n_mels][frames]` of a raster-order grid.
+    fn decode(&self, grid: &[i64], shape: GridShape, frames: usize) -> anyhow::Result<Vec<f32>> {
+        decode_grid(
+            &self.vq,
+            grid,
+            shape,
+            self.vocoder.config.n_mels,
+            frames,
+            &self.device,
+        )
+    }
+}
+
+/// Log-mel `[n_mels][frames]` decoded from a raster-order code grid.
+pub fn decode_grid(
+    vq: &ConvVqvae,
+    grid: &[i64],
+    shape: GridShape,
+    n_mels: usize,
+    frames: usize,
+    device: &Device,
+) -> anyhow::Result<Vec<f32>> {
+    let idx = Tensor::<3, Int>::from_data(
+        TensorData::new(grid.to_vec(), [1, shape.rows * shape.steps, shape.levels]),
+        device,
+    );
+    let z = vq.codes_to_embeddings(idx, (shape.rows, shape.steps))?;
+    floats(vq.decode(z, (n_mels, frames)), "decoded mel")
+}
+
+/// Joins chunks with an equal-power crossfade: the outgoing chunk fades out (cos) while
+/// the incoming one fades in (sin), so the summed power stays constant.
+pub fn crossfade_join(chunks: &[Vec<f32>], overlap: usize) -> Vec<f32> {
+    let mut out: Vec<f32> = Vec::new();
+    for c in chunks {
+        let ov = overlap.min(out.len()).min(c.len());
+        let start = out.len() - ov;
+        for i in 0..ov {
+            let t = (i as f32 + 0.5) / ov as f32 * std::f32::consts::FRAC_PI_2;
+            out[start + i] = out[start + i] * t.cos() + c[i] * t.sin();
+        }
+        out.extend_from_slice(&c[ov..]);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equal_power_crossfade_keeps_a_constant_level() {
+        let a = vec![1.0f32; 100];
+        let b = vec![1.0f32; 100];
+        let joined = crossfade_join(&[a, b], 20);
+        assert_eq!(joined.len(), 180);
+        // cos + sin of the same angle peaks at sqrt(2) in amplitude, but for uncorrelated
+        // signals power is what matters: cos² + sin² = 1 at every sample.
+        for i in 0..20 {
+            let t = (i as f32 + 0.5) / 20.0 * std::f32::consts::FRAC_PI_2;
+            assert!((t.cos().powi(2) + t.sin().powi(2) - 1.0).abs() < 1e-6);
+            assert!((joined[80 + i] - (t.cos() + t.sin())).abs() < 1e-6);
+        }
+        // The outgoing chunk fades out: its weight falls from ~1 to ~0.
+        let w_first = ((0.5f32 / 20.0) * std::f32::consts::FRAC_PI_2).cos();
+        let w_last = ((19.5f32 / 20.0) * std::f32::consts::FRAC_PI_2).cos();
+        assert!(w_first > 0.99 && w_last < 0.05);
+    }
+}

@@ -1,0 +1,255 @@
+//! The one epoch loop both stages run: train, validate, keep the best weights, report,
+//! checkpoint; stop cleanly when asked.
+
+use std::path::Path;
+use std::time::Instant;
+
+use weights::StateDict;
+
+use super::checkpoint::{CheckpointMeta, Checkpoints, StageCheckpoint};
+use super::events::{EpochReport, Event, StageName};
+use super::optim::cosine_lr;
+use crate::cancel::CancelToken;
+use crate::modelfile::EpochMetrics;
+
+/// The best validation loss so far, its (1-based) epoch and its weights.
+pub type Best = Option<(f64, usize, StateDict)>;
+
+/// A distinct, reproducible seed per (run seed, purpose, epoch): resuming at an epoch
+/// boundary replays the same randomness as an uninterrupted run.
+pub fn epoch_seed(seed: u64, purpose: u64, epoch: usize) -> u64 {
+    let mut x = seed
+        ^ purpose.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ (epoch as u64).wrapping_mul(0xD1B5_4A32_D192_ED03);
+    // splitmix64 finaliser
+    x ^= x >> 30;
+    x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x ^= x >> 27;
+    x = x.wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+/// One training stage as the epoch loop sees it.
+pub trait Stage {
+    const NAME: StageName;
+
+    fn epochs(&self) -> usize;
+
+    fn base_lr(&self) -> f64;
+
+    /// One pass over the training data at learning rate `lr` (0-based `epoch`): the mean
+    /// loss and the number of skipped (non-finite) steps, or `None` when the run was
+    /// cancelled mid-epoch (the partial epoch is dropped).
+    fn train_epoch(
+        &mut self,
+        epoch: usize,
+        lr: f64,
+        run: &mut Runner,
+    ) -> anyhow::Result<Option<(f64, usize)>>;
+
+    /// The validation loss after `epoch` (and any per-epoch output such as previews).
+    fn validate(&mut self, epoch: usize, run: &mut Runner) -> anyhow::Result<f64>;
+
+    /// The current weights in inference form (kept when they are the best so far).
+    fn weights(&self) -> anyhow::Result<StateDict>;
+
+    /// The epoch's extra metrics (and warnings, through `run`), once the best is known.
+    fn metrics(
+        &mut self,
+        epoch: usize,
+        train_loss: f64,
+        val_loss: f64,
+        best_val_loss: f64,
+        previous: Option<&EpochReport>,
+        run: &mut Runner,
+    ) -> EpochMetrics;
+
+    /// Everything a resumed run needs, after `epoch` completed epochs.
+    fn capture(
+        &self,
+        epoch: usize,
+        best: &Best,
+        history: &[EpochReport],
+    ) -> anyhow::Result<StageCheckpoint>;
+}
+
+/// Where a stage starts: nothing, or a checkpoint's state.
+pub struct StageStart {
+    pub epoch: usize,
+    pub best: Best,
+    pub history: Vec<EpochReport>,
+}
+
+impl StageStart {
+    pub fn fresh() -> Self {
+        Self {
+            epoch: 0,
+            best: None,
+            history: Vec::new(),
+        }
+    }
+}
+
+/// How a stage's epochs went.
+pub struct StageRun {
+    /// False when the run was stopped early (the checkpoint holds its state).
+    pub completed: bool,
+    pub best: Best,
+    pub history: Vec<EpochReport>,
+}
+
+impl StageRun {
+    /// The best epoch: (validation loss, 1-based epoch, weights); an error if none ran.
+    pub fn best(&self) -> anyhow::Result<(f64, usize, &StateDict)> {
+        match &self.best {
+            Some((loss, epoch, weights)) => Ok((*loss, *epoch, weights)),
+            None => anyhow::bail!("training ran no epoch"),
+        }
+    }
+}
+
+/// What the stages share while they run: the event stream, cancellation, checkpoints and
+/// the report folder.
+pub struct Runner<'a> {
+    events: &'a mut dyn FnMut(&Event),
+    cancel: &'a CancelToken,
+    /// Stop (as cancelling does) after this many epochs of this invocation (tests of resume).
+    stop_after: Option<usize>,
+    epochs_run: usize,
+    checkpoints: &'a Checkpoints,
+    meta: CheckpointMeta,
+    pub report_dir: &'a Path,
+    /// Previews every N epochs (0 = never).
+    pub preview_every: usize,
+    pub warnings: Vec<String>,
+}
+
+impl<'a> Runner<'a> {
+    pub fn new(
+        events: &'a mut dyn FnMut(&Event),
+        cancel: &'a CancelToken,
+        stop_after: Option<usize>,
+        checkpoints: &'a Checkpoints,
+        meta: CheckpointMeta,
+        report_dir: &'a Path,
+        preview_every: usize,
+    ) -> Self {
+        Self {
+            events,
+            cancel,
+            stop_after,
+            epochs_run: 0,
+            checkpoints,
+            meta,
+            report_dir,
+            preview_every,
+            warnings: Vec::new(),
+        }
+    }
+
+    pub fn emit(&mut self, event: Event) {
+        (self.events)(&event);
+    }
+
+    pub fn warn(&mut self, message: String) {
+        self.warnings.push(message.clone());
+        self.emit(Event::Warning { message });
+    }
+
+    /// Whether cancelling was asked for (mid-epoch: the partial epoch is dropped).
+    pub fn cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
+    /// Whether to stop before the next epoch: cancelled, or this invocation's epoch budget.
+    fn should_stop(&self) -> bool {
+        self.cancelled() || self.stop_after.is_some_and(|m| self.epochs_run >= m)
+    }
+
+    /// Whether epoch `epoch` (1-based) of `epochs` gets a preview: every N, and the last.
+    pub fn preview_due(&self, epoch: usize, epochs: usize) -> bool {
+        self.preview_every > 0 && (epoch.is_multiple_of(self.preview_every) || epoch == epochs)
+    }
+
+    pub fn checkpoint_dir(&self) -> &Path {
+        &self.checkpoints.dir
+    }
+}
+
+/// Runs a stage's remaining epochs.
+pub fn run_epochs<S: Stage>(
+    stage: &mut S,
+    start: StageStart,
+    run: &mut Runner,
+) -> anyhow::Result<StageRun> {
+    let StageStart {
+        epoch: first,
+        mut best,
+        mut history,
+    } = start;
+    let epochs = stage.epochs();
+    run.emit(Event::StageStarted {
+        stage: S::NAME,
+        epochs,
+        first_epoch: first + 1,
+    });
+    let mut completed = true;
+    for epoch in first..epochs {
+        if run.should_stop() {
+            completed = false;
+            break;
+        }
+        let started = Instant::now();
+        let lr = cosine_lr(stage.base_lr(), epoch, epochs);
+        let Some((train_loss, skipped_steps)) = stage.train_epoch(epoch, lr, run)? else {
+            completed = false;
+            break;
+        };
+        let val_loss = stage.validate(epoch, run)?;
+        let is_best = best.as_ref().is_none_or(|(b, _, _)| val_loss < *b);
+        if is_best {
+            best = Some((val_loss, epoch + 1, stage.weights()?));
+        }
+        let best_val_loss = best.as_ref().map_or(val_loss, |(b, _, _)| *b);
+        let metrics = stage.metrics(
+            epoch,
+            train_loss,
+            val_loss,
+            best_val_loss,
+            history.last(),
+            run,
+        );
+        let report = EpochReport {
+            stage: S::NAME,
+            epoch: epoch + 1,
+            epochs,
+            train_loss,
+            val_loss,
+            learning_rate: lr,
+            seconds: started.elapsed().as_secs_f64(),
+            skipped_steps,
+            metrics,
+            is_best,
+        };
+        history.push(report.clone());
+        run.emit(Event::Epoch(report));
+        run.epochs_run += 1;
+        let meta = CheckpointMeta {
+            stage: S::NAME,
+            ..run.meta.clone()
+        };
+        run.checkpoints
+            .save(&meta, &stage.capture(epoch + 1, &best, &history)?)?;
+        let dir = run.checkpoints.dir.clone();
+        run.emit(Event::Checkpoint {
+            stage: S::NAME,
+            epoch: epoch + 1,
+            dir,
+        });
+    }
+    Ok(StageRun {
+        completed,
+        best,
+        history,
+    })
+}
