@@ -23,14 +23,44 @@ pub fn chunk_count(len: usize, chunk: usize) -> usize {
     len.div_ceil(chunk)
 }
 
+/// How training chunks are brought to a common level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Normalisation {
+    /// Every chunk peak-normalised on its own (the reference system): a decay tail or a
+    /// near-silent chunk is scaled up to full level.
+    PerChunk,
+    /// The whole file peak-normalised, its chunks keeping their level relative to it, so
+    /// tails stay quiet and silence stays silent.
+    PerFile,
+}
+
 /// Non-overlapping chunks of `chunk` samples, the last zero-padded, each peak-normalised.
 pub fn chunk_signal(samples: &[f32], chunk: usize) -> Vec<Vec<f32>> {
+    chunk_signal_with(samples, chunk, Normalisation::PerChunk)
+}
+
+/// Non-overlapping chunks of `chunk` samples, the last zero-padded, normalised as asked.
+pub fn chunk_signal_with(samples: &[f32], chunk: usize, norm: Normalisation) -> Vec<Vec<f32>> {
+    let scale = match norm {
+        Normalisation::PerChunk => None,
+        Normalisation::PerFile => {
+            let peak = samples.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            (peak > SILENCE_PEAK).then(|| 1.0 / peak)
+        }
+    };
     samples
         .chunks(chunk)
         .map(|c| {
             let mut v = c.to_vec();
             v.resize(chunk, 0.0);
-            peak_normalise(&mut v);
+            match (norm, scale) {
+                (Normalisation::PerChunk, _) => {
+                    peak_normalise(&mut v);
+                }
+                (Normalisation::PerFile, Some(s)) => v.iter_mut().for_each(|x| *x *= s),
+                (Normalisation::PerFile, None) => {}
+            }
             v
         })
         .collect()

@@ -182,7 +182,7 @@ pub fn generate(seconds: f64) -> anyhow::Result<serde_json::Value> {
             dropout: pc.dropout,
         };
         let prior = CodePrior::new(shape, &device)?;
-        let vq = ConvVqvae::new(VqvaeShape::from(&vc), &device)?;
+        let vq = ConvVqvae::with_arch(VqvaeShape::from(&vc), vc.arch(), &device)?;
         let n = shape.seq_len;
         let logits_of = |t: Tensor<2>| crate::evaluate::floats(t, "logits");
 

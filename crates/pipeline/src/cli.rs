@@ -67,7 +67,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Scan(args) => scan::run(&args),
         Command::Info(args) => info::run(&args),
         Command::Import(args) => import::run(&args),
-        Command::Evaluate(args) => evaluate::run(&args, &backend.device()?),
+        Command::Evaluate(args) => evaluate::run(&args, backend, &backend.device()?),
         Command::Generate(args) => generate::run(&args, backend, &backend.device()?),
         Command::Encode(args) => codes::encode(&args, &backend.device()?),
         Command::Decode(args) => codes::decode(&args, &backend.device()?),

@@ -9,7 +9,6 @@ use audio::vocoder::Vocoder;
 use burn::prelude::*;
 use prior_model::{GridShape, TokenOrder};
 use serde::{Deserialize, Serialize};
-use vqvae::ConvVqvae;
 use weights::{HostTensor, StateDict};
 
 use crate::evaluate::ints;
@@ -54,13 +53,8 @@ impl CodeGrid {
         if s != h * w || self.codes.len() != s || self.codes.iter().any(|r| r.len() != q) {
             bail!("{}: code grid shape is inconsistent", source.display());
         }
-        if self.frames == 0 || ConvVqvae::grid_for(self.n_mels, self.frames) != (h, w) {
-            bail!(
-                "{}: grid {h}x{w} does not match a {}x{} mel",
-                source.display(),
-                self.n_mels,
-                self.frames
-            );
+        if self.frames == 0 || self.n_mels == 0 {
+            bail!("{}: the grid describes an empty mel", source.display());
         }
         Ok(())
     }
@@ -229,6 +223,16 @@ pub fn encode(
 /// Audio at 48 kHz of a code grid, through the model's VQ-VAE decoder and the vocoder.
 pub fn decode(model: &ModelFile, grid: &CodeGrid, device: &Device) -> anyhow::Result<Vec<f32>> {
     let vq = models::vqvae(model, device)?;
+    let (h, w) = vq.grid_for(grid.n_mels, grid.frames);
+    if grid.grid != [h, w] {
+        bail!(
+            "a {}x{} grid does not fit this model's {h}x{w} grid for a {}x{} mel",
+            grid.grid[0],
+            grid.grid[1],
+            grid.n_mels,
+            grid.frames
+        );
+    }
     if grid.num_quantizers != vq.shape().num_quantizers
         || grid.codebook_size != vq.shape().codebook_size
     {

@@ -9,7 +9,7 @@ use crate::modelfile::ModelFile;
 /// The VQ-VAE of a model file, in inference mode on `device`.
 pub fn vqvae(model: &ModelFile, device: &Device) -> anyhow::Result<ConvVqvae> {
     let dropout = model.vqvae_config.dropout.clamp(0.0, 0.99);
-    ConvVqvae::from_state_dict(&model.vqvae, dropout, device)
+    ConvVqvae::from_state_dict_with(&model.vqvae, model.vqvae_config.arch(), dropout, device)
         .map_err(|e| anyhow::anyhow!("building the VQ-VAE: {e}"))
 }
 

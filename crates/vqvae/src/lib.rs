@@ -6,9 +6,9 @@ pub mod model;
 pub mod rvq;
 mod state_dict;
 
-pub use config::{VqvaeConfig, get_adaptive_vqvae_config};
+pub use config::{VqvaeConfig, get_adaptive_vqvae_config, native_vqvae_config};
 pub use loss::{LevelHealth, codebook_health, multi_scale_mel_loss};
-pub use model::{ConvVqvae, VqvaeOutput, VqvaeShape};
+pub use model::{Architecture, ConvVqvae, Upsample, VqvaeOutput, VqvaeShape};
 pub use rvq::{ResidualVq, RvqOutput, RvqTraining};
 
 /// Errors of the VQ-VAE crate.

@@ -1,13 +1,17 @@
-//! The convolutional VQ-VAE (reference `ConvVQVAE`).
+//! The convolutional VQ-VAE: the reference `ConvVQVAE`, and Distill's own layouts of it.
 //!
-//! Encoder: input right/bottom-padded to multiples of 16, four Conv2d(k3, s2, p1) blocks
-//! 1→32→64→128→256 (BatchNorm, ReLU, channel dropout), 1×1 projection to `codebook_dim`.
-//! Residual VQ over the `H×W` grid in raster order (position `p = h·W + w`, frequency-row
-//! major — the reference's order, which imported priors depend on).
-//! Decoder: 1×1 projection to 256, ConvTranspose2d(k3, s2, p1, output_padding 1) blocks
-//! 256→128→64→32 (BatchNorm, ReLU, channel dropout), 32→1 and Softplus; output cropped to the
-//! input size.
+//! Encoder: input right/bottom-padded to a multiple of the downsampling, four Conv2d(k3, p1)
+//! blocks 1→32→64→128→256 (BatchNorm, ReLU, channel dropout), each halving frequency and
+//! halving time or not ([`Architecture::time_downsample`]), 1×1 projection to
+//! `codebook_dim`. Residual VQ over the `H×W` grid in raster order (position `p = h·W + w`,
+//! frequency-row major — the reference's order, which imported priors depend on).
+//! Decoder: 1×1 projection to 256, three upsampling blocks 256→128→64→32 (BatchNorm, ReLU,
+//! channel dropout) and an upsampling layer 32→1, then Softplus; output cropped to the
+//! input size. The reference upsamples with ConvTranspose2d(k3, s2, p1, output_padding 1),
+//! whose uneven kernel overlap paints a checkerboard; [`Upsample::Resize`] repeats each
+//! cell (nearest neighbour) and then applies an ordinary 3×3 convolution instead.
 
+use burn::module::Param;
 use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, PaddingConfig2d};
 use burn::prelude::*;
@@ -19,8 +23,66 @@ use crate::rvq::{ResidualVq, RvqTraining};
 use rand::rngs::StdRng;
 
 const CHANNELS: [usize; 5] = [1, 32, 64, 128, 256];
-/// Total downsampling of the encoder (four stride-2 convolutions).
+/// Initial bias of the native decoders' output layer (before Softplus): near-silence.
+const SILENT_OUTPUT_BIAS: f32 = -4.0;
+/// Frequency downsampling of the encoder (four stride-2 convolutions); the reference's time
+/// downsampling too.
 pub const DOWNSAMPLE: usize = 16;
+
+/// How the decoder upsamples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Upsample {
+    /// ConvTranspose2d (the reference).
+    Transposed,
+    /// Nearest-neighbour repetition, then a 3×3 convolution (no checkerboard).
+    Resize,
+}
+
+/// The layout of a VQ-VAE beyond its sizes: how coarse its code grid is in time and how
+/// its decoder upsamples. Stored in the model file's VQ-VAE config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Architecture {
+    /// Mel frames per code column: 16 (reference), 8, 4 or 2.
+    pub time_downsample: usize,
+    pub upsample: Upsample,
+}
+
+impl Architecture {
+    /// The reference system's layout (its model files have no other).
+    pub const REFERENCE: Self = Self {
+        time_downsample: DOWNSAMPLE,
+        upsample: Upsample::Transposed,
+    };
+
+    pub fn validate(&self) -> Result<(), VqvaeError> {
+        if ![2, 4, 8, 16].contains(&self.time_downsample) {
+            return Err(VqvaeError::InvalidShape(format!(
+                "time_downsample must be 2, 4, 8 or 16, got {}",
+                self.time_downsample
+            )));
+        }
+        Ok(())
+    }
+
+    /// Time stride of encoder block `i` (0 = first): the first log2(time_downsample) blocks
+    /// halve time.
+    fn time_stride(&self, block: usize) -> usize {
+        if (1usize << block) < self.time_downsample {
+            2
+        } else {
+            1
+        }
+    }
+
+    /// Code grid `(rows, steps)` for a mel of `n_mels × frames`.
+    pub fn grid_for(&self, n_mels: usize, frames: usize) -> (usize, usize) {
+        (
+            n_mels.div_ceil(DOWNSAMPLE),
+            frames.div_ceil(self.time_downsample),
+        )
+    }
+}
 
 /// Channel-wise dropout (`Dropout2d`): whole feature maps are dropped during training.
 #[derive(Module, Debug)]
@@ -54,9 +116,80 @@ pub struct ConvBlock {
     pub dropout: ChannelDropout,
 }
 
+/// An upsampling layer: a transposed convolution, or repetition and a convolution.
+#[derive(Module, Debug)]
+pub enum UpConv {
+    Transposed(ConvTranspose2d),
+    Resize(ResizeConv),
+}
+
+/// Nearest-neighbour upsampling by `scale`, then a 3×3 convolution.
+#[derive(Module, Debug)]
+pub struct ResizeConv {
+    pub conv: Conv2d,
+    #[module(skip)]
+    scale: [usize; 2],
+}
+
+impl UpConv {
+    fn new(
+        cin: usize,
+        cout: usize,
+        stride: [usize; 2],
+        upsample: Upsample,
+        device: &Device,
+    ) -> Self {
+        match upsample {
+            Upsample::Transposed => Self::Transposed(
+                ConvTranspose2dConfig::new([cin, cout], [3, 3])
+                    .with_stride(stride)
+                    .with_padding([1, 1])
+                    .with_padding_out([stride[0] - 1, stride[1] - 1])
+                    .init(device),
+            ),
+            Upsample::Resize => Self::Resize(ResizeConv {
+                conv: Conv2dConfig::new([cin, cout], [3, 3])
+                    .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                    .init(device),
+                scale: stride,
+            }),
+        }
+    }
+
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        match self {
+            Self::Transposed(d) => d.forward(x),
+            Self::Resize(r) => {
+                let [b, c, h, w] = x.dims();
+                let [sh, sw] = r.scale;
+                let up = x
+                    .reshape([b, c, h, 1, w, 1])
+                    .expand([b, c, h, sh, w, sw])
+                    .reshape([b, c, h * sh, w * sw]);
+                r.conv.forward(up)
+            }
+        }
+    }
+
+    /// Weight and bias (the name table's view).
+    pub(crate) fn params(&self) -> (&Param<Tensor<4>>, &Option<Param<Tensor<1>>>) {
+        match self {
+            Self::Transposed(d) => (&d.weight, &d.bias),
+            Self::Resize(r) => (&r.conv.weight, &r.conv.bias),
+        }
+    }
+
+    pub(crate) fn params_mut(&mut self) -> (&mut Param<Tensor<4>>, &mut Option<Param<Tensor<1>>>) {
+        match self {
+            Self::Transposed(d) => (&mut d.weight, &mut d.bias),
+            Self::Resize(r) => (&mut r.conv.weight, &mut r.conv.bias),
+        }
+    }
+}
+
 #[derive(Module, Debug)]
 pub struct DeconvBlock {
-    pub deconv: ConvTranspose2d,
+    pub deconv: UpConv,
     pub bn: BatchNorm,
     pub dropout: ChannelDropout,
 }
@@ -71,7 +204,7 @@ pub struct Encoder {
 pub struct Decoder {
     pub proj: Conv2d,
     pub blocks: Vec<DeconvBlock>,
-    pub out: ConvTranspose2d,
+    pub out: UpConv,
 }
 
 /// Shape parameters of a VQ-VAE.
@@ -114,6 +247,8 @@ pub struct ConvVqvae {
     pub decoder: Decoder,
     #[module(skip)]
     shape: VqvaeShape,
+    #[module(skip)]
+    arch: Architecture,
 }
 
 fn batch_norm(n: usize, device: &Device) -> BatchNorm {
@@ -121,7 +256,18 @@ fn batch_norm(n: usize, device: &Device) -> BatchNorm {
 }
 
 impl ConvVqvae {
+    /// A randomly initialised VQ-VAE of the reference layout.
     pub fn new(shape: VqvaeShape, device: &Device) -> Result<Self, VqvaeError> {
+        Self::with_arch(shape, Architecture::REFERENCE, device)
+    }
+
+    /// A randomly initialised VQ-VAE of any layout.
+    pub fn with_arch(
+        shape: VqvaeShape,
+        arch: Architecture,
+        device: &Device,
+    ) -> Result<Self, VqvaeError> {
+        arch.validate()?;
         if shape.codebook_dim == 0 || shape.codebook_size < 2 || shape.num_quantizers == 0 {
             return Err(VqvaeError::InvalidShape(format!("{shape:?}")));
         }
@@ -134,7 +280,7 @@ impl ConvVqvae {
         let blocks = (0..4)
             .map(|i| ConvBlock {
                 conv: Conv2dConfig::new([CHANNELS[i], CHANNELS[i + 1]], [3, 3])
-                    .with_stride([2, 2])
+                    .with_stride([2, arch.time_stride(i)])
                     .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
                     .init(device),
                 bn: batch_norm(CHANNELS[i + 1], device),
@@ -145,24 +291,35 @@ impl ConvVqvae {
             blocks,
             proj: Conv2dConfig::new([256, shape.codebook_dim], [1, 1]).init(device),
         };
-        let deconv = |cin: usize, cout: usize| {
-            ConvTranspose2dConfig::new([cin, cout], [3, 3])
-                .with_stride([2, 2])
-                .with_padding([1, 1])
-                .with_padding_out([1, 1])
-                .init(device)
+        // Decoder block i mirrors encoder block 3 − i; the output layer mirrors block 0.
+        let up = |cin: usize, cout: usize, block: usize| {
+            UpConv::new(
+                cin,
+                cout,
+                [2, arch.time_stride(block)],
+                arch.upsample,
+                device,
+            )
         };
-        let decoder = Decoder {
+        let mut decoder = Decoder {
             proj: Conv2dConfig::new([shape.codebook_dim, 256], [1, 1]).init(device),
             blocks: (0..3)
                 .map(|i| DeconvBlock {
-                    deconv: deconv(CHANNELS[4 - i], CHANNELS[3 - i]),
+                    deconv: up(CHANNELS[4 - i], CHANNELS[3 - i], 3 - i),
                     bn: batch_norm(CHANNELS[3 - i], device),
                     dropout: ChannelDropout::new(shape.dropout),
                 })
                 .collect(),
-            out: deconv(32, 1),
+            out: up(32, 1, 0),
         };
+        if arch != Architecture::REFERENCE {
+            // Most of a sound collection's mel is silence (log1p ≈ 0): starting the output at
+            // softplus(−4) ≈ 0.02 instead of softplus(0) ≈ 0.69 lets the decoder learn
+            // where energy is, rather than first unlearning a floor everywhere.
+            if let (_, Some(bias)) = decoder.out.params_mut() {
+                *bias = Param::from_tensor(Tensor::full([1], SILENT_OUTPUT_BIAS, device));
+            }
+        }
         Ok(Self {
             encoder,
             quantizer: ResidualVq::new(
@@ -173,6 +330,7 @@ impl ConvVqvae {
             ),
             decoder,
             shape,
+            arch,
         })
     }
 
@@ -180,16 +338,21 @@ impl ConvVqvae {
         self.shape
     }
 
+    pub fn arch(&self) -> Architecture {
+        self.arch
+    }
+
     /// Code grid `(H, W)` for a mel of `n_mels × frames`.
-    pub fn grid_for(n_mels: usize, frames: usize) -> (usize, usize) {
-        (n_mels.div_ceil(DOWNSAMPLE), frames.div_ceil(DOWNSAMPLE))
+    pub fn grid_for(&self, n_mels: usize, frames: usize) -> (usize, usize) {
+        self.arch.grid_for(n_mels, frames)
     }
 
     /// Encoder output `[B, D, H, W]` for a log-mel `[B, 1, n_mels, T]`.
     pub fn encode(&self, mel: Tensor<4>) -> Tensor<4> {
         let [_, _, h, w] = mel.dims();
+        let t = self.arch.time_downsample;
         let ph = h.div_ceil(DOWNSAMPLE) * DOWNSAMPLE - h;
-        let pw = w.div_ceil(DOWNSAMPLE) * DOWNSAMPLE - w;
+        let pw = w.div_ceil(t) * t - w;
         let mut x = if ph > 0 || pw > 0 {
             mel.pad([(0, ph), (0, pw)], PadMode::Constant(0.0))
         } else {

@@ -7,13 +7,23 @@ use burn::prelude::*;
 use weights::{HostTensor, StateDict};
 
 use crate::VqvaeError;
-use crate::model::{ConvVqvae, VqvaeShape};
+use crate::model::{Architecture, ConvVqvae, VqvaeShape};
 
 impl ConvVqvae {
-    /// Loads the reference system's `model_state_dict` (or ours, which uses its names).
-    /// Sizes come from the tensors.
+    /// Loads the reference system's `model_state_dict` (or ours of the reference layout,
+    /// which uses its names). Sizes come from the tensors.
     pub fn from_state_dict(
         dict: &StateDict,
+        dropout: f64,
+        device: &Device,
+    ) -> Result<Self, VqvaeError> {
+        Self::from_state_dict_with(dict, Architecture::REFERENCE, dropout, device)
+    }
+
+    /// Loads weights of any layout (the same names; the layout comes from the model file).
+    pub fn from_state_dict_with(
+        dict: &StateDict,
+        arch: Architecture,
         dropout: f64,
         device: &Device,
     ) -> Result<Self, VqvaeError> {
@@ -28,7 +38,7 @@ impl ConvVqvae {
             num_quantizers,
             dropout,
         };
-        let mut m = Self::new(shape, device)?;
+        let mut m = Self::with_arch(shape, arch, device)?;
         for (prefix, part) in NAME_TABLE.iter().flat_map(|e| e.entries()) {
             match part {
                 Part::Conv(layer) => {
@@ -67,11 +77,8 @@ impl ConvVqvae {
             }
             Layer::EncoderProj => (&self.encoder.proj.weight, &self.encoder.proj.bias),
             Layer::DecoderProj => (&self.decoder.proj.weight, &self.decoder.proj.bias),
-            Layer::DecoderBlock(i) => {
-                let c = &self.decoder.blocks[i].deconv;
-                (&c.weight, &c.bias)
-            }
-            Layer::DecoderOut => (&self.decoder.out.weight, &self.decoder.out.bias),
+            Layer::DecoderBlock(i) => self.decoder.blocks[i].deconv.params(),
+            Layer::DecoderOut => self.decoder.out.params(),
         }
     }
 
@@ -83,11 +90,8 @@ impl ConvVqvae {
             }
             Layer::EncoderProj => (&mut self.encoder.proj.weight, &mut self.encoder.proj.bias),
             Layer::DecoderProj => (&mut self.decoder.proj.weight, &mut self.decoder.proj.bias),
-            Layer::DecoderBlock(i) => {
-                let c = &mut self.decoder.blocks[i].deconv;
-                (&mut c.weight, &mut c.bias)
-            }
-            Layer::DecoderOut => (&mut self.decoder.out.weight, &mut self.decoder.out.bias),
+            Layer::DecoderBlock(i) => self.decoder.blocks[i].deconv.params_mut(),
+            Layer::DecoderOut => self.decoder.out.params_mut(),
         }
     }
 

@@ -1,36 +1,87 @@
-//! `distill evaluate`: how well a model fits a folder of sounds.
+//! `distill evaluate`: how well a model fits a folder of sounds, how much of a sound
+//! survives its codec and vocoder, and whether generated sounds resemble the collection.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use burn::prelude::Device;
 use clap::Args;
+use metrics::Summary;
 
-use crate::evaluate::{EvaluateOptions, evaluate};
+use crate::backend::Backend;
+use crate::evaluate::reconstruction::ChainSummary;
+use crate::evaluate::{EvaluateOptions, FitReport, evaluate};
+use crate::generate::GenerateSettings;
 
 #[derive(Debug, Args)]
 pub struct EvaluateArgs {
     /// Model file.
     #[arg(long)]
     pub model: PathBuf,
-    /// Folder of sounds.
+    /// Folder of sounds (the collection the model learnt, for the generation report).
     #[arg(long)]
     pub data: PathBuf,
+    /// Generate this many sounds and compare them with the collection (0 = skip).
+    #[arg(long, default_value_t = 32)]
+    pub generate: usize,
+    /// Seed of the generated sounds.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Length of each generated sound in seconds (default: the lengths of the collection's
+    /// files in turn, within 0.5–10 s).
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Sampling temperature of the generated sounds.
+    #[arg(long, default_value_t = 1.0)]
+    pub temperature: f64,
+    /// Nucleus sampling mass of the generated sounds (0 or 1 = off).
+    #[arg(long, default_value_t = 0.9)]
+    pub top_p: f64,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
 }
 
-pub fn run(args: &EvaluateArgs, device: &Device) -> anyhow::Result<ExitCode> {
+pub fn run(args: &EvaluateArgs, backend: Backend, device: &Device) -> anyhow::Result<ExitCode> {
     let options = EvaluateOptions {
         model: args.model.clone(),
         data: args.data.clone(),
+        generate: args.generate,
+        seed: args.seed,
+        duration_s: args.duration,
+        settings: GenerateSettings {
+            temperature: args.temperature,
+            top_p: args.top_p,
+            ..GenerateSettings::default()
+        },
+        decoding: backend.decoding(),
     };
     let report = evaluate(&options, device)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
-        return Ok(ExitCode::SUCCESS);
+    } else {
+        print_text(&report);
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `median [p10–p90]`.
+fn spread(s: &Summary, digits: usize) -> String {
+    format!("{:.d$} [{:.d$}–{:.d$}]", s.median, s.p10, s.p90, d = digits)
+}
+
+fn chain_line(name: &str, c: &ChainSummary) -> String {
+    format!(
+        "  {name:<34} {:>18} {:>18} {:>18} {:>18} {:>18}",
+        spread(&c.log_mel_l1, 3),
+        spread(&c.lsd_db, 1),
+        spread(&c.lsd_high_db, 1),
+        spread(&c.mr_stft, 2),
+        spread(&c.noise_floor, 2)
+    )
+}
+
+fn print_text(report: &FitReport) {
     println!(
         "{} files, {} one-second chunks",
         report.files, report.chunks
@@ -54,5 +105,94 @@ pub fn run(args: &EvaluateArgs, device: &Device) -> anyhow::Result<ExitCode> {
             p.token_order, p.cross_entropy_nats, p.perplexity, p.bits_per_token, p.sequences
         ),
     }
-    Ok(ExitCode::SUCCESS)
+    let r = &report.reconstruction;
+    println!(
+        "\nReconstruction of {} validation file(s) (median [10th–90th percentile] over files):",
+        r.files.len()
+    );
+    println!(
+        "  codec mel vs true mel: log-mel L1 {}, LSD {} dB, above 8 kHz {} dB",
+        spread(&r.codec_mel.log_mel_l1, 3),
+        spread(&r.codec_mel.lsd_db, 1),
+        spread(&r.codec_mel.lsd_high_db, 1)
+    );
+    println!(
+        "  {:<34} {:>18} {:>18} {:>18} {:>18} {:>18}",
+        "chain", "log-mel L1", "LSD dB", "LSD >8k dB", "MR-STFT", "noise floor"
+    );
+    println!("{}", chain_line("true mel -> vocoder", &r.vocoder));
+    println!("{}", chain_line("audio -> VQ-VAE -> vocoder", &r.codec));
+    println!(
+        "{}",
+        chain_line(
+            "same, original system's vocoder",
+            &r.codec_reference_vocoder
+        )
+    );
+    println!(
+        "  noise floor of the recordings: {}",
+        spread(&r.input_noise_floor, 2)
+    );
+    if let Some(c) = r.codec_closeness {
+        println!(
+            "  nearest-neighbour ratio of the training files through the codec: {c:.2} (about the best generated sounds can reach)"
+        );
+    }
+    let Some(g) = &report.generation else {
+        return;
+    };
+    println!(
+        "\nGeneration: {} sounds of {} s (seed {}, temperature {}, top-p {}), {:.1} s to generate",
+        g.count,
+        spread(&g.duration_s, 2),
+        g.seed,
+        g.settings.temperature,
+        g.settings.top_p,
+        g.generation_s
+    );
+    println!(
+        "  nearest-neighbour ratio {:.2} (≈1: as close as a new recording of the collection; ≫1: far from it)",
+        g.closeness.ratio
+    );
+    println!(
+        "  near-silent frames: generated {}, collection {}",
+        spread(&g.near_silent_share.generated, 2),
+        spread(&g.near_silent_share.collection, 2)
+    );
+    println!(
+        "  onsets per second: generated {}, collection {}",
+        spread(&g.onsets_per_s.generated, 2),
+        spread(&g.onsets_per_s.collection, 2)
+    );
+    let d = &g.distribution;
+    println!(
+        "  feature MMD² {:.3} (collection split in half: {:.3} ± {:.3}); precision {:.2}, recall {:.2}, coverage {:.2}",
+        d.mmd2,
+        d.split_half.mean,
+        d.split_half.std,
+        d.precision_recall.precision,
+        d.precision_recall.recall,
+        d.precision_recall.coverage
+    );
+    let n = &g.novelty;
+    println!(
+        "  longest copied code run: {} s ({} of a sound); {}-gram overlap {}",
+        spread(&n.copied_s, 2),
+        spread(&n.copied_share, 2),
+        n.ngram,
+        spread(&n.ngram_overlap, 2)
+    );
+    for c in &n.most_copy_like {
+        println!(
+            "    seed {}: {:.2} s ({:.0}%) copied from {}",
+            c.seed,
+            c.copied_s,
+            c.copied_share * 100.0,
+            c.training_file
+        );
+    }
+    println!("  verdicts (heuristics):");
+    for v in &g.verdicts {
+        println!("    - {v}");
+    }
 }

@@ -8,7 +8,15 @@ use clap::{Args, ValueEnum};
 use indicatif::ProgressBar;
 
 use super::progress;
-use crate::train::{ConfigOverrides, Event, StageName, Stages, TrainOptions, TrainOutcome, train};
+use crate::train::{
+    ConfigOverrides, Event, Preset, StageName, Stages, TrainOptions, TrainOutcome, train,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PresetArg {
+    Native,
+    Reference,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Stage {
@@ -31,6 +39,10 @@ pub struct TrainArgs {
     /// Existing model whose prior to (re)train, with its VQ-VAE frozen.
     #[arg(long)]
     pub model: Option<PathBuf>,
+    /// Defaults to start from: Distill's own codec and training settings, or the original
+    /// system's model shape and tiers.
+    #[arg(long, value_enum, default_value_t = PresetArg::Native)]
+    pub preset: PresetArg,
     /// TOML file overriding the automatic configuration.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -95,6 +107,10 @@ impl TrainArgs {
             },
             model: self.model.clone(),
             overrides: ConfigOverrides {
+                preset: match self.preset {
+                    PresetArg::Native => Preset::Native,
+                    PresetArg::Reference => Preset::Reference,
+                },
                 config_file: self.config.clone(),
                 epochs: self.epochs,
                 lr: self.lr,

@@ -1,23 +1,38 @@
-//! `distill evaluate`'s model-fit report: VQ-VAE reconstruction and codebooks, and the
-//! prior's next-token cross-entropy in the model's own token order.
+//! `distill evaluate`: model fit (VQ-VAE reconstruction loss and codebooks, the prior's
+//! next-token cross-entropy in its own token order), reconstruction of the model's
+//! validation files through the codec and vocoder, and generated sounds against the
+//! collection.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
+use audio::chunk::{CHUNK_SAMPLES, chunk_signal_with, split_files};
 use audio::mel::MelSpectrogram;
 use burn::prelude::*;
 use prior_model::TokenOrder;
 use serde::Serialize;
 use vqvae::LevelHealth;
 
+use super::generation::{GenerationOptions, GenerationReport, TrainingCodes, generation};
+use super::reconstruction::{ReconstructionReport, reconstruction};
 use super::{code_grids, perplexity, prior_cross_entropy, prior_sequences, vq_eval};
+use crate::backend::Decoding;
+use crate::generate::{GenerateSettings, Generator, duration_samples};
 use crate::modelfile::ModelFile;
+use crate::train::data::short;
 
 /// What to evaluate.
 #[derive(Debug, Clone)]
 pub struct EvaluateOptions {
     pub model: PathBuf,
     pub data: PathBuf,
+    /// Sounds to generate for the generation report (0 = none).
+    pub generate: usize,
+    pub seed: u64,
+    /// Length of each generated sound (default: the collection's file lengths in turn).
+    pub duration_s: Option<f64>,
+    pub settings: GenerateSettings,
+    pub decoding: Decoding,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -36,7 +51,7 @@ pub struct PriorFit {
     pub bits_per_token: f64,
 }
 
-/// The report `distill evaluate` prints.
+/// Everything `distill evaluate` reports.
 #[derive(Debug, Clone, Serialize)]
 pub struct FitReport {
     pub model: String,
@@ -45,12 +60,16 @@ pub struct FitReport {
     pub chunks: usize,
     pub vqvae: VqvaeFit,
     pub prior: Option<PriorFit>,
+    /// The model's validation files through the codec and vocoder.
+    pub reconstruction: ReconstructionReport,
+    /// Generated sounds against the collection (models with a prior).
+    pub generation: Option<GenerationReport>,
 }
 
 /// Chunks batched through the models at once.
 const BATCH: usize = 16;
 
-/// Measures how well a model fits every usable file of a folder.
+/// Evaluates a model on every usable file of a folder.
 pub fn evaluate(options: &EvaluateOptions, device: &Device) -> anyhow::Result<FitReport> {
     let model = ModelFile::load(&options.model)?;
     let report = audio::scan::scan_dataset(&options.data)
@@ -59,11 +78,14 @@ pub fn evaluate(options: &EvaluateOptions, device: &Device) -> anyhow::Result<Fi
     if paths.is_empty() {
         bail!("{}: no usable audio files", options.data.display());
     }
+    let recordings: Vec<Vec<f32>> = paths
+        .iter()
+        .map(|p| audio::load_48k(p))
+        .collect::<Result<_, _>>()?;
     let mut chunks: Vec<Vec<f32>> = Vec::new();
     let mut files: Vec<usize> = Vec::new();
-    for (i, path) in paths.iter().enumerate() {
-        let x = audio::load_48k(path)?;
-        for samples in audio::chunk::chunk_signal(&x, audio::chunk::CHUNK_SAMPLES) {
+    for (i, x) in recordings.iter().enumerate() {
+        for samples in chunk_signal_with(x, CHUNK_SAMPLES, model.vqvae_config.normalization) {
             chunks.push(samples);
             files.push(i);
         }
@@ -72,12 +94,27 @@ pub fn evaluate(options: &EvaluateOptions, device: &Device) -> anyhow::Result<Fi
     let mel = MelSpectrogram::new(model.spectrogram_config.clone());
     let vq_model = crate::models::vqvae(&model, device)?;
     let vq = vq_eval(&vq_model, &refs, &mel, BATCH, device)?;
-    let prior = match model.has_prior() {
-        false => None,
+    let (grids, shape) = code_grids(&vq_model, &refs, &mel, BATCH, device)?;
+
+    // The model's own split (training's: same files, same seeded shuffle).
+    let ids: Vec<usize> = (0..paths.len()).collect();
+    let (train_ids, val_ids) = split_files(&ids, model.vqvae_config.val_fraction);
+    let val_ids = if val_ids.is_empty() {
+        ids.clone()
+    } else {
+        val_ids
+    };
+    let named = |i: usize| (short(&paths[i]), recordings[i].clone());
+    let held_out: Vec<(String, Vec<f32>)> = val_ids.iter().map(|&i| named(i)).collect();
+    let training: Vec<Vec<f32>> = train_ids.iter().map(|&i| recordings[i].clone()).collect();
+    let reconstruction =
+        reconstruction(&vq_model, &held_out, &training, &recordings, &mel, device)?;
+
+    let (prior, generation) = match model.has_prior() {
+        false => (None, None),
         true => {
             let p = crate::models::prior(&model, device)?;
             let order = model.token_order();
-            let (grids, shape) = code_grids(&vq_model, &refs, &mel, BATCH, device)?;
             let seq_len = p.shape().seq_len;
             // Back-to-back windows, each token scored once (as training's validation); in
             // raster order one sequence per chunk, first token not scored (as the reference).
@@ -89,13 +126,53 @@ pub fn evaluate(options: &EvaluateOptions, device: &Device) -> anyhow::Result<Fi
                 );
             }
             let nll = prior_cross_entropy(&p, &seqs, BATCH)?;
-            Some(PriorFit {
+            let fit = PriorFit {
                 token_order: order,
                 sequences: seqs.len(),
                 cross_entropy_nats: nll,
                 perplexity: perplexity(nll),
                 bits_per_token: nll / std::f64::consts::LN_2,
-            })
+            };
+            let generation = match options.generate {
+                0 => None,
+                count => {
+                    let train_ids = if train_ids.is_empty() {
+                        ids.clone()
+                    } else {
+                        train_ids
+                    };
+                    let training: Vec<TrainingCodes> = train_ids
+                        .iter()
+                        .map(|&f| TrainingCodes {
+                            name: short(&paths[f]),
+                            grids: files
+                                .iter()
+                                .zip(&grids)
+                                .filter(|(file, _)| **file == f)
+                                .map(|(_, g)| g.clone())
+                                .collect(),
+                            shape,
+                        })
+                        .collect();
+
+                    let generator =
+                        Generator::new(&model, device, options.decoding, options.settings)?;
+                    let gen_options = GenerationOptions {
+                        count,
+                        seed: options.seed,
+                        samples: options.duration_s.map(duration_samples).transpose()?,
+                        time_downsample: vq_model.arch().time_downsample,
+                    };
+                    Some(generation(
+                        &generator,
+                        gen_options,
+                        &recordings,
+                        &training,
+                        &mel,
+                    )?)
+                }
+            };
+            (Some(fit), generation)
         }
     };
     Ok(FitReport {
@@ -108,5 +185,7 @@ pub fn evaluate(options: &EvaluateOptions, device: &Device) -> anyhow::Result<Fi
             codebook_health: vq.health,
         },
         prior,
+        reconstruction,
+        generation,
     })
 }

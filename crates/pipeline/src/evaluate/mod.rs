@@ -8,6 +8,8 @@ use prior_model::{CodePrior, GridShape, TokenOrder};
 use vqvae::{ConvVqvae, LevelHealth, codebook_health, multi_scale_mel_loss};
 
 mod fit;
+pub mod generation;
+pub mod reconstruction;
 
 pub use fit::{EvaluateOptions, FitReport, PriorFit, VqvaeFit, evaluate};
 

@@ -52,11 +52,11 @@ pub struct GenerateSettings {
 
 impl Default for GenerateSettings {
     fn default() -> Self {
-        let s = SamplingParams::default();
+        // The sampler's defaults (SamplingParams), as the user-facing f64 values.
         Self {
-            temperature: f64::from(s.temperature),
-            top_k: s.top_k,
-            top_p: f64::from(s.top_p),
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 0.9,
             iterations: audio::vocoder::DEFAULT_ITERATIONS,
         }
     }
@@ -156,7 +156,7 @@ impl Generator {
             None => vec![1.0; k],
         };
         let spec = model.spectrogram_config.clone();
-        let (rows, _) = ConvVqvae::grid_for(spec.n_mels, spec.frames_for(RATE));
+        let (rows, _) = vq.grid_for(spec.n_mels, spec.frames_for(RATE));
         Self::from_parts(
             prior,
             vq,
@@ -221,7 +221,7 @@ impl Generator {
     /// Code-grid time steps of a time-major sound of `samples` samples.
     fn steps_for(&self, samples: usize) -> usize {
         let frames = self.vocoder.config.frames_for(samples);
-        ConvVqvae::grid_for(self.vocoder.config.n_mels, frames).1
+        self.vq.grid_for(self.vocoder.config.n_mels, frames).1
     }
 
     /// 1 s chunks a raster sound of `samples` samples is made of.

@@ -112,6 +112,9 @@ pub fn write_sound(dir: &Path, sound: &Sound, file: &SoundFile) -> anyhow::Resul
         "normalize": file.format.normalize,
         "griffin_lim_iterations": file.settings.iterations,
         "token_order": sound.codes.order,
+        // The codes that made the sound (raster grids, one per 1 s chunk for raster
+        // priors): novelty is measured on these, not on a re-encoding.
+        "codes": sound.codes,
         "backend": file.backend,
         "generator": format!("distill {}", env!("CARGO_PKG_VERSION")),
     });

@@ -4,13 +4,26 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use prior_config::{PriorConfig, get_adaptive_prior_config};
+use prior_config::{PriorConfig, get_adaptive_prior_config, native_prior_config};
 use serde_json::Value as Json;
-use vqvae::{VqvaeConfig, get_adaptive_vqvae_config};
+use vqvae::{VqvaeConfig, get_adaptive_vqvae_config, native_vqvae_config};
+
+/// Which family of defaults a run starts from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Preset {
+    /// Distill's own codec and training settings (see `native_vqvae_config`).
+    #[default]
+    Native,
+    /// The original system's: its model shape and tiers, per-chunk levels.
+    Reference,
+}
 
 /// Overrides of the automatic configuration; `None` keeps the tier's value.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ConfigOverrides {
+    /// The defaults to start from.
+    pub preset: Preset,
     /// TOML file with `[vqvae]` and/or `[prior]` sections (fields as in `distill info --json`).
     pub config_file: Option<PathBuf>,
     /// Epochs of both stages.
@@ -98,8 +111,16 @@ pub fn resolve(
     file_count: usize,
     warn: &mut dyn FnMut(String),
 ) -> anyhow::Result<(VqvaeConfig, PriorConfig)> {
-    let mut vq = get_adaptive_vqvae_config(file_count);
-    let mut pr = get_adaptive_prior_config(file_count);
+    let (mut vq, mut pr) = match o.preset {
+        Preset::Native => (
+            native_vqvae_config(file_count),
+            native_prior_config(file_count),
+        ),
+        Preset::Reference => (
+            get_adaptive_vqvae_config(file_count),
+            get_adaptive_prior_config(file_count),
+        ),
+    };
     if let Some(path) = &o.config_file {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;

@@ -3,7 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::bail;
-use audio::chunk::{CHUNK_SAMPLES, chunk_signal, peak_normalise, split_files};
+use audio::chunk::{CHUNK_SAMPLES, Normalisation, chunk_signal_with, peak_normalise, split_files};
+
 use audio::scan::ScanReport;
 use rand::Rng;
 use rand::rngs::StdRng;
@@ -27,8 +28,13 @@ pub struct Dataset {
     pub total_duration_s: f64,
 }
 
-/// Loads the usable files of a scan (decode → 48 kHz → chunks) and splits them by file.
-pub fn load(report: &ScanReport, val_fraction: f64) -> anyhow::Result<Dataset> {
+/// Loads the usable files of a scan (decode → 48 kHz → chunks levelled by `norm`) and
+/// splits them by file.
+pub fn load(
+    report: &ScanReport,
+    val_fraction: f64,
+    norm: Normalisation,
+) -> anyhow::Result<Dataset> {
     let files: Vec<PathBuf> = report.usable().map(|f| f.path.clone()).collect();
     if files.is_empty() {
         bail!(
@@ -41,7 +47,7 @@ pub fn load(report: &ScanReport, val_fraction: f64) -> anyhow::Result<Dataset> {
     for path in &files {
         let x = audio::load_48k(path)?;
         total += x.len() as f64 / f64::from(audio::SAMPLE_RATE);
-        per_file.push(chunk_signal(&x, CHUNK_SAMPLES));
+        per_file.push(chunk_signal_with(&x, CHUNK_SAMPLES, norm));
     }
     let ids: Vec<usize> = (0..files.len()).collect();
     let (train_files, val_files) = split_files(&ids, val_fraction);
@@ -76,8 +82,9 @@ const SPEED_FACTORS: [f32; 6] = [0.9, 0.95, 1.0, 1.0, 1.05, 1.1];
 const NOISE_P: f64 = 0.3;
 
 /// Training-time augmentation of one chunk: speed perturbation and white noise, then the
-/// chunk is clamped, cropped or padded back to 1 s and peak-normalised.
-pub fn augment(x: &[f32], rng: &mut StdRng) -> Vec<f32> {
+/// chunk is clamped, cropped or padded back to 1 s and brought back to the chunk's own peak
+/// level (1 for per-chunk normalised chunks; a quiet tail stays quiet).
+pub fn augment(x: &[f32], rng: &mut StdRng, norm: Normalisation) -> Vec<f32> {
     let mut y = x.to_vec();
     if !rng.random_bool(AUGMENT_P) {
         return y;
@@ -112,8 +119,23 @@ pub fn augment(x: &[f32], rng: &mut StdRng) -> Vec<f32> {
     for v in &mut y {
         *v = v.clamp(-1.0, 1.0);
     }
-    peak_normalise(&mut y);
+    match norm {
+        Normalisation::PerChunk => {
+            peak_normalise(&mut y);
+        }
+        Normalisation::PerFile => {
+            let (target, p) = (peak(x), peak(&y));
+            if p > 0.0 {
+                let scale = target / p;
+                y.iter_mut().for_each(|v| *v *= scale);
+            }
+        }
+    }
     y
+}
+
+fn peak(x: &[f32]) -> f32 {
+    x.iter().fold(0.0f32, |m, v| m.max(v.abs()))
 }
 
 /// File name for messages.

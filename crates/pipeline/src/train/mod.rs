@@ -29,7 +29,7 @@ use crate::cancel::CancelToken;
 use crate::evaluate::perplexity;
 use crate::modelfile::{CodebookHealth, ModelFile, ModelOrigin, PriorTraining, VqvaeTraining};
 use checkpoint::{CheckpointMeta, Checkpoints, StageCheckpoint};
-pub use config::ConfigOverrides;
+pub use config::{ConfigOverrides, Preset};
 pub use events::{EpochReport, Event, RunInfo, StageName, StageSummary};
 use runner::{Runner, StageRun, run_epochs};
 
@@ -229,7 +229,7 @@ pub fn train(
         );
     }
     let plan = plan(options, files, &mut warn)?;
-    let data = data::load(&report, plan.vq_cfg.val_fraction)?;
+    let data = data::load(&report, plan.vq_cfg.val_fraction, plan.vq_cfg.normalization)?;
     if data.val.is_empty() || data.train.is_empty() {
         bail!(
             "{}: need at least 2 usable files to split training and validation",

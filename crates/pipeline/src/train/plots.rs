@@ -59,7 +59,8 @@ fn draw_usage(
     mel: &MelSpectrogram,
     device: &Device,
 ) -> anyhow::Result<()> {
-    let model = ConvVqvae::from_state_dict(best, cfg.dropout.clamp(0.0, 0.99), device)?;
+    let model =
+        ConvVqvae::from_state_dict_with(best, cfg.arch(), cfg.dropout.clamp(0.0, 0.99), device)?;
     let val: Vec<&[f32]> = data.val.iter().map(|c| c.samples.as_slice()).collect();
     let codes = vq_eval(&model, &val, mel, cfg.batch_size, device)?.codes;
     let (levels, k) = (cfg.num_quantizers, cfg.codebook_size);

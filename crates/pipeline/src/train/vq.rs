@@ -147,7 +147,12 @@ impl<'a> VqStage<'a> {
             .init();
         let (model, optim, start) = match resume {
             Some(ck) => {
-                let model = ConvVqvae::from_state_dict(&ck.model, cfg.dropout, &train_device)?;
+                let model = ConvVqvae::from_state_dict_with(
+                    &ck.model,
+                    cfg.arch(),
+                    cfg.dropout,
+                    &train_device,
+                )?;
                 let optim = optim
                     .from_bytes(burn::tensor::Bytes::from_bytes_vec(ck.optim))
                     .map_err(|e| anyhow::anyhow!("checkpoint optimiser state: {e:?}"))?;
@@ -159,7 +164,7 @@ impl<'a> VqStage<'a> {
                 (assign_param_ids(model, ck.param_ids), optim, start)
             }
             None => (
-                ConvVqvae::new(VqvaeShape::from(cfg), &train_device)?,
+                ConvVqvae::with_arch(VqvaeShape::from(cfg), cfg.arch(), &train_device)?,
                 optim,
                 StageStart::fresh(),
             ),
@@ -226,7 +231,13 @@ impl Stage for VqStage<'_> {
             }
             let augmented: Vec<Vec<f32>> = idx
                 .iter()
-                .map(|&i| augment(&self.data.train[i].samples, &mut rng))
+                .map(|&i| {
+                    augment(
+                        &self.data.train[i].samples,
+                        &mut rng,
+                        self.cfg.normalization,
+                    )
+                })
                 .collect();
             let refs: Vec<&[f32]> = augmented.iter().map(Vec::as_slice).collect();
             let x = mel_batch(self.mel, &refs, &self.train_device);

@@ -1,0 +1,311 @@
+//! Whether generated sounds resemble the collection, and whether they copy it.
+//!
+//! * Closeness: the nearest-neighbour ratio of log-mel windows (≈ 1: as close to the
+//!   collection as one of its own files is to the others; ≫ 1: far from it).
+//! * Level shape: share of near-silent 50 ms frames and onsets per second, generated vs
+//!   collection.
+//! * Distribution: MMD² of standardised per-sound features against the collection's
+//!   split-half spread; precision / recall / coverage of the same features.
+//! * Novelty: the longest run of code-grid columns copied verbatim from a training file
+//!   (on the codes that made each sound, not a re-encoding) and the share of 8-token
+//!   n-grams of the prior's stream found in the training streams.
+//!
+//! Verdicts are heuristics (thresholds from `metrics::verdict`).
+
+use std::time::Instant;
+
+use audio::mel::MelSpectrogram;
+use metrics::Summary;
+use metrics::collection::features::{Standardiser, sound_features_all};
+use metrics::collection::mmd::{SplitHalf, mmd2_unbiased, split_half_baseline};
+use metrics::collection::nn::{NnRatio, nearest_neighbour_ratio};
+use metrics::collection::prc::{Prc, precision_recall_coverage};
+use metrics::levels::{near_silent_share, onset_rate};
+use metrics::novelty::{longest_copied_span, ngram_overlap};
+use metrics::verdict;
+use prior_model::{GridShape, TokenOrder};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use serde::Serialize;
+
+use crate::generate::{BATCH, GenerateSettings, Generator, Sound, sound_seeds};
+
+/// Level below which a 50 ms frame counts as near-silent (dB re the sound's peak).
+pub const NEAR_SILENT_DB: f64 = -40.0;
+/// Tokens per n-gram of the overlap measure.
+pub const NGRAM: usize = 8;
+/// Neighbours of the precision / recall manifolds.
+const PRC_K: usize = 3;
+/// Most copy-like sounds listed.
+const LISTED: usize = 5;
+/// Points of near-silent share beyond which the level shape counts as different.
+const LEVEL_TOLERANCE: f64 = 0.15;
+
+/// Generated vs collection values of one statistic.
+#[derive(Debug, Clone, Serialize)]
+pub struct Compared {
+    pub generated: Summary,
+    pub collection: Summary,
+}
+
+/// One of the most copy-like sounds.
+#[derive(Debug, Clone, Serialize)]
+pub struct CopyCase {
+    pub seed: u64,
+    /// Longest run of code columns found verbatim in a training file, in seconds.
+    pub copied_s: f64,
+    /// The same as a share of the sound.
+    pub copied_share: f64,
+    pub training_file: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Novelty {
+    pub copied_s: Summary,
+    pub copied_share: Summary,
+    pub ngram: usize,
+    /// Share of the generated n-grams found in the training streams.
+    pub ngram_overlap: Summary,
+    pub most_copy_like: Vec<CopyCase>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Distribution {
+    pub features: Vec<&'static str>,
+    pub mmd2: f64,
+    /// MMD² between random halves of the collection: the scale `mmd2` is read against.
+    pub split_half: SplitHalf,
+    pub precision_recall: Prc,
+}
+
+/// The generation report.
+#[derive(Debug, Clone, Serialize)]
+pub struct GenerationReport {
+    pub count: usize,
+    pub seed: u64,
+    pub duration_s: Summary,
+    pub settings: GenerateSettings,
+    pub token_order: TokenOrder,
+    pub generation_s: f64,
+    pub closeness: NnRatio,
+    pub near_silent_share: Compared,
+    pub onsets_per_s: Compared,
+    pub distribution: Distribution,
+    pub novelty: Novelty,
+    /// Plain-language heuristics.
+    pub verdicts: Vec<String>,
+}
+
+/// What to generate.
+#[derive(Debug, Clone, Copy)]
+pub struct GenerationOptions {
+    pub count: usize,
+    pub seed: u64,
+    /// Length of each sound; `None`: the lengths of the collection's files in turn (within
+    /// 0.5–10 s), so level statistics compare like with like.
+    pub samples: Option<usize>,
+    /// Mel frames per code column of the model.
+    pub time_downsample: usize,
+}
+
+/// A training file's code sequence: its chunks' grids, as the prior saw them.
+pub struct TrainingCodes {
+    pub name: String,
+    pub grids: Vec<Vec<i64>>,
+    pub shape: GridShape,
+}
+
+/// The columns (one time step: every row and level) of a sequence of raster grids.
+fn columns(grids: &[Vec<i64>], shape: GridShape) -> anyhow::Result<Vec<Vec<i64>>> {
+    let mut out = Vec::new();
+    for g in grids {
+        let tokens = TokenOrder::TimeMajor.tokens(g, shape)?;
+        out.extend(tokens.chunks(shape.tokens_per_step()).map(<[i64]>::to_vec));
+    }
+    Ok(out)
+}
+
+/// The prior-order token stream of a sound's or a file's grids.
+fn stream(order: TokenOrder, grids: &[Vec<i64>], shape: GridShape) -> anyhow::Result<Vec<i64>> {
+    let refs: Vec<&[i64]> = grids.iter().map(Vec::as_slice).collect();
+    Ok(order.stream(&refs, shape)?)
+}
+
+/// Generates `options.count` sounds and measures them against `collection` (48 kHz mono
+/// recordings) and the training files' codes.
+pub fn generation(
+    generator: &Generator,
+    options: GenerationOptions,
+    collection: &[Vec<f32>],
+    training: &[TrainingCodes],
+    mel: &MelSpectrogram,
+) -> anyhow::Result<GenerationReport> {
+    let started = Instant::now();
+    let seeds = sound_seeds(options.seed, options.count);
+    let lengths: Vec<usize> = match options.samples {
+        Some(n) => vec![n; options.count],
+        None => (0..options.count)
+            .map(|i| collection_length(&collection[i % collection.len()]))
+            .collect(),
+    };
+    // Sounds of equal length step together (one pass over the prior serves a batch).
+    let mut order: Vec<usize> = (0..options.count).collect();
+    order.sort_by_key(|&i| lengths[i]);
+    let mut rendered: Vec<Option<Sound>> = vec![None; options.count];
+    for group in order.chunk_by(|&a, &b| lengths[a] == lengths[b]) {
+        for batch in group.chunks(BATCH) {
+            let mut rngs: Vec<StdRng> = batch
+                .iter()
+                .map(|&i| StdRng::seed_from_u64(seeds[i]))
+                .collect();
+            let sounds = generator.render_many(lengths[batch[0]], &mut rngs, &mut || {})?;
+            for (&i, s) in batch.iter().zip(sounds) {
+                rendered[i] = Some(s);
+            }
+        }
+    }
+    let sounds: Vec<Sound> = rendered.into_iter().flatten().collect();
+    let generation_s = started.elapsed().as_secs_f64();
+    let audio: Vec<Vec<f32>> = sounds.iter().map(|s| s.audio.clone()).collect();
+
+    let closeness = nearest_neighbour_ratio(&audio, collection, mel)?;
+    let per = |sounds: &[Vec<f32>], f: &dyn Fn(&[f32]) -> metrics::Result<f64>| {
+        let values = sounds
+            .iter()
+            .map(|s| f(s))
+            .collect::<metrics::Result<Vec<f64>>>()?;
+        Summary::of(&values)
+    };
+    let silent = |s: &[f32]| near_silent_share(s, NEAR_SILENT_DB);
+    let onsets = |s: &[f32]| onset_rate(s, mel);
+    let near_silent_share = Compared {
+        generated: per(&audio, &silent)?,
+        collection: per(collection, &silent)?,
+    };
+    let onsets_per_s = Compared {
+        generated: per(&audio, &onsets)?,
+        collection: per(collection, &onsets)?,
+    };
+
+    let real = sound_features_all(collection, mel)?;
+    let fake = sound_features_all(&audio, mel)?;
+    let standard = Standardiser::fit(&real)?;
+    let (real, fake) = (standard.apply(&real)?, standard.apply(&fake)?);
+    let distribution = Distribution {
+        features: metrics::collection::features::FEATURE_NAMES.to_vec(),
+        mmd2: mmd2_unbiased(&fake, &real)?,
+        split_half: split_half_baseline(&real, options.seed)?,
+        precision_recall: precision_recall_coverage(&real, &fake, PRC_K)?,
+    };
+
+    // Seconds of audio per code column.
+    let column_s = (options.time_downsample * mel.config.hop_length) as f64
+        / f64::from(mel.config.sample_rate);
+    let novelty = novelty(generator.token_order(), &sounds, &seeds, training, column_s)?;
+
+    let mut verdicts = vec![
+        verdict::closeness(closeness.ratio).to_string(),
+        verdict::copy_risk(novelty.copied_share.max).to_string(),
+        verdict::distribution(distribution.mmd2, &distribution.split_half).to_string(),
+    ];
+    verdicts.extend(
+        verdict::fidelity_diversity(
+            distribution.precision_recall.precision,
+            distribution.precision_recall.recall,
+        )
+        .into_iter()
+        .map(str::to_string),
+    );
+    let (g, c) = (
+        near_silent_share.generated.median,
+        near_silent_share.collection.median,
+    );
+    if (g - c).abs() > LEVEL_TOLERANCE {
+        verdicts.push(format!(
+            "level shape unlike the collection: {:.0}% of frames near-silent, the collection {:.0}%",
+            g * 100.0,
+            c * 100.0
+        ));
+    }
+    Ok(GenerationReport {
+        count: options.count,
+        seed: options.seed,
+        duration_s: Summary::of(
+            &lengths
+                .iter()
+                .map(|&n| n as f64 / f64::from(audio::SAMPLE_RATE))
+                .collect::<Vec<_>>(),
+        )?,
+        settings: *generator.settings(),
+        token_order: generator.token_order(),
+        generation_s,
+        closeness,
+        near_silent_share,
+        onsets_per_s,
+        distribution,
+        novelty,
+        verdicts,
+    })
+}
+
+/// Copying of training code sequences by each generated sound.
+fn novelty(
+    order: TokenOrder,
+    sounds: &[Sound],
+    seeds: &[u64],
+    training: &[TrainingCodes],
+    column_s: f64,
+) -> anyhow::Result<Novelty> {
+    anyhow::ensure!(
+        !training.is_empty(),
+        "no training files to compare codes with"
+    );
+    let shape = training[0].shape;
+    let train_columns: Vec<Vec<Vec<i64>>> = training
+        .iter()
+        .map(|t| columns(&t.grids, t.shape))
+        .collect::<anyhow::Result<_>>()?;
+    let train_streams: Vec<Vec<i64>> = training
+        .iter()
+        .map(|t| stream(order, &t.grids, t.shape))
+        .collect::<anyhow::Result<_>>()?;
+    let mut cases = Vec::with_capacity(sounds.len());
+    let (mut copied_s, mut shares, mut overlaps) = (Vec::new(), Vec::new(), Vec::new());
+    for (sound, &seed) in sounds.iter().zip(seeds) {
+        anyhow::ensure!(
+            sound.codes.shape.rows == shape.rows && sound.codes.shape.levels == shape.levels,
+            "generated grids do not have the training grids' rows and levels"
+        );
+        let cols = columns(&sound.codes.grids, sound.codes.shape)?;
+        let span = longest_copied_span(&cols, &train_columns);
+        let share = span.share();
+        copied_s.push(span.len as f64 * column_s);
+        shares.push(share);
+        let tokens = stream(order, &sound.codes.grids, sound.codes.shape)?;
+        overlaps.push(ngram_overlap(&tokens, &train_streams, NGRAM)?);
+        cases.push(CopyCase {
+            seed,
+            copied_s: span.len as f64 * column_s,
+            copied_share: share,
+            training_file: training
+                .get(span.training_index)
+                .map(|t| t.name.clone())
+                .unwrap_or_default(),
+        });
+    }
+    cases.sort_by(|a, b| b.copied_share.total_cmp(&a.copied_share));
+    cases.truncate(LISTED);
+    Ok(Novelty {
+        copied_s: Summary::of(&copied_s)?,
+        copied_share: Summary::of(&shares)?,
+        ngram: NGRAM,
+        ngram_overlap: Summary::of(&overlaps)?,
+        most_copy_like: cases,
+    })
+}
+
+/// The length a generated sound takes after a collection file: the file's, within 0.5–10 s.
+fn collection_length(file: &[f32]) -> usize {
+    let rate = audio::SAMPLE_RATE as usize;
+    file.len().clamp(rate / 2, 10 * rate)
+}
