@@ -260,7 +260,8 @@ fn encode_matches_the_reference_codes_and_decode_writes_audio() {
 /// The wgpu backend (a GPU, or a software adapter such as llvmpipe) gives the same codes as
 /// flex. Machines without any adapter get a clear error instead, and the test says so.
 #[test]
-fn wgpu_backend_encodes_like_flex_when_an_adapter_exists() {
+#[ignore = "needs a GPU adapter for wgpu: run `cargo test -- --ignored` on a machine with one"]
+fn wgpu_backend_encodes_like_flex() {
     let dir = tempfile::tempdir().expect("temp dir");
     let audio = root().join("examples/drums/drum_snare_hard.flac");
     let run = |backend: &str| {
@@ -280,15 +281,7 @@ fn wgpu_backend_encodes_like_flex_when_an_adapter_exists() {
     let (o, flex) = run("flex");
     assert!(o.status.success(), "{}", stderr(&o));
     let (o, wgpu) = run("wgpu");
-    if !o.status.success() {
-        let err = stderr(&o);
-        assert!(
-            err.contains("no usable GPU adapter"),
-            "wgpu failed without a clear reason: {err}"
-        );
-        eprintln!("wgpu adapter unavailable here; checked the error message only");
-        return;
-    }
+    assert!(o.status.success(), "{}", stderr(&o));
     let codes = |p: &Path| -> serde_json::Value {
         serde_json::from_slice::<serde_json::Value>(&std::fs::read(p).expect("codes"))
             .expect("json")["codes"]

@@ -156,16 +156,83 @@ fn unusable_data_is_a_clear_error_before_training() {
     ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("missing"));
+    // Invalid settings are refused, naming the problem, on a folder that does hold audio
+    // (so it is the settings, not the data, that fail) and before any file is written.
+    let data = dir.path().join("sounds");
+    std::fs::create_dir(&data).expect("mkdir");
+    synthetic_collection(&data, 3);
     let o = distill(&[
         "train",
         "--data",
-        dir.path().to_str().expect("utf-8"),
+        data.to_str().expect("utf-8"),
+        "-o",
+        out.to_str().expect("utf-8"),
         "--heads",
         "3",
         "--hidden-size",
         "32",
     ]);
     assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("num_heads (3) must divide hidden_size (32)"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!out.exists());
+}
+
+#[test]
+fn shipped_presets_work_with_config_and_unknown_keys_are_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("sounds");
+    std::fs::create_dir(&data).expect("mkdir");
+    synthetic_collection(&data, 3);
+    for tier in ["small", "medium", "large"] {
+        let preset = crate::util::root().join(format!("configs/prior-{tier}.toml"));
+        let out = dir.path().join(format!("{tier}.distill"));
+        // One epoch of the VQ-VAE only: the preset must parse and resolve, not train.
+        let o = distill(&[
+            "train",
+            "--data",
+            data.to_str().expect("utf-8"),
+            "-o",
+            out.to_str().expect("utf-8"),
+            "--config",
+            preset.to_str().expect("utf-8"),
+            "--stage",
+            "vqvae",
+            "--epochs",
+            "1",
+            "--json",
+        ]);
+        assert!(o.status.success(), "{tier}: {}", stderr(&o));
+        let config = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["event"] == "config")
+            .expect("config event");
+        let text = std::fs::read_to_string(&preset).expect("preset");
+        let table: toml::Table = toml::from_str(&text).expect("preset is TOML");
+        let hidden = table["prior"]["hidden_size"]
+            .as_integer()
+            .expect("hidden_size");
+        assert_eq!(config["prior_config"]["hidden_size"], hidden, "{tier}");
+    }
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[prior]\nhidden_sise = 64\n").expect("write");
+    let o = distill(&[
+        "train",
+        "--data",
+        data.to_str().expect("utf-8"),
+        "--config",
+        bad.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("unknown prior setting 'hidden_sise'"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]

@@ -70,3 +70,21 @@ impl Backend {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_adapter_is_a_clear_error_pointing_to_the_cpu() {
+        let message = BackendError::NoAdapter("no Vulkan driver".into()).to_string();
+        assert!(
+            message.contains("no usable GPU adapter (no Vulkan driver)"),
+            "{message}"
+        );
+        assert!(message.contains("--backend flex"), "{message}");
+        assert_eq!(Backend::Wgpu.decoding(), Decoding::Device);
+        assert_eq!(Backend::Flex.decoding(), Decoding::Host);
+        assert_eq!(Backend::Ndarray.decoding(), Decoding::Host);
+    }
+}

@@ -335,7 +335,8 @@ mod tests {
         let (w, h, back) = decode(&encode_png(4, 3, &rgb).expect("encodes"));
         assert_eq!((w, h), (4, 3));
         assert_eq!(back, rgb);
-        assert!(encode_png(4, 4, &rgb).is_err(), "size mismatch is an error");
+        let err = encode_png(4, 4, &rgb).expect_err("size mismatch is an error");
+        assert!(err.to_string().contains("does not match the size"), "{err}");
     }
 
     fn report(epoch: usize, train: f64, val: f64, best: bool) -> LossPoint {

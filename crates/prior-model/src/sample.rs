@@ -149,6 +149,35 @@ mod tests {
     }
 
     #[test]
+    fn top_p_keeps_tokens_whose_preceding_mass_is_below_p() {
+        // Probabilities 0.5, 0.25, 0.25 (ties: lower index first). Token 2's preceding mass
+        // is 0.75: excluded at p = 0.74, included at p = 0.76.
+        let logits = [0.5f32.ln(), 0.25f32.ln(), 0.25f32.ln()];
+        let counts = |top_p: f32| {
+            let params = SamplingParams {
+                temperature: 1.0,
+                top_k: 0,
+                top_p,
+            };
+            let mut rng = StdRng::seed_from_u64(11);
+            let mut c = [0usize; 3];
+            for _ in 0..6000 {
+                c[sample(&logits, &params, &mut rng)] += 1;
+            }
+            c
+        };
+        let below = counts(0.74);
+        assert_eq!(below[2], 0, "{below:?}");
+        // The survivors are renormalised: 2 : 1.
+        let ratio = below[0] as f64 / below[1] as f64;
+        assert!((ratio - 2.0).abs() < 0.2, "{below:?}");
+        let above = counts(0.76);
+        assert!(above[2] > 1000, "{above:?}");
+        // Token 1's preceding mass is 0.5: a p of 0.5 keeps the top token alone.
+        assert_eq!(counts(0.5)[1..], [0, 0]);
+    }
+
+    #[test]
     fn sampling_is_reproducible_with_a_seed() {
         let logits: Vec<f32> = (0..64).map(|i| (i as f32 * 0.37).sin()).collect();
         let run = |seed| {

@@ -185,7 +185,12 @@ fn invalid_shapes_are_rejected() {
     let device = Device::flex();
     let mut s = tiny(&device).shape();
     s.num_heads = 3;
-    assert!(CodePrior::new(s, &device).is_err());
+    let err = CodePrior::new(s, &device).expect_err("3 heads do not divide 16");
+    assert!(
+        err.to_string()
+            .contains("num_heads (3) must divide hidden_size (16)"),
+        "{err}"
+    );
     let (mut sd, heads) = reference_prior();
     sd.remove("head.weight");
     let err = CodePrior::from_state_dict(&sd, heads, 0.3, &device).expect_err("missing head");
@@ -329,9 +334,13 @@ fn host_steps_match_the_full_forward_pass() {
         assert!(max_abs_diff(&via_prefill, &full[71 * 64..72 * 64]) <= 1e-4);
     }
     let mut state = decoder.new_state();
+    let err = decoder
+        .step(&mut state, 64)
+        .expect_err("token outside the codebook");
     assert!(
-        decoder.step(&mut state, 64).is_err(),
-        "token outside the codebook"
+        err.to_string()
+            .contains("token 64 is outside the codebook of 64"),
+        "{err}"
     );
 
     // Several sequences stepped together give exactly each one's own logits, even when
@@ -355,9 +364,12 @@ fn host_steps_match_the_full_forward_pass() {
             assert_eq!(together[i].logits(), &want[..], "sequence {i}, step {t}");
         }
     }
+    let err = decoder
+        .step_many(&mut together, &[0, 0])
+        .expect_err("one token per sequence");
     assert!(
-        decoder.step_many(&mut together, &[0, 0]).is_err(),
-        "one token per sequence"
+        err.to_string().contains("2 tokens for 3 sequences"),
+        "{err}"
     );
 }
 

@@ -94,8 +94,10 @@ fn nearest_host(x: &[f32], embed: &[f32], d: usize) -> Vec<usize> {
         .collect()
 }
 
-/// Lloyd's k-means with `iters` iterations, initial centres sampled from the data.
-/// Returns centres `[k, d]` and the final cluster sizes.
+/// Lloyd's k-means with `iters` iterations from k-means++ seeds (each next seed drawn with
+/// probability proportional to its squared distance from the seeds so far; uniform seeds,
+/// as the reference drew them, often put two codes on one cluster and none on another, and
+/// Lloyd's iterations do not undo that). Returns centres `[k, d]` and the cluster sizes.
 pub fn kmeans(
     x: &[f32],
     d: usize,
@@ -108,18 +110,32 @@ pub fn kmeans(
     if n == 0 {
         return (centres, vec![0.0; k]);
     }
-    // Without replacement when there are enough vectors (like the reference's randperm).
-    let mut order: Vec<usize> = (0..n).collect();
-    for i in (1..n).rev() {
-        order.swap(i, rng.random_range(0..=i));
-    }
-    for c in 0..k {
-        let src = if n >= k {
-            order[c]
+    let point = |i: usize| &x[i * d..(i + 1) * d];
+    let dist2 = |a: &[f32], b: &[f32]| -> f64 {
+        a.iter().zip(b).map(|(p, q)| f64::from(p - q).powi(2)).sum()
+    };
+    let first = rng.random_range(0..n);
+    centres[..d].copy_from_slice(point(first));
+    let mut nearest: Vec<f64> = (0..n).map(|i| dist2(point(i), point(first))).collect();
+    for c in 1..k {
+        let total: f64 = nearest.iter().sum();
+        let src = if total > 0.0 {
+            let mut target = rng.random::<f64>() * total;
+            nearest
+                .iter()
+                .position(|&w| {
+                    target -= w;
+                    target <= 0.0
+                })
+                .unwrap_or(n - 1)
         } else {
+            // Every point already sits on a seed (fewer distinct points than codes).
             rng.random_range(0..n)
         };
-        centres[c * d..(c + 1) * d].copy_from_slice(&x[src * d..(src + 1) * d]);
+        centres[c * d..(c + 1) * d].copy_from_slice(point(src));
+        for (i, w) in nearest.iter_mut().enumerate() {
+            *w = w.min(dist2(point(i), point(src)));
+        }
     }
     let mut counts = vec![0.0f32; k];
     for _ in 0..iters {

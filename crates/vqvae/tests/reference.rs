@@ -172,9 +172,22 @@ fn bad_codes_are_errors() {
     let device = Device::flex();
     let model = ConvVqvae::from_state_dict(&sd, 0.4, &device).expect("loads");
     let too_big = Tensor::<3, Int>::full([1, 48, 3], 64, &device);
-    assert!(model.codes_to_embeddings(too_big, (8, 6)).is_err());
+    let err = model
+        .codes_to_embeddings(too_big, (8, 6))
+        .expect_err("code 64 of a 64-code book");
+    assert!(
+        err.to_string().contains("code values must be in 0..64"),
+        "{err}"
+    );
     let wrong_grid = Tensor::<3, Int>::zeros([1, 47, 3], &device);
-    assert!(model.codes_to_embeddings(wrong_grid, (8, 6)).is_err());
+    let err = model
+        .codes_to_embeddings(wrong_grid, (8, 6))
+        .expect_err("47 positions for an 8x6 grid");
+    assert!(
+        err.to_string()
+            .contains("codes of shape [1, 47, 3] do not fit a 8x6 grid"),
+        "{err}"
+    );
     let mut broken = sd.clone();
     broken.remove("decoder.proj.weight");
     let err = ConvVqvae::from_state_dict(&broken, 0.4, &device).expect_err("missing tensor");

@@ -40,7 +40,7 @@ fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
 fn kmeans_init_spreads_the_codes_over_clustered_data() {
     let device = Device::flex();
     let mut rng = StdRng::seed_from_u64(1);
-    let (x, _) = clustered(600, 24, 8, &mut rng);
+    let (x, centres) = clustered(600, 24, 8, &mut rng);
     let mut rvq = ResidualVq::new(1, 32, 8, &device);
     let input = Tensor::<2>::from_data(TensorData::new(x, [600, 8]), &device);
     let out = rvq.forward_train(input, &cfg(), &mut rng);
@@ -58,6 +58,22 @@ fn kmeans_init_spreads_the_codes_over_clustered_data() {
         used.len()
     );
     assert!(host(rvq.levels[0].initted.val())[0] > 0.5);
+    // Every true cluster centre has a code on it (points lie within ±0.05 per dimension of
+    // their centre; centres are spread over ±10): random or untrained codes would not.
+    let codes = host(rvq.levels[0].embed.val());
+    for (c, centre) in centres.chunks_exact(8).enumerate() {
+        let nearest = codes
+            .chunks_exact(8)
+            .map(|e| {
+                e.iter()
+                    .zip(centre)
+                    .map(|(a, b)| (a - b).powi(2))
+                    .sum::<f32>()
+                    .sqrt()
+            })
+            .fold(f32::INFINITY, f32::min);
+        assert!(nearest < 0.2, "cluster {c}: nearest code {nearest} away");
+    }
 }
 
 #[test]
@@ -157,6 +173,8 @@ fn commitment_loss_is_zero_when_inputs_sit_on_codes() {
 
 #[test]
 fn straight_through_passes_gradients_to_the_input() {
+    // d/dx of sum(quantized) is exactly 1 everywhere: the forward value is the codes, the
+    // backward pass sees the identity (and nothing of the commitment term).
     let device = Device::flex().autodiff();
     let mut rng = StdRng::seed_from_u64(5);
     let mut rvq = ResidualVq::new(2, 8, 4, &device);
@@ -167,8 +185,61 @@ fn straight_through_passes_gradients_to_the_input() {
     )
     .require_grad();
     let out = rvq.forward_train(x.clone(), &cfg(), &mut rng);
-    let loss = out.quantized.sum() + out.commit_loss.sum();
-    let grads = loss.backward();
-    let g = x.grad(&grads).expect("input receives a gradient");
-    assert!(host(g).iter().any(|v| v.abs() > 0.0));
+    let grads = out.quantized.sum().backward();
+    let g = host(x.grad(&grads).expect("input receives a gradient"));
+    assert!(
+        g.iter().all(|&v| v == 1.0),
+        "straight-through gradient {g:?}"
+    );
+}
+
+#[test]
+fn the_commitment_weight_is_applied_once_to_every_level() {
+    // The commitment loss of level l is mean((q_l − r_l)²) with r_0 = x, r_{l+1} = r_l − q_l
+    // (codes are constants), weighted once by 0.25 (the reference applied its weight twice,
+    // 0.0625). Its gradient with respect to x, by hand:
+    //   w · 2/(N·D) · Σ_l (r_l − q_l).
+    let device = Device::flex().autodiff();
+    let mut rng = StdRng::seed_from_u64(6);
+    let (n, d) = (32, 4);
+    let mut rvq = ResidualVq::new(2, 8, d, &device);
+    let (data, _) = clustered(n, 8, d, &mut rng);
+    // First call: k-means initialisation. The second call's codes are the codebooks as they
+    // stand before it.
+    let input = Tensor::<2>::from_data(TensorData::new(data.clone(), [n, d]), &device);
+    rvq.forward_train(input, &cfg(), &mut rng);
+    let books: Vec<Vec<f32>> = rvq.levels.iter().map(|l| host(l.embed.val())).collect();
+    let shifted: Vec<f32> = data.iter().map(|v| v + 0.3).collect();
+    let x =
+        Tensor::<2>::from_data(TensorData::new(shifted.clone(), [n, d]), &device).require_grad();
+    let out = rvq.forward_train(x.clone(), &cfg(), &mut rng);
+    let idx: Vec<i64> = out
+        .indices
+        .clone()
+        .into_data()
+        .convert::<i64>()
+        .try_to_vec::<i64>()
+        .expect("ints");
+    let grads = out.commit_loss.sum().backward();
+    let got = host(x.grad(&grads).expect("input receives a gradient"));
+    let w = cfg().commitment_weight;
+    for i in 0..n {
+        let mut residual: Vec<f32> = shifted[i * d..(i + 1) * d].to_vec();
+        let mut expected = vec![0.0f32; d];
+        for (l, book) in books.iter().enumerate() {
+            let code = idx[i * 2 + l] as usize;
+            let q = &book[code * d..(code + 1) * d];
+            for j in 0..d {
+                expected[j] += w * 2.0 / (n * d) as f32 * (residual[j] - q[j]);
+                residual[j] -= q[j];
+            }
+        }
+        for j in 0..d {
+            let (e, g) = (expected[j], got[i * d + j]);
+            assert!(
+                (e - g).abs() <= 1e-6 + 1e-4 * e.abs(),
+                "row {i} dim {j}: gradient {g}, by hand {e}"
+            );
+        }
+    }
 }

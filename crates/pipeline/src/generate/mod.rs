@@ -399,4 +399,31 @@ mod tests {
         let w_last = ((19.5f32 / 20.0) * std::f32::consts::FRAC_PI_2).cos();
         assert!(w_first > 0.99 && w_last < 0.05);
     }
+
+    #[test]
+    fn the_outgoing_chunk_fades_out_and_the_incoming_one_in() {
+        // Distinguishable chunks (+1 then −1): swapped fades would start the overlap on the
+        // incoming chunk (the original system's bug).
+        let joined = crossfade_join(&[vec![1.0f32; 100], vec![-1.0f32; 100]], 20);
+        assert!(
+            joined[79] == 1.0,
+            "before the overlap: the first chunk alone"
+        );
+        assert!(
+            joined[80] > 0.9,
+            "overlap starts on the outgoing chunk: {}",
+            joined[80]
+        );
+        assert!(
+            joined[99] < -0.9,
+            "overlap ends on the incoming chunk: {}",
+            joined[99]
+        );
+        assert!(
+            joined[100] == -1.0,
+            "after the overlap: the second chunk alone"
+        );
+        // Monotonic hand-over in between.
+        assert!(joined[80..100].windows(2).all(|w| w[1] < w[0]));
+    }
 }

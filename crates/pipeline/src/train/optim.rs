@@ -106,3 +106,96 @@ impl ModuleMapper for AssignIds {
 pub fn assign_param_ids<M: Module>(model: M, ids: Vec<u64>) -> M {
     model.map(&mut AssignIds { ids, next: 0 })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::nn::{Linear, LinearConfig};
+    use burn::optim::AdamWConfig;
+
+    #[test]
+    fn cosine_schedule_follows_torch_cosine_annealing() {
+        // CosineAnnealingLR(T_max = 100) stepped per epoch: base·(1 + cos(π·e/100))/2.
+        assert_eq!(cosine_lr(1e-3, 0, 100), 1e-3);
+        assert!((cosine_lr(1e-3, 50, 100) - 5e-4).abs() < 1e-15);
+        assert!((cosine_lr(1e-3, 25, 100) - 1e-3 * (1.0 + 0.5f64.sqrt()) / 2.0).abs() < 1e-15);
+        let last = cosine_lr(1e-3, 99, 100);
+        assert!(last > 0.0 && last < 3e-7, "last epoch {last}");
+        // Falls every epoch.
+        assert!((1..100).all(|e| cosine_lr(1.0, e, 100) < cosine_lr(1.0, e - 1, 100)));
+    }
+
+    /// A layer whose weight and bias gradients differ in size, for clipping.
+    fn layer(device: &Device) -> (Linear, Tensor<1>) {
+        device.seed(1);
+        let lin = LinearConfig::new(3, 2).init(device);
+        let x = Tensor::<2>::from_data(TensorData::new(vec![3.0f32, -2.0, 5.0], [1, 3]), device);
+        let loss = lin.forward(x).sum().mul_scalar(4.0);
+        (lin, loss)
+    }
+
+    fn grad_values<const D: usize>(g: &GradientsParams, p: &Param<Tensor<D>>) -> Vec<f32> {
+        g.get::<D>(p.id)
+            .expect("gradient")
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .expect("f32")
+    }
+
+    #[test]
+    fn clipping_scales_every_gradient_by_one_global_factor() {
+        let device = Device::flex().autodiff();
+        let (lin, loss) = layer(&device);
+        let bias = lin.bias.clone().expect("bias");
+        let mut grads = GradientsParams::from_grads(loss.backward(), &lin);
+        let (w0, b0) = (grad_values(&grads, &lin.weight), grad_values(&grads, &bias));
+        // d(4·Σ(xW + b))/dW = 4x per output, /db = 4: norms sqrt(2·16·38) and sqrt(2·16).
+        let norm = ((w0.iter().chain(&b0))
+            .map(|v| f64::from(*v).powi(2))
+            .sum::<f64>())
+        .sqrt();
+        assert!(
+            (norm - (16.0 * 2.0 * 39.0f64).sqrt()).abs() < 1e-3,
+            "norm {norm}"
+        );
+        let reported = clip_global_norm(&lin, &mut grads, 1.0);
+        assert!((reported - norm).abs() < 1e-3);
+        let (w1, b1) = (grad_values(&grads, &lin.weight), grad_values(&grads, &bias));
+        let factor = 1.0 / (norm + 1e-6);
+        for (before, after) in w0.iter().chain(&b0).zip(w1.iter().chain(&b1)) {
+            let want = f64::from(*before) * factor;
+            assert!((f64::from(*after) - want).abs() < 1e-6, "{after} vs {want}");
+        }
+        // Below the limit nothing changes.
+        let (lin, loss) = layer(&device);
+        let mut grads = GradientsParams::from_grads(loss.backward(), &lin);
+        let before = grad_values(&grads, &lin.weight);
+        clip_global_norm(&lin, &mut grads, 1e6);
+        assert_eq!(grad_values(&grads, &lin.weight), before);
+    }
+
+    #[test]
+    fn a_non_finite_loss_skips_the_step_and_keeps_the_model() {
+        let device = Device::flex().autodiff();
+        let (lin, loss) = layer(&device);
+        let weights = |l: &Linear| {
+            l.weight
+                .val()
+                .into_data()
+                .convert::<f32>()
+                .try_to_vec::<f32>()
+                .expect("f32")
+        };
+        let before = weights(&lin);
+        let mut optim = AdamWConfig::new().init();
+        let nan = loss.mul_scalar(f32::NAN);
+        let (kept, value) = descend(lin, nan, &mut optim, 1e-2, 1.0);
+        assert_eq!(value, None);
+        assert_eq!(weights(&kept), before, "the model is unchanged");
+        let (lin, loss) = layer(&device);
+        let (moved, value) = descend(lin, loss, &mut optim, 1e-2, 1.0);
+        assert!(value.is_some_and(f64::is_finite));
+        assert_ne!(weights(&moved), before, "a finite loss takes a step");
+    }
+}

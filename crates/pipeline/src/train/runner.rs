@@ -253,3 +253,136 @@ pub fn run_epochs<S: Stage>(
         history,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weights::HostTensor;
+
+    /// A stage whose validation losses are scripted and whose "weights" are its epoch
+    /// number, so the kept weights show which epoch they came from.
+    struct Scripted {
+        val: Vec<f64>,
+        current: usize,
+        seen_best: Vec<f64>,
+    }
+
+    fn weights_of(epoch: usize) -> StateDict {
+        let mut d = StateDict::new();
+        d.insert("w".into(), HostTensor::f32(vec![1], vec![epoch as f32]));
+        d
+    }
+
+    impl Stage for Scripted {
+        const NAME: StageName = StageName::Prior;
+
+        fn epochs(&self) -> usize {
+            self.val.len()
+        }
+
+        fn base_lr(&self) -> f64 {
+            1e-3
+        }
+
+        fn train_epoch(
+            &mut self,
+            epoch: usize,
+            _lr: f64,
+            _run: &mut Runner,
+        ) -> anyhow::Result<Option<(f64, usize)>> {
+            self.current = epoch + 1;
+            Ok(Some((10.0 - epoch as f64, 0)))
+        }
+
+        fn validate(&mut self, epoch: usize, _run: &mut Runner) -> anyhow::Result<f64> {
+            Ok(self.val[epoch])
+        }
+
+        fn weights(&self) -> anyhow::Result<StateDict> {
+            Ok(weights_of(self.current))
+        }
+
+        fn metrics(
+            &mut self,
+            _epoch: usize,
+            _train_loss: f64,
+            _val_loss: f64,
+            best_val_loss: f64,
+            _previous: Option<&EpochReport>,
+            _run: &mut Runner,
+        ) -> EpochMetrics {
+            self.seen_best.push(best_val_loss);
+            EpochMetrics::default()
+        }
+
+        fn capture(
+            &self,
+            epoch: usize,
+            best: &Best,
+            history: &[EpochReport],
+        ) -> anyhow::Result<StageCheckpoint> {
+            Ok(StageCheckpoint {
+                epoch,
+                model: weights_of(self.current),
+                param_ids: Vec::new(),
+                optim: Vec::new(),
+                best: best.clone(),
+                history: history.to_vec(),
+            })
+        }
+    }
+
+    #[test]
+    fn the_best_validation_epochs_weights_are_kept_not_the_last() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let checkpoints = Checkpoints::for_output(&dir.path().join("m.distill"));
+        let meta = CheckpointMeta {
+            version: 1,
+            stage: StageName::Prior,
+            epoch: 0,
+            seed: 0,
+            data: dir.path().to_path_buf(),
+            output: dir.path().join("m.distill"),
+            vqvae_config: Default::default(),
+            prior_config: Default::default(),
+            train_prior: true,
+            param_ids: Vec::new(),
+            best_val_loss: None,
+            best_epoch: None,
+            history: Vec::new(),
+            model_file: String::new(),
+            best_file: None,
+            optim_file: String::new(),
+        };
+        let cancel = CancelToken::new();
+        let mut events = Vec::new();
+        let mut sink = |e: &Event| events.push(e.clone());
+        let mut run = Runner::new(&mut sink, &cancel, None, &checkpoints, meta, dir.path(), 0);
+        let mut stage = Scripted {
+            val: vec![3.0, 1.0, 2.0, 1.5],
+            current: 0,
+            seen_best: Vec::new(),
+        };
+        let result = run_epochs(&mut stage, StageStart::fresh(), &mut run).expect("runs");
+        let (loss, epoch, weights) = result.best().expect("an epoch ran");
+        assert_eq!((loss, epoch), (1.0, 2));
+        assert_eq!(
+            *weights,
+            weights_of(2),
+            "the kept weights are epoch 2's, not the last"
+        );
+        let best_flags: Vec<bool> = result.history.iter().map(|r| r.is_best).collect();
+        assert_eq!(best_flags, [true, true, false, false]);
+        assert_eq!(stage.seen_best, [3.0, 1.0, 1.0, 1.0]);
+        // The checkpoint on disk holds the same best weights.
+        let (_, ck) = Checkpoints::load(&checkpoints.dir).expect("checkpoint");
+        let (ck_loss, ck_epoch, ck_weights) = ck.best.expect("best in the checkpoint");
+        assert_eq!((ck_loss, ck_epoch), (1.0, 2));
+        assert_eq!(ck_weights, weights_of(2));
+        drop(run);
+        assert!(matches!(
+            events.last(),
+            Some(Event::Checkpoint { epoch: 4, .. })
+        ));
+    }
+}
