@@ -220,12 +220,15 @@ fn encode_matches_the_reference_codes_and_decode_writes_audio() {
         .expect("vectors");
     let (t, _) = weights::st::from_bytes(&vectors).expect("parse");
     let expected = t["mel_indices"].to_i64("mel_indices").expect("ints");
-    let equal = got.iter().zip(&expected).filter(|(a, b)| a == b).count();
-    let share = equal as f64 / expected.len() as f64;
-    assert!(
-        share >= 0.99,
-        "only {:.1}% of codes equal the reference's",
-        share * 100.0
+    // Every code equals the reference's (measured: 0 of 288 differ; the fixture's margins
+    // show no code within 1e-5 of a tie, see the VQ-VAE parity test).
+    let differing = got.iter().zip(&expected).filter(|(a, b)| a != b).count();
+    assert_eq!(got.len(), expected.len());
+    assert_eq!(
+        differing,
+        0,
+        "{differing} of {} codes differ from the reference's",
+        expected.len()
     );
 
     let wav = dir.path().join("back.wav");

@@ -147,12 +147,11 @@ fn boundary_ratio(flux: &[f64], positions: &[usize]) -> f64 {
 }
 
 #[test]
-fn long_time_major_generation_has_no_seams() {
+fn long_time_major_generation_has_no_seams_at_window_starts() {
     use burn::prelude::Device;
     use pipeline::backend::Decoding;
-    use pipeline::generate::{CROSSFADE_SAMPLES, Generator, crossfade_join};
-    use prior_model::TokenOrder;
-    use rand::SeedableRng;
+    use pipeline::generate::{Generator, decode_grid};
+    use prior_model::{GridShape, TokenOrder};
 
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../tests/fixtures/drums20-time-major/model.distill");
@@ -161,69 +160,160 @@ fn long_time_major_generation_has_no_seams() {
     let device = Device::flex();
     let generator =
         Generator::new(&model, &device, Decoding::Host, Default::default()).expect("generator");
-    let seconds = 10;
-    let one_s: Vec<usize> = (1..seconds).map(|k| k * 48_000).collect();
-    let (mut ours, mut chunked) = (Vec::new(), Vec::new());
+    let vq = pipeline::models::vqvae(&model, &device).expect("vq-vae");
+    let spec = model.spectrogram_config.clone();
+    let vocoder = audio::vocoder::Vocoder::new(spec.clone());
+    let samples = 10 * 48_000;
+    // Where the generator starts a new context window: the only places a seam could hide.
+    let windows = generator.window_boundaries(samples).expect("plan");
+    assert!(
+        windows.len() >= 4,
+        "a 10 s sound spans several windows: {windows:?}"
+    );
+    let column = vq.arch().time_downsample * spec.hop_length;
+    // Every code-grid column boundary carries a little extra flux (codes change there);
+    // window starts are judged against the other column boundaries.
+    let columns: Vec<usize> = (1..)
+        .map(|c| c * column)
+        .take_while(|&s| s < samples)
+        .filter(|s| !windows.contains(s))
+        .collect();
+    let at_windows = |audio: &[f32]| {
+        let flux = spectral_flux(audio);
+        boundary_ratio(&flux, &windows) / boundary_ratio(&flux, &columns)
+    };
+    let (mut ours, mut stitched) = (Vec::new(), Vec::new());
     for seed in [1u64, 2] {
         // Ours: one continuous code grid, decoded and vocoded once.
-        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        let audio = generator
-            .render(seconds * 48_000, &mut rng, &mut || {})
-            .expect("renders")
-            .audio;
-        assert_eq!(audio.len(), seconds * 48_000);
-        let flux = spectral_flux(&audio);
-        // Where a new context window starts (the first covers 6 grid columns of 16 frames,
-        // each next one adds 3): the only places a seam could hide in our method.
-        let windows: Vec<usize> = (0..)
-            .map(|i| (6 + 3 * i) * 16 * 512)
-            .take_while(|&s| s < seconds * 48_000)
-            .collect();
-        // Every code-grid column boundary carries a little extra flux (codes change there);
-        // window starts are judged against the other column boundaries.
-        let columns: Vec<usize> = (1..)
-            .map(|c| c * 16 * 512)
-            .take_while(|&s| s < seconds * 48_000)
-            .filter(|s| !windows.contains(s))
-            .collect();
-        ours.push((
-            boundary_ratio(&flux, &one_s),
-            boundary_ratio(&flux, &windows) / boundary_ratio(&flux, &columns),
-        ));
+        let sound = generator
+            .render_seed(samples, seed, &mut || {})
+            .expect("renders");
+        assert_eq!(sound.audio.len(), samples);
+        ours.push(at_windows(&sound.audio));
 
-        // The independent-chunk method: separate 1 s sounds joined by a crossfade.
-        let chunks: Vec<Vec<f32>> = (0..seconds)
-            .map(|i| {
-                let mut rng = rand::rngs::StdRng::seed_from_u64(seed * 100 + i as u64);
-                generator
-                    .render(48_000 + CROSSFADE_SAMPLES, &mut rng, &mut || {})
-                    .expect("renders")
-                    .audio
-            })
-            .collect();
-        let joined = crossfade_join(&chunks, CROSSFADE_SAMPLES);
-        let seams: Vec<usize> = one_s.iter().map(|p| p + CROSSFADE_SAMPLES / 2).collect();
-        chunked.push(boundary_ratio(&spectral_flux(&joined), &seams));
+        // Negative control: the same codes, but each window's columns decoded and vocoded
+        // on their own and the pieces joined end to end (what generating window by window
+        // and vocoding as you go would give). Note: losing the context between windows
+        // does not show in flux with this model; the greedy full-context test catches that.
+        let shape = sound.codes.shape;
+        let grid = &sound.codes.grids[0];
+        let mut bounds: Vec<usize> = windows.iter().map(|&s| s / column).collect();
+        bounds.insert(0, 0);
+        bounds.push(shape.steps);
+        let mut joined: Vec<f32> = Vec::with_capacity(samples);
+        for pair in bounds.windows(2) {
+            let (from, to) = (pair[0], pair[1]);
+            let part = GridShape {
+                steps: to - from,
+                ..shape
+            };
+            let mut sub = Vec::with_capacity(part.len());
+            for h in 0..shape.rows {
+                let p = (h * shape.steps + from) * shape.levels;
+                sub.extend_from_slice(&grid[p..p + part.steps * shape.levels]);
+            }
+            let frames = part.steps * vq.arch().time_downsample;
+            let mel = decode_grid(&vq, &sub, part, spec.n_mels, frames, &device).expect("decodes");
+            joined.extend(vocoder.synthesize(&mel, frames, Some(part.steps * column)));
+        }
+        joined.truncate(samples);
+        stitched.push(at_windows(&joined));
     }
-    // Measured: ours ≈ 1.0 at 1 s boundaries and ≈ 0.98 at window starts (vs other
-    // columns); independent chunks 1.35–1.47.
+    // Measured: ours 0.98 for both seeds, windows vocoded apart 1.37.
     eprintln!(
-        "flux ratios: ours (1 s boundaries, window starts) {ours:?}, independent chunks {chunked:?}"
+        "flux at window starts vs other columns: ours {ours:?}, windows vocoded apart {stitched:?}"
     );
-    for (&(at_seconds, at_windows), &independent) in ours.iter().zip(&chunked) {
+    for (&o, &s) in ours.iter().zip(&stitched) {
         assert!(
-            at_seconds < 1.15,
-            "flux at former 1 s boundaries: {at_seconds:.2}x elsewhere"
+            o < 1.1,
+            "flux at window starts: {o:.2}x other column boundaries"
         );
         assert!(
-            at_windows < 1.1,
-            "flux at window starts: {at_windows:.2}x other column boundaries"
-        );
-        assert!(
-            independent > 1.2 * at_seconds,
-            "independent chunks ({independent:.2}x) should show the seams ours avoids ({at_seconds:.2}x)"
+            s > 1.2 * o,
+            "windows vocoded apart ({s:.2}x) should show the seams ours avoids ({o:.2}x)"
         );
     }
+}
+
+#[test]
+fn greedy_sliding_windows_equal_an_independent_full_context_computation() {
+    use burn::prelude::*;
+    use pipeline::backend::Decoding;
+    use pipeline::generate::{GenerateSettings, Generator};
+    use prior_model::sample::sample_distribution;
+    use rand::SeedableRng;
+
+    let path = crate::util::root().join("tests/fixtures/drums20-time-major/model.distill");
+    let model = pipeline::modelfile::ModelFile::load(&path).expect("fixture model loads");
+    let device = Device::flex();
+    let settings = GenerateSettings {
+        temperature: 0.0,
+        iterations: 1,
+        ..GenerateSettings::default()
+    };
+    let generator = Generator::new(&model, &device, Decoding::Host, settings).expect("generator");
+    let samples = 3 * 48_000;
+    let sound = generator
+        .render_seed(samples, 9, &mut || {})
+        .expect("renders");
+    let shape = sound.codes.shape;
+    let got = prior_model::TokenOrder::TimeMajor
+        .tokens(&sound.codes.grids[0], shape)
+        .expect("tokens");
+
+    // Independently: no cache, no host path; the whole context through the prior's full
+    // forward pass at every step, the next window keeping the last half of the previous
+    // one as its context, argmax each time.
+    let prior = pipeline::models::prior(&model, &device).expect("prior");
+    let per_step = shape.tokens_per_step();
+    let window = prior.shape().seq_len / per_step;
+    let keep = window / 2;
+    let first_tokens = model
+        .sections
+        .first_token_distribution
+        .clone()
+        .expect("stored distribution");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+    let mut stream = vec![sample_distribution(&first_tokens, &mut rng) as i64];
+    let mut context_start = 0;
+    let mut window_end = window * per_step;
+    while stream.len() < got.len() {
+        if stream.len() == window_end {
+            context_start = stream.len() - keep * per_step;
+            window_end = stream.len() + (window - keep) * per_step;
+        }
+        let context = &stream[context_start..];
+        let x = Tensor::<2, Int>::from_data(
+            TensorData::new(context.to_vec(), [1, context.len()]),
+            &device,
+        );
+        let logits = prior
+            .forward(x)
+            .expect("forward")
+            .slice([
+                0..1,
+                context.len() - 1..context.len(),
+                0..prior.shape().codebook_size,
+            ])
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .expect("f32");
+        let next = logits
+            .iter()
+            .enumerate()
+            .fold(
+                (0, f32::NEG_INFINITY),
+                |b, (i, &v)| if v > b.1 { (i, v) } else { b },
+            )
+            .0;
+        stream.push(next as i64);
+    }
+    assert_eq!(got.len(), shape.len());
+    assert_eq!(
+        stream, got,
+        "greedy generation differs from the full-context computation"
+    );
 }
 
 #[test]

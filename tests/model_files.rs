@@ -61,12 +61,27 @@ fn corrupted_files_are_errors_never_panics() {
         .expect("serialises");
     let mut accepted = 0;
     for (good, label) in [(&reference_bytes, "reference"), (&ours, "ours")] {
+        let original = ModelFile::from_bytes(good, Path::new("good.distill")).expect("loads");
         for (i, bad) in corruptions(good, 9, 300).iter().enumerate() {
             if bad == good {
                 continue;
             }
             match ModelFile::from_bytes(bad, Path::new("bad.distill")) {
-                Ok(_) => accepted += 1,
+                Ok(loaded) => {
+                    // A flip that is not caught must be one that changes nothing loaded.
+                    assert_eq!(loaded.vqvae, original.vqvae, "{label} #{i}: VQ-VAE tensors");
+                    assert_eq!(loaded.prior, original.prior, "{label} #{i}: prior tensors");
+                    assert_eq!(loaded.vqvae_config, original.vqvae_config, "{label} #{i}");
+                    assert_eq!(loaded.prior_config, original.prior_config, "{label} #{i}");
+                    assert_eq!(
+                        loaded.spectrogram_config, original.spectrogram_config,
+                        "{label} #{i}"
+                    );
+                    assert_eq!(loaded.metadata, original.metadata, "{label} #{i}");
+                    assert_eq!(loaded.sections, original.sections, "{label} #{i}");
+                    assert_eq!(loaded.extra, original.extra, "{label} #{i}");
+                    accepted += 1;
+                }
                 Err(e) => assert!(
                     e.to_string().starts_with("bad.distill: "),
                     "{label} #{i}: {e}"
@@ -178,4 +193,24 @@ fn prior_nll_matches_the_reference() {
             expected[i]
         );
     }
+}
+
+#[test]
+fn fixtures_are_the_files_their_provenance_names() {
+    use sha2::{Digest, Sha256};
+    // The upstream fixture's hashes are those its vectors.json recorded when it was made.
+    let dir = crate::util::root().join("tests/fixtures");
+    let sums = std::fs::read_to_string(dir.join("SHA256SUMS")).expect("SHA256SUMS");
+    let mut checked = 0;
+    for line in sums.lines().filter(|l| !l.trim().is_empty()) {
+        let (want, name) = line.split_once("  ").expect("`<sha256>  <path>` lines");
+        let bytes = std::fs::read(dir.join(name)).expect("fixture present");
+        let got: String = Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(got, want, "{name} changed");
+        checked += 1;
+    }
+    assert_eq!(checked, 6, "every fixture file is listed");
 }

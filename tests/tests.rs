@@ -2,6 +2,7 @@
 //! the Burn stack is linked once rather than once per file.
 
 mod cli;
+mod evaluate;
 mod generate;
 mod library;
 mod model_files;

@@ -263,6 +263,38 @@ fn an_interrupted_run_resumes_to_the_same_model() {
         std::fs::read(&part).expect("resumed"),
         "resumed run differs from the uninterrupted one"
     );
+
+    // Stopped during the prior stage (3 VQ-VAE epochs + 1 prior epoch), then resumed: the
+    // prior continues from its checkpoint on the saved VQ-VAE.
+    let late = dir.path().join("late.distill");
+    let o = train(&data, &late, "5", &["--stop-after-epochs", "4"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert_eq!(epochs(&o, "prior").len(), 1);
+    let ckpt = dir.path().join("late.distill.ckpt");
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(ckpt.join("checkpoint.json")).expect("checkpoint"))
+            .expect("json");
+    assert_eq!(
+        (meta["stage"].as_str(), meta["epoch"].as_u64()),
+        (Some("prior"), Some(1))
+    );
+    let o = distill(&["train", "--resume", ckpt.to_str().expect("utf-8"), "--json"]);
+    assert!(o.status.success(), "resume failed: {}", stderr(&o));
+    assert_eq!(
+        epochs(&o, "vqvae").len(),
+        0,
+        "the VQ-VAE is not trained again"
+    );
+    assert_eq!(
+        epochs(&o, "prior").len(),
+        2,
+        "only the missing prior epochs run"
+    );
+    assert_eq!(
+        std::fs::read(&full).expect("full"),
+        std::fs::read(&late).expect("resumed"),
+        "a run resumed in the prior stage differs from the uninterrupted one"
+    );
 }
 
 #[cfg(unix)]

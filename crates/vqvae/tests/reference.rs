@@ -99,7 +99,8 @@ fn encoder_codes_and_reconstructions_match_the_reference() {
 
         let enc = to_f32(model.encode(mel.clone()));
         let diff = max_abs(&enc, &floats(&v, "encoder_out"));
-        assert!(diff <= 1e-4, "{name}: encoder_out max |diff| = {diff}");
+        // Measured: 1.8e-6 (flex) and 2.1e-6 (ndarray).
+        assert!(diff <= 2e-5, "{name}: encoder_out max |diff| = {diff}");
 
         // quantize() on the encoder output agrees with the full forward pass.
         let (_, q_idx, _) = model.quantize(model.encode(mel.clone()));
@@ -118,17 +119,20 @@ fn encoder_codes_and_reconstructions_match_the_reference() {
 
         let recon = to_f32(out.recon);
         let diff = max_abs(&recon, &floats(&v, "chunk_recon"));
-        assert!(diff <= 1e-3, "{name}: chunk_recon max |diff| = {diff}");
+        // Measured: 1.4e-6 (flex), 1.7e-6 (ndarray).
+        assert!(diff <= 2e-5, "{name}: chunk_recon max |diff| = {diff}");
 
         let ref_idx = Tensor::<3, Int>::from_data(TensorData::new(expected, [4, 48, 3]), &device);
         let z = model
             .codes_to_embeddings(ref_idx, (8, 6))
             .expect("fits the grid");
         let diff = max_abs(&to_f32(z.clone()), &floats(&v, "chunk_quantized"));
-        assert!(diff <= 1e-5, "{name}: chunk_quantized max |diff| = {diff}");
+        // Measured: exactly 0 (the same codebook rows are summed).
+        assert!(diff <= 1e-6, "{name}: chunk_quantized max |diff| = {diff}");
         let decoded = to_f32(model.decode(z, (128, 94)));
         let diff = max_abs(&decoded, &floats(&v, "chunk_decoded"));
-        assert!(diff <= 1e-3, "{name}: chunk_decoded max |diff| = {diff}");
+        // Measured: 1.4e-6 (flex), 1.7e-6 (ndarray).
+        assert!(diff <= 2e-5, "{name}: chunk_decoded max |diff| = {diff}");
 
         // The 2 s excerpt through the fully convolutional path: 188 frames -> 8 x 12 grid.
         let (codes, grid) = model.codes(tensor4(&v, "mel", &device));
@@ -142,7 +146,8 @@ fn encoder_codes_and_reconstructions_match_the_reference() {
         );
         let recon = to_f32(model.forward(tensor4(&v, "mel", &device)).recon);
         let diff = max_abs(&recon, &floats(&v, "mel_recon"));
-        assert!(diff <= 1e-3, "{name}: mel_recon max |diff| = {diff}");
+        // Measured: 6e-7 (flex), 1.1e-6 (ndarray).
+        assert!(diff <= 1e-5, "{name}: mel_recon max |diff| = {diff}");
     }
 }
 

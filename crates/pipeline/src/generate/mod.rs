@@ -229,6 +229,27 @@ impl Generator {
         samples.div_ceil(RATE - CROSSFADE_SAMPLES).max(1)
     }
 
+    /// Sample positions where a time-major sound of `samples` samples starts a new context
+    /// window (where a seam could hide); none for raster sounds, whose 1 s chunks are
+    /// independent.
+    pub fn window_boundaries(&self, samples: usize) -> anyhow::Result<Vec<usize>> {
+        if self.order == TokenOrder::Raster {
+            return Ok(Vec::new());
+        }
+        let column = self.vq.arch().time_downsample * self.vocoder.config.hop_length;
+        Ok(self
+            .window_plan(self.steps_for(samples))?
+            .into_iter()
+            .skip(1)
+            .map(|(start, _)| start * column)
+            .collect())
+    }
+
+    /// Columns of the prior's context window and how many the next window keeps.
+    pub fn context_columns(&self) -> anyhow::Result<(usize, usize)> {
+        self.window_columns()
+    }
+
     /// Tokens one sound of `samples` samples needs.
     pub fn tokens_for(&self, samples: usize) -> usize {
         match self.order {

@@ -122,28 +122,46 @@ impl Generator {
         on_token: &mut dyn FnMut(),
     ) -> anyhow::Result<Vec<Vec<i64>>> {
         let per_step = self.grid.tokens_per_step();
-        let window = self.prior.shape().seq_len / per_step;
-        if window == 0 {
-            bail!("the prior's context is shorter than one time step of the code grid");
-        }
-        let keep = window / 2;
+        let (_, keep) = self.window_columns()?;
         let want = steps * per_step;
         let mut contexts: Vec<Vec<i64>> = vec![Vec::new(); rngs.len()];
         let mut streams: Vec<Vec<i64>> = vec![Vec::with_capacity(want); rngs.len()];
-        let mut done = 0;
-        while done < want {
-            let n = if done == 0 {
-                (window * per_step).min(want)
-            } else {
-                ((window - keep) * per_step).min(want - done)
-            };
-            let more = self.continue_all(&contexts, n, rngs, on_token)?;
+        for (_, columns) in self.window_plan(steps)? {
+            let more = self.continue_all(&contexts, columns * per_step, rngs, on_token)?;
             for ((stream, context), m) in streams.iter_mut().zip(&mut contexts).zip(more) {
                 stream.extend(m);
                 *context = stream[stream.len().saturating_sub(keep * per_step)..].to_vec();
             }
-            done += n;
         }
         Ok(streams)
+    }
+
+    /// Columns of the prior's context window, and how many of them the next window keeps
+    /// as its context (half).
+    pub(super) fn window_columns(&self) -> anyhow::Result<(usize, usize)> {
+        let window = self.prior.shape().seq_len / self.grid.tokens_per_step();
+        if window == 0 {
+            bail!("the prior's context is shorter than one time step of the code grid");
+        }
+        Ok((window, window / 2))
+    }
+
+    /// The windows of a time-major sound of `steps` columns: (first new column, new
+    /// columns). The first window fills the whole context; each next one writes the
+    /// columns after the kept half of the previous one.
+    pub(super) fn window_plan(&self, steps: usize) -> anyhow::Result<Vec<(usize, usize)>> {
+        let (window, keep) = self.window_columns()?;
+        let mut plan = Vec::new();
+        let mut done = 0;
+        while done < steps {
+            let n = if done == 0 {
+                window.min(steps)
+            } else {
+                (window - keep).min(steps - done)
+            };
+            plan.push((done, n));
+            done += n;
+        }
+        Ok(plan)
     }
 }
