@@ -2,7 +2,7 @@
 //! shipped `distill` binary). Each writes `target/bench/<name>.json` under `--root`.
 //!
 //! Usage: `distill-bench <audio|generate|train> [--data DIR] [--max-files N] [--epochs N]
-//! [--root DIR]`.
+//! [--model M] [--root DIR]`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,6 +17,8 @@ struct BenchArgs {
     max_files: usize,
     /// Epochs for `bench train` (default: the automatic tiers).
     epochs: Option<usize>,
+    /// Model whose VQ-VAE decodes the mels of `bench audio`.
+    model: Option<PathBuf>,
     /// Directory whose target/bench/ receives the report.
     root: PathBuf,
 }
@@ -25,10 +27,11 @@ fn parse(mut args: impl Iterator<Item = String>) -> anyhow::Result<BenchArgs> {
     let mut out = BenchArgs {
         name: args
             .next()
-            .context("usage: distill-bench <audio|generate|train> [--data DIR] [--max-files N] [--epochs N] [--root DIR]")?,
+            .context("usage: distill-bench <audio|generate|train> [--data DIR] [--max-files N] [--epochs N] [--model M] [--root DIR]")?,
         data: PathBuf::from("examples/drums"),
         max_files: 4,
         epochs: None,
+        model: None,
         root: PathBuf::from("."),
     };
     while let Some(flag) = args.next() {
@@ -44,6 +47,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> anyhow::Result<BenchArgs> {
             "--max-files" => out.max_files = number(&value)?,
             "--epochs" => out.epochs = Some(number(&value)?),
             "--root" => out.root = PathBuf::from(value),
+            "--model" => out.model = Some(PathBuf::from(value)),
             other => bail!("unknown option {other}"),
         }
     }
@@ -53,7 +57,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> anyhow::Result<BenchArgs> {
 fn run() -> anyhow::Result<()> {
     let args = parse(std::env::args().skip(1))?;
     let report = match args.name.as_str() {
-        "audio" => pipeline::bench::audio(&args.data, args.max_files)?,
+        "audio" => pipeline::bench::audio(&args.data, args.max_files, args.model.as_deref())?,
         "generate" => pipeline::bench::generate(10.0)?,
         "train" => pipeline::bench::train(&args.data, args.epochs)?,
         other => bail!("unknown benchmark '{other}' (available: audio, generate, train)"),

@@ -92,7 +92,7 @@ pub struct ReconstructionReport {
 const REFERENCE_PHASE_SEED: u64 = 1234;
 
 /// Measures one chain: `handed` is the mel given to the vocoder, `out` what it produced.
-fn chain(
+pub fn chain(
     handed: &[f32],
     out: &[f32],
     original: &[f32],

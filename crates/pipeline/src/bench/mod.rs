@@ -6,9 +6,10 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use audio::SpectrogramConfig;
-use audio::mel::MelSpectrogram;
-use audio::vocoder::{Vocoder, spectral_convergence};
 use serde_json::json;
+
+mod audio_bench;
+pub use audio_bench::audio;
 
 /// Samples per second of every model.
 const RATE: f64 = audio::SAMPLE_RATE as f64;
@@ -16,125 +17,8 @@ const RATE: f64 = audio::SAMPLE_RATE as f64;
 /// Sounds generated together in the batched end-to-end measurement.
 const BATCHED: usize = 4;
 
-/// Seconds of audio each recording contributes to the vocoder comparison.
-const VOCODER_SECONDS: f64 = 10.0;
-
 fn secs(start: Instant) -> f64 {
     start.elapsed().as_secs_f64()
-}
-
-/// `bench audio`: decode / mel / Griffin-Lim throughput and the vocoder comparison
-/// (reference recipe vs ours) over real recordings of at least 10 s.
-pub fn audio(data: &Path, max_files: usize) -> anyhow::Result<serde_json::Value> {
-    let report =
-        audio::scan::scan_dataset(data).with_context(|| format!("scanning {}", data.display()))?;
-    let long: Vec<PathBuf> = report
-        .usable()
-        .filter(|f| {
-            f.info
-                .as_ref()
-                .is_some_and(|i| i.duration_s >= VOCODER_SECONDS)
-        })
-        .map(|f| f.path.clone())
-        .take(max_files)
-        .collect();
-    if long.is_empty() {
-        bail!(
-            "{}: no recordings of at least {VOCODER_SECONDS} s; build one with \
-             `bash ../shared/corpora/make_corpora.sh DEST sonicpi165` and pass --data DEST/sonicpi165",
-            data.display()
-        );
-    }
-    let cfg = SpectrogramConfig::default();
-    let mel = MelSpectrogram::new(cfg.clone());
-    let ours = Vocoder::new(cfg.clone());
-    let frames_for = |n: usize| mel.frames_for(n);
-    let (mut decode_s, mut mel_s, mut audio_s) = (0.0, 0.0, 0.0);
-    let (mut ref_s, mut ours_s) = (0.0, 0.0);
-    let mut rows = Vec::new();
-    for (i, path) in long.iter().enumerate() {
-        let t = Instant::now();
-        let full = audio::load_48k(path)?;
-        decode_s += secs(t);
-        let n = (VOCODER_SECONDS * RATE) as usize;
-        let mut x = full[..n.min(full.len())].to_vec();
-        audio::chunk::peak_normalise(&mut x);
-        audio_s += x.len() as f64 / RATE;
-        let t = Instant::now();
-        let log_mel = mel.log_mel(&x);
-        mel_s += secs(t);
-        let frames = frames_for(x.len());
-        let target: Vec<f32> = ours
-            .stft
-            .forward(&x)
-            .data
-            .iter()
-            .map(|c| c.norm())
-            .collect();
-
-        let reference = Vocoder::reference(cfg.clone(), 1000 + i as u64);
-        let t = Instant::now();
-        let y_ref = reference.synthesize(&log_mel, frames, Some(x.len()));
-        let t_ref = secs(t);
-        let t = Instant::now();
-        let y_ours = ours.synthesize(&log_mel, frames, Some(x.len()));
-        let t_ours = secs(t);
-        ref_s += t_ref;
-        ours_s += t_ours;
-        // Quality/time trade-off of our recipe at other iteration counts.
-        let mut sweep = Vec::new();
-        for iterations in [16, 32, 64] {
-            let mut v = Vocoder::new(cfg.clone());
-            v.griffin_lim.iterations = iterations;
-            let t = Instant::now();
-            let y = v.synthesize(&log_mel, frames, Some(x.len()));
-            let wall = secs(t);
-            let sc = spectral_convergence(&ours.stft, &y, &target);
-            eprintln!("    ours at {iterations} iterations: SC {sc:.4} ({wall:.2} s)");
-            sweep.push(
-                json!({"iterations": iterations, "spectral_convergence": sc, "wall_s": wall}),
-            );
-        }
-        let sc_ref = spectral_convergence(&ours.stft, &y_ref, &target);
-        let sc_ours = spectral_convergence(&ours.stft, &y_ours, &target);
-        eprintln!(
-            "{}: SC reference {sc_ref:.4} ({t_ref:.2} s), ours {sc_ours:.4} ({t_ours:.2} s)",
-            path.file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        );
-        rows.push(json!({
-            "file": path.display().to_string(),
-            "seconds": x.len() as f64 / RATE,
-            "reference": {"spectral_convergence": sc_ref, "wall_s": t_ref},
-            "ours": {"spectral_convergence": sc_ours, "wall_s": t_ours},
-            "ours_iteration_sweep": sweep,
-        }));
-    }
-    let mean = |key: &str| {
-        rows.iter()
-            .filter_map(|r| r[key]["spectral_convergence"].as_f64())
-            .sum::<f64>()
-            / rows.len() as f64
-    };
-    Ok(json!({
-        "bench": "audio",
-        "data": data.display().to_string(),
-        "recordings": rows.len(),
-        "vocoder": {
-            "recipe_reference": "relu(least squares) inverse mel + Griffin-Lim 128 it, momentum 0.99, random phases",
-            "recipe_ours": format!("non-negative least squares inverse mel + Griffin-Lim {} it, momentum 0.99, phase-locked init", audio::vocoder::DEFAULT_ITERATIONS),
-            "per_file": rows,
-            "mean_spectral_convergence": {"reference": mean("reference"), "ours": mean("ours")},
-            "wall_s": {"reference": ref_s, "ours": ours_s, "ratio_ours_over_reference": ours_s / ref_s},
-        },
-        "throughput_audio_s_per_s": {
-            "decode_and_resample": audio_s / decode_s.max(1e-9),
-            "log_mel": audio_s / mel_s.max(1e-9),
-            "griffin_lim_ours": audio_s / ours_s.max(1e-9),
-            "griffin_lim_reference": audio_s / ref_s.max(1e-9),
-        },
-    }))
 }
 
 /// Writes a report to `target/bench/<name>.json` under `root` and returns the path.
