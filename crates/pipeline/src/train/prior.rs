@@ -5,9 +5,8 @@ use burn::optim::{AdamWConfig, ModuleOptimizer};
 use burn::prelude::*;
 use prior_config::PriorConfig;
 use prior_model::{CodePrior, PriorShape, TokenOrder};
-use rand::SeedableRng;
 use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
 use vqvae::ConvVqvae;
 use weights::StateDict;
 
@@ -24,6 +23,23 @@ pub const ORDER: TokenOrder = TokenOrder::TimeMajor;
 
 /// Chunks batched through the frozen VQ-VAE when extracting codes.
 const CODE_BATCH: usize = 16;
+
+/// Most validation windows scored per epoch.
+const MAX_VAL_WINDOWS: usize = 256;
+
+/// At most `max` of `items`, evenly spread over them (all when there are fewer).
+fn spread<T>(items: Vec<T>, max: usize) -> Vec<T> {
+    let n = items.len();
+    if n <= max {
+        return items;
+    }
+    items
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| i * max / n != (i + 1) * max / n)
+        .map(|(_, t)| t)
+        .collect()
+}
 
 /// Signs that the prior memorises its training data: validation perplexity below the
 /// threshold for the data size, or validation loss rising for several epochs while training
@@ -99,7 +115,12 @@ pub struct PriorStage<'a> {
     prior: Option<CodePrior>,
     optim: ModuleOptimizer,
     pub shape: PriorShape,
+    /// Every training window (one per time step of each file's stream).
     train_seqs: Vec<Vec<i64>>,
+    /// Windows drawn per epoch: as many as the training data has chunks, so each training
+    /// token is seen about once per epoch whatever the collection's size (every window at
+    /// every time step would be steps-per-chunk times the data per epoch).
+    epoch_windows: usize,
     val_seqs: Vec<Vec<i64>>,
     /// How often each code opens a training window (Laplace-smoothed): generation draws
     /// its first token from it.
@@ -127,9 +148,9 @@ impl<'a> PriorStage<'a> {
         let seq_len = grid.len();
         let files =
             |which: &[super::data::Chunk]| -> Vec<usize> { which.iter().map(|c| c.file).collect() };
-        // Training: a window at every time step. Validation: back-to-back windows, so each
-        // token is scored once (as the reference's one sequence per chunk) at a sixth of the
-        // cost of scoring every overlapping window.
+        // Training draws from the windows at every time step. Validation: back-to-back
+        // windows, so each token is scored once (as the reference's one sequence per chunk),
+        // at most MAX_VAL_WINDOWS of them spread evenly (the same ones every epoch).
         let train_seqs = prior_sequences(
             ORDER,
             &files(&data.train),
@@ -138,13 +159,26 @@ impl<'a> PriorStage<'a> {
             seq_len,
             grid.tokens_per_step(),
         )?;
-        let val_seqs =
-            prior_sequences(ORDER, &files(&data.val), &val_codes, grid, seq_len, seq_len)?;
+        let val_seqs = spread(
+            prior_sequences(ORDER, &files(&data.val), &val_codes, grid, seq_len, seq_len)?,
+            MAX_VAL_WINDOWS,
+        );
         if train_seqs.is_empty() || val_seqs.is_empty() {
             anyhow::bail!("not enough audio to form prior training sequences");
         }
         let k = vq_shape.codebook_size;
-        let first_token_distribution = first_tokens(&train_seqs, k);
+        // The tokens that open each training file: a generated sound starts the way the
+        // collection's sounds start (an attack for one-shots), not mid-file — a sound
+        // begun in a decay tail is normalised up to full level, unlike anything real.
+        let openings: Vec<i64> = data
+            .train
+            .iter()
+            .zip(&train_codes)
+            .enumerate()
+            .filter(|(i, (chunk, _))| *i == 0 || data.train[i - 1].file != chunk.file)
+            .filter_map(|(_, (_, grid))| grid.first().copied())
+            .collect();
+        let first_token_distribution = first_tokens(&openings, k);
         let shape = PriorShape {
             codebook_size: k,
             seq_len,
@@ -191,6 +225,7 @@ impl<'a> PriorStage<'a> {
             prior: Some(prior),
             optim,
             shape,
+            epoch_windows: data.train.len().max(1),
             train_seqs,
             val_seqs,
             first_token_distribution,
@@ -201,7 +236,7 @@ impl<'a> PriorStage<'a> {
 
     /// Training windows per epoch and validation windows.
     pub fn sequences(&self) -> (usize, usize) {
-        (self.train_seqs.len(), self.val_seqs.len())
+        (self.epoch_windows, self.val_seqs.len())
     }
 
     fn prior(&self) -> anyhow::Result<&CodePrior> {
@@ -216,16 +251,11 @@ impl<'a> PriorStage<'a> {
 /// 1 per code drowned the ~20 real openings of a small collection in uniform noise).
 const FIRST_TOKEN_SMOOTHING: f64 = 0.01;
 
-/// The first token of every training window, counted with additive smoothing and
-/// normalised.
-fn first_tokens(seqs: &[Vec<i64>], k: usize) -> Vec<f64> {
+/// The distribution of opening tokens, counted with additive smoothing and normalised.
+fn first_tokens(openings: &[i64], k: usize) -> Vec<f64> {
     let mut first = vec![FIRST_TOKEN_SMOOTHING; k];
-    for s in seqs {
-        if let Some(c) = s
-            .first()
-            .and_then(|&c| usize::try_from(c).ok())
-            .filter(|&c| c < k)
-        {
+    for &c in openings {
+        if let Some(c) = usize::try_from(c).ok().filter(|&c| c < k) {
             first[c] += 1.0;
         }
     }
@@ -251,10 +281,12 @@ impl Stage for PriorStage<'_> {
         lr: f64,
         run: &mut Runner,
     ) -> anyhow::Result<Option<(f64, usize)>> {
-        let mut order: Vec<usize> = (0..self.train_seqs.len()).collect();
         self.train_device.seed(epoch_seed(self.seed, 11, epoch));
         let mut rng = StdRng::seed_from_u64(epoch_seed(self.seed, 12, epoch));
-        order.shuffle(&mut rng);
+        // Randomly placed windows (with replacement), drawn from the epoch's seed.
+        let order: Vec<usize> = (0..self.epoch_windows)
+            .map(|_| rng.random_range(0..self.train_seqs.len()))
+            .collect();
         let (mut loss_sum, mut steps, mut skipped) = (0.0f64, 0usize, 0usize);
         for idx in order.chunks(self.cfg.batch_size.max(1)) {
             if run.cancelled() {
@@ -339,7 +371,19 @@ impl Stage for PriorStage<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::MemorisationWatch;
+    use super::{MemorisationWatch, spread};
+
+    #[test]
+    fn validation_windows_are_spread_evenly_and_capped() {
+        let few: Vec<usize> = (0..10).collect();
+        assert_eq!(spread(few.clone(), 256), few);
+        let many = spread((0..1000).collect::<Vec<usize>>(), 256);
+        assert_eq!(many.len(), 256);
+        assert!(
+            many.windows(2).all(|w| (3..=4).contains(&(w[1] - w[0]))),
+            "{many:?}"
+        );
+    }
 
     #[test]
     fn memorisation_signs_are_reported_when_they_start() {
