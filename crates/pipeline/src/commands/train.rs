@@ -82,6 +82,10 @@ pub struct TrainArgs {
     /// Emit one JSON object per event instead of progress bars.
     #[arg(long)]
     pub json: bool,
+    /// Wall-time budget for the whole run, e.g. `90s`, `10m`, `1h30m`: each stage runs the
+    /// epochs that fit (planned from its first epoch), keeping its best weights.
+    #[arg(long, value_parser = parse_duration)]
+    pub time_budget: Option<std::time::Duration>,
     /// Stop (as Ctrl-C does) after this many epochs of this invocation; for testing resume.
     #[arg(long, hide = true)]
     pub stop_after_epochs: Option<usize>,
@@ -127,8 +131,48 @@ impl TrainArgs {
             report_dir: self.report_dir.clone(),
             preview_every: self.preview_every,
             stop_after_epochs: self.stop_after_epochs,
+            time_budget: self.time_budget,
         }
     }
+}
+
+/// Seconds as `1m05s` / `42s`.
+fn clock(seconds: f64) -> String {
+    let s = seconds.round() as u64;
+    if s >= 60 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// A duration such as `45s`, `10m`, `1h30m` or `2h` (a bare number is seconds).
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let bad = || format!("'{text}' is not a duration (examples: 90s, 10m, 1h30m)");
+    let mut total = 0u64;
+    let mut number = String::new();
+    for c in text.trim().chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let unit = match c {
+            'h' => 3600,
+            'm' => 60,
+            's' => 1,
+            _ => return Err(bad()),
+        };
+        let n: u64 = number.parse().map_err(|_| bad())?;
+        total += n * unit;
+        number.clear();
+    }
+    if !number.is_empty() {
+        total += number.parse::<u64>().map_err(|_| bad())?;
+    }
+    if total == 0 {
+        return Err(bad());
+    }
+    Ok(std::time::Duration::from_secs(total))
 }
 
 /// Exit code of a run stopped before the end other than by Ctrl-C (as the reference's CLI).
@@ -240,8 +284,15 @@ impl Printer {
                         format!(" use {}", util.join("/"))
                     }
                 };
+                let eta = match (r.eta_s, r.run_eta_s) {
+                    (_, Some(run)) => format!(" (run ends within {})", clock(run)),
+                    (Some(stage), None) if r.epoch < r.epochs => {
+                        format!(" (stage eta {})", clock(stage))
+                    }
+                    _ => String::new(),
+                };
                 let line = format!(
-                    "{} epoch {}/{}: train {:.4} val {:.4}{extra} lr {:.2e} {:.1}s{}",
+                    "{} epoch {}/{}: train {:.4} val {:.4}{extra} lr {:.2e} {:.1}s{}{eta}",
                     r.stage,
                     r.epoch,
                     r.epochs,
@@ -293,6 +344,24 @@ impl Printer {
                 report_dir.display()
             )),
             Event::Preview { .. } | Event::Checkpoint { .. } => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_read_like_people_write_them() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
+        for bad in ["", "0s", "ten minutes", "5x", "m"] {
+            let err = parse_duration(bad).expect_err(bad);
+            assert!(err.contains("not a duration"), "{err}");
         }
     }
 }

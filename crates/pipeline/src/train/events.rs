@@ -52,6 +52,12 @@ pub struct EpochReport {
     pub metrics: EpochMetrics,
     /// The best validation loss so far (these weights are kept).
     pub is_best: bool,
+    /// Seconds the stage's remaining epochs are expected to take (at this epoch's pace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eta_s: Option<f64>,
+    /// Seconds until the whole run ends at the latest (with a time budget).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_eta_s: Option<f64>,
 }
 
 impl EpochReport {

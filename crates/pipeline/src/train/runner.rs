@@ -122,6 +122,12 @@ pub struct Runner<'a> {
     /// Previews every N epochs (0 = never).
     pub preview_every: usize,
     pub warnings: Vec<String>,
+    /// When the current stage must end (a time budget), if any.
+    pub deadline: Option<Instant>,
+    /// When the whole run must end (a time budget), if any.
+    pub run_deadline: Option<Instant>,
+    /// Epochs the current stage runs to (its configuration's, or fewer to meet the deadline).
+    epochs_planned: usize,
 }
 
 impl<'a> Runner<'a> {
@@ -144,6 +150,9 @@ impl<'a> Runner<'a> {
             report_dir,
             preview_every,
             warnings: Vec::new(),
+            deadline: None,
+            run_deadline: None,
+            epochs_planned: 0,
         }
     }
 
@@ -166,9 +175,10 @@ impl<'a> Runner<'a> {
         self.cancelled() || self.stop_after.is_some_and(|m| self.epochs_run >= m)
     }
 
-    /// Whether epoch `epoch` (1-based) of `epochs` gets a preview: every N, and the last.
-    pub fn preview_due(&self, epoch: usize, epochs: usize) -> bool {
-        self.preview_every > 0 && (epoch.is_multiple_of(self.preview_every) || epoch == epochs)
+    /// Whether epoch `epoch` (1-based) gets a preview: every N, and the stage's last.
+    pub fn preview_due(&self, epoch: usize) -> bool {
+        self.preview_every > 0
+            && (epoch.is_multiple_of(self.preview_every) || epoch == self.epochs_planned)
     }
 
     pub fn checkpoint_dir(&self) -> &Path {
@@ -187,7 +197,8 @@ pub fn run_epochs<S: Stage>(
         mut best,
         mut history,
     } = start;
-    let epochs = stage.epochs();
+    let mut epochs = stage.epochs();
+    run.epochs_planned = epochs;
     run.emit(Event::StageStarted {
         stage: S::NAME,
         epochs,
@@ -219,6 +230,20 @@ pub fn run_epochs<S: Stage>(
             history.last(),
             run,
         );
+        let seconds = started.elapsed().as_secs_f64();
+        if epoch == first
+            && let Some(deadline) = run.deadline
+        {
+            // A time budget: as many epochs as the first one's time fits before the deadline
+            // (at least this one). The learning rate of the first epoch is the base rate for
+            // any length, so shortening the schedule now keeps it a whole cosine.
+            let left = deadline
+                .saturating_duration_since(Instant::now())
+                .as_secs_f64();
+            let more = (left / seconds.max(1e-3)).floor() as usize;
+            epochs = epochs.min(epoch + 1 + more);
+            run.epochs_planned = epochs;
+        }
         let report = EpochReport {
             stage: S::NAME,
             epoch: epoch + 1,
@@ -226,10 +251,14 @@ pub fn run_epochs<S: Stage>(
             train_loss,
             val_loss,
             learning_rate: lr,
-            seconds: started.elapsed().as_secs_f64(),
+            seconds,
             skipped_steps,
             metrics,
             is_best,
+            eta_s: Some(seconds * (epochs - epoch - 1) as f64),
+            run_eta_s: run
+                .run_deadline
+                .map(|d| d.saturating_duration_since(Instant::now()).as_secs_f64()),
         };
         history.push(report.clone());
         run.emit(Event::Epoch(report));

@@ -279,7 +279,7 @@ impl Stage for VqStage<'_> {
         let model = self.model()?.valid();
         let eval = vq_eval(&model, &val, self.mel, self.cfg.batch_size, self.device)?;
         self.health = eval.health;
-        if run.preview_due(epoch + 1, self.cfg.max_epochs) {
+        if run.preview_due(epoch + 1) {
             match write_previews(
                 &model,
                 &val,
