@@ -205,7 +205,9 @@ pub fn run_epochs<S: Stage>(
         first_epoch: first + 1,
     });
     let mut completed = true;
-    for epoch in first..epochs {
+    let mut epoch = first;
+    // `epochs` may shrink after the first epoch (a time budget), so no fixed range.
+    while epoch < epochs {
         if run.should_stop() {
             completed = false;
             break;
@@ -275,6 +277,7 @@ pub fn run_epochs<S: Stage>(
             epoch: epoch + 1,
             dir,
         });
+        epoch += 1;
     }
     Ok(StageRun {
         completed,
