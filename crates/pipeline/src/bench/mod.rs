@@ -4,12 +4,14 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use audio::SpectrogramConfig;
 use serde_json::json;
 
 mod audio_bench;
+mod train_bench;
 pub use audio_bench::audio;
+pub use train_bench::train;
 
 /// Samples per second of every model.
 const RATE: f64 = audio::SAMPLE_RATE as f64;
@@ -158,96 +160,5 @@ pub fn generate(seconds: f64) -> anyhow::Result<serde_json::Value> {
         "vocoder_iterations": audio::vocoder::DEFAULT_ITERATIONS,
         "tiers": tiers,
         "targets": {"tokens_per_s_small_tier": 2000, "real_time_factor": 10},
-    }))
-}
-
-/// The reference system's drums20 run (`shared/docs/reference-runs.md`, default tiers).
-const REF_VQ_BEST_VAL_LOSS: f64 = 2.792;
-const REF_VQ_SECONDS: f64 = 104.9;
-const REF_PRIOR_BEST_PPL: f64 = 10.65;
-const REF_PRIOR_SECONDS: f64 = 41.6;
-
-/// `bench train`: runs `distill train --json` on a corpus (default tiers, seed 1) in a child
-/// process and reports per stage seconds per epoch, validation metrics and peak memory,
-/// next to the reference system's numbers for drums20 (`shared/docs/reference-runs.md`).
-pub fn train(data: &Path, epochs: Option<usize>) -> anyhow::Result<serde_json::Value> {
-    // The `distill` binary beside this benchmark's own.
-    let exe =
-        std::env::current_exe()?.with_file_name(format!("distill{}", std::env::consts::EXE_SUFFIX));
-    let dir = std::env::temp_dir().join(format!("distill-bench-train-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let out = dir.join("bench.distill");
-    let mut cmd = std::process::Command::new(exe);
-    cmd.args(["train", "--seed", "1", "--json", "--data"])
-        .arg(data)
-        .arg("-o")
-        .arg(&out);
-    if let Some(e) = epochs {
-        cmd.args(["--epochs", &e.to_string()]);
-    }
-    let started = Instant::now();
-    let o = cmd.output()?;
-    let wall = secs(started);
-    let _ = std::fs::remove_dir_all(&dir);
-    if !o.status.success() {
-        bail!("training failed: {}", String::from_utf8_lossy(&o.stderr));
-    }
-    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
-    let stage = |name: &str| -> serde_json::Value {
-        let eps: Vec<&serde_json::Value> = events
-            .iter()
-            .filter(|e| e["event"] == "epoch" && e["stage"] == name)
-            .collect();
-        let secs: f64 = eps.iter().filter_map(|e| e["seconds"].as_f64()).sum();
-        let best = eps.iter().min_by(|a, b| {
-            a["val_loss"]
-                .as_f64()
-                .unwrap_or(f64::MAX)
-                .total_cmp(&b["val_loss"].as_f64().unwrap_or(f64::MAX))
-        });
-        // Time to the reference's best validation result (its whole stage took `ref_s`).
-        let (ref_loss, ref_s) = match name {
-            "vqvae" => (REF_VQ_BEST_VAL_LOSS, REF_VQ_SECONDS),
-            _ => (REF_PRIOR_BEST_PPL.ln(), REF_PRIOR_SECONDS),
-        };
-        let mut elapsed = 0.0;
-        let reached = eps.iter().find_map(|e| {
-            elapsed += e["seconds"].as_f64().unwrap_or(0.0);
-            (e["val_loss"].as_f64()? <= ref_loss)
-                .then(|| json!({"epoch": e["epoch"], "seconds": elapsed}))
-        });
-        json!({
-            "epochs": eps.len(),
-            "seconds_per_epoch": secs / eps.len().max(1) as f64,
-            "reached_reference_best": reached,
-            "reference_stage_seconds": ref_s,
-            "best_val_loss": best.map(|b| b["val_loss"].clone()),
-            "best_epoch": best.map(|b| b["epoch"].clone()),
-            "final_val_loss": eps.last().map(|e| e["val_loss"].clone()),
-            "best_extra": best.map(|b| b["extra"].clone()),
-        })
-    };
-    let done = events
-        .iter()
-        .find(|e| e["event"] == "done")
-        .cloned()
-        .unwrap_or_default();
-    Ok(json!({
-        "bench": "train",
-        "data": data.display().to_string(),
-        "backend": "flex",
-        "wall_s": wall,
-        "peak_rss_mb": done["peak_rss_mb"],
-        "vqvae": stage("vqvae"),
-        "prior": stage("prior"),
-        "reference_drums20_default_tiers": {
-            "source": "shared/docs/reference-runs.md (PyTorch CPU, 1 thread, shared machine)",
-            "vqvae": {"epochs": 100, "seconds_per_epoch": 0.95, "stage_wall_s": REF_VQ_SECONDS, "best_val_loss": REF_VQ_BEST_VAL_LOSS, "final_val_loss": 2.924,
-                      "utilisation": [0.266, 0.094, 0.188], "peak_rss_mb": 958},
-            "prior": {"epochs": 50, "seconds_per_epoch": 0.6, "stage_wall_s": REF_PRIOR_SECONDS, "best_val_perplexity": REF_PRIOR_BEST_PPL, "peak_rss_mb": 992},
-        },
     }))
 }

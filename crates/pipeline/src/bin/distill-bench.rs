@@ -19,6 +19,8 @@ struct BenchArgs {
     epochs: Option<usize>,
     /// Model whose VQ-VAE decodes the mels of `bench audio`.
     model: Option<PathBuf>,
+    /// Distill's preset in `bench train` (reference: the original's model, comparable).
+    preset: String,
     /// Directory whose target/bench/ receives the report.
     root: PathBuf,
 }
@@ -32,6 +34,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> anyhow::Result<BenchArgs> {
         max_files: 4,
         epochs: None,
         model: None,
+        preset: "reference".into(),
         root: PathBuf::from("."),
     };
     while let Some(flag) = args.next() {
@@ -48,6 +51,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> anyhow::Result<BenchArgs> {
             "--epochs" => out.epochs = Some(number(&value)?),
             "--root" => out.root = PathBuf::from(value),
             "--model" => out.model = Some(PathBuf::from(value)),
+            "--preset" => out.preset = value,
             other => bail!("unknown option {other}"),
         }
     }
@@ -59,7 +63,7 @@ fn run() -> anyhow::Result<()> {
     let report = match args.name.as_str() {
         "audio" => pipeline::bench::audio(&args.data, args.max_files, args.model.as_deref())?,
         "generate" => pipeline::bench::generate(10.0)?,
-        "train" => pipeline::bench::train(&args.data, args.epochs)?,
+        "train" => pipeline::bench::train(&args.data, args.epochs, &args.preset)?,
         other => bail!("unknown benchmark '{other}' (available: audio, generate, train)"),
     };
     let path = pipeline::bench::write_report(&args.root, &args.name, &report)?;
