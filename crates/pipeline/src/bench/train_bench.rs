@@ -294,10 +294,9 @@ pub fn train(data: &Path, epochs: Option<usize>, preset: &str) -> anyhow::Result
     let dir = std::env::temp_dir().join(format!("distill-bench-train-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let ours = ours(data, epochs, preset, &dir);
-    let reference = match std::env::var_os("DISTILL_REFERENCE").map(PathBuf::from) {
-        Some(install) => Some(original(&install, data, epochs, &dir.join("original"))),
-        None => None,
-    };
+    let reference = std::env::var_os("DISTILL_REFERENCE")
+        .map(PathBuf::from)
+        .map(|install| original(&install, data, epochs, &dir.join("original")));
     let _ = std::fs::remove_dir_all(&dir);
     let ours = ours?;
     let mut report = json!({
