@@ -5,5 +5,6 @@ mod cli;
 mod generate;
 mod library;
 mod model_files;
+mod studio;
 mod train;
 mod util;
