@@ -87,14 +87,20 @@ impl App {
         }
         .expect("request");
         let (status, bytes, _) = self.send(req).await;
-        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
     }
 
     async fn upload(&self, collection: &str, file: &str, bytes: Vec<u8>) -> (StatusCode, Value) {
-        let req = request("PUT", &format!("/api/collections/{collection}/files/{file}"))
-            .header(header::CONTENT_LENGTH, bytes.len())
-            .body(Body::from(bytes))
-            .expect("request");
+        let req = request(
+            "PUT",
+            &format!("/api/collections/{collection}/files/{file}"),
+        )
+        .header(header::CONTENT_LENGTH, bytes.len())
+        .body(Body::from(bytes))
+        .expect("request");
         let (status, body, _) = self.send(req).await;
         (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
     }
@@ -108,7 +114,10 @@ impl App {
         assert_eq!(status, StatusCode::OK);
         assert_eq!(headers[header::CONTENT_TYPE], "text/event-stream");
         let text = String::from_utf8(body).expect("utf-8");
-        assert!(text.contains("event: end"), "the stream ends with an end event");
+        assert!(
+            text.contains("event: end"),
+            "the stream ends with an end event"
+        );
         text.lines()
             .filter_map(|l| l.strip_prefix("data: "))
             .filter(|d| *d != "{}")
@@ -163,19 +172,32 @@ async fn the_token_host_and_origin_are_checked_on_every_call() {
     let app = app();
     let plain = |uri: &str| Request::builder().uri(uri).header(header::HOST, HOST);
     // No token: 401; a wrong one: 403; in the query: fine.
-    let (s, body, _) = app.send(plain("/api/state").body(Body::empty()).expect("req")).await;
+    let (s, body, _) = app
+        .send(plain("/api/state").body(Body::empty()).expect("req"))
+        .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     assert!(String::from_utf8_lossy(&body).contains("missing session token"));
-    let wrong = plain("/api/state").header("x-distill-token", "nope").body(Body::empty());
+    let wrong = plain("/api/state")
+        .header("x-distill-token", "nope")
+        .body(Body::empty());
     assert_eq!(app.send(wrong.expect("req")).await.0, StatusCode::FORBIDDEN);
-    let wrong_query = plain("/api/models?token=nope").body(Body::empty()).expect("req");
+    let wrong_query = plain("/api/models?token=nope")
+        .body(Body::empty())
+        .expect("req");
     assert_eq!(app.send(wrong_query).await.0, StatusCode::FORBIDDEN);
-    let ok = plain(&format!("/api/state?token={TOKEN}")).body(Body::empty()).expect("req");
+    let ok = plain(&format!("/api/state?token={TOKEN}"))
+        .body(Body::empty())
+        .expect("req");
     let (s, body, headers) = app.send(ok).await;
     assert_eq!(s, StatusCode::OK);
     let state: Value = serde_json::from_slice(&body).expect("json");
     assert_eq!(state["models_dir"], json!(app.models));
-    assert!(headers["content-security-policy"].to_str().expect("csp").contains("default-src 'self'"));
+    assert!(
+        headers["content-security-policy"]
+            .to_str()
+            .expect("csp")
+            .contains("default-src 'self'")
+    );
     assert_eq!(headers["referrer-policy"], "no-referrer");
     // Every route refuses a missing token, before anything else happens.
     for (method, uri) in [
@@ -211,10 +233,18 @@ async fn the_token_host_and_origin_are_checked_on_every_call() {
             .header(header::HOST, HOST)
             .body(Body::empty())
             .expect("req");
-        assert_eq!(app.send(req).await.0, StatusCode::UNAUTHORIZED, "{method} {uri}");
+        assert_eq!(
+            app.send(req).await.0,
+            StatusCode::UNAUTHORIZED,
+            "{method} {uri}"
+        );
     }
     // DNS rebinding: another name in Host is refused, even with the token; so is the page.
-    for host in ["evil.example:4242", "127.0.0.1:9999", "localhost.evil.example:4242"] {
+    for host in [
+        "evil.example:4242",
+        "127.0.0.1:9999",
+        "localhost.evil.example:4242",
+    ] {
         let req = Request::builder()
             .uri("/api/state")
             .header(header::HOST, host)
@@ -245,19 +275,45 @@ async fn the_token_host_and_origin_are_checked_on_every_call() {
         assert_eq!(app.send(req).await.0, expected, "{origin}");
     }
     assert_eq!(
-        std::fs::read_dir(app.models.join("collections")).expect("dir").count(),
+        std::fs::read_dir(app.models.join("collections"))
+            .expect("dir")
+            .count(),
         1,
         "only the same-origin request created a collection"
     );
     // The page and its modules need no token (they hold no data).
-    for asset in ["/", "/app.js", "/api.js", "/chart.js", "/data.js", "/train.js", "/generate.js", "/library.js", "/style.css"] {
-        let req = Request::builder().uri(asset).header(header::HOST, "localhost:4242").body(Body::empty());
+    for asset in [
+        "/",
+        "/app.js",
+        "/api.js",
+        "/chart.js",
+        "/data.js",
+        "/train.js",
+        "/generate.js",
+        "/library.js",
+        "/style.css",
+    ] {
+        let req = Request::builder()
+            .uri(asset)
+            .header(header::HOST, "localhost:4242")
+            .body(Body::empty());
         let (s, body, _) = app.send(req.expect("req")).await;
         assert_eq!(s, StatusCode::OK, "{asset}");
         assert!(!body.is_empty());
     }
+    let (s, v) = app.call("GET", "/api/jobs/train", None).await;
+    assert_eq!(
+        (s, App::error(&v)),
+        (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "/api/jobs/train does not accept GET"
+        )
+    );
     let (s, v) = app.call("GET", "/api/no-such-route", None).await;
-    assert_eq!((s, App::error(&v).starts_with("no such API route")), (StatusCode::NOT_FOUND, true));
+    assert_eq!(
+        (s, App::error(&v).starts_with("no such API route")),
+        (StatusCode::NOT_FOUND, true)
+    );
 }
 
 #[tokio::test]
@@ -280,17 +336,33 @@ async fn paths_outside_the_chosen_folders_are_refused_and_never_read() {
     ] {
         for (method, uri, body) in [
             ("POST", "/api/scan".to_string(), Some(json!({"path": path}))),
-            ("GET", format!("/api/fs/browse?path={}", path.replace('/', "%2F")), None),
-            ("POST", "/api/jobs/train".to_string(), Some(tiny_training(Path::new(&path), "x", 1))),
+            (
+                "GET",
+                format!("/api/fs/browse?path={}", path.replace('/', "%2F")),
+                None,
+            ),
+            (
+                "POST",
+                "/api/jobs/train".to_string(),
+                Some(tiny_training(Path::new(&path), "x", 1)),
+            ),
         ] {
             let (s, v) = app.call(method, &uri, body).await;
             assert_eq!(s, StatusCode::FORBIDDEN, "{method} {uri} {path}: {v}");
             assert!(App::error(&v).contains("outside the folders"), "{v}");
         }
     }
-    let (s, v) = app.call("POST", "/api/scan", Some(json!({"path": "relative/folder"}))).await;
+    let (s, v) = app
+        .call(
+            "POST",
+            "/api/scan",
+            Some(json!({"path": "relative/folder"})),
+        )
+        .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
-    let (s, _) = app.call("POST", "/api/scan", Some(json!({"path": secret}))).await;
+    let (s, _) = app
+        .call("POST", "/api/scan", Some(json!({"path": secret})))
+        .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     // Names in URLs: traversal, absolute paths and hidden files are refused.
     for uri in [
@@ -307,20 +379,39 @@ async fn paths_outside_the_chosen_folders_are_refused_and_never_read() {
         assert!(s.is_client_error(), "{uri}: {s} {v}");
         assert!(v["error"].is_string(), "{uri}: a JSON error");
     }
-    let (s, _) = app.call("DELETE", "/api/models/..%2Fsecret.txt", Some(json!({"confirm": "../secret.txt"}))).await;
+    let (s, _) = app
+        .call(
+            "DELETE",
+            "/api/models/..%2Fsecret.txt",
+            Some(json!({"confirm": "../secret.txt"})),
+        )
+        .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
-    let (s, _) = app.call("PUT", "/api/collections/..%2F..%2Froot/files/x.wav", None).await;
+    let (s, _) = app
+        .call("PUT", "/api/collections/..%2F..%2Froot/files/x.wav", None)
+        .await;
     assert!(s.is_client_error());
-    assert_eq!(std::fs::read(&secret).expect("secret"), b"not for the studio");
+    assert_eq!(
+        std::fs::read(&secret).expect("secret"),
+        b"not for the studio"
+    );
     assert!(outside.join("hit0.wav").exists() && app.base.join("root/escape").exists());
     // Inside the data root, browsing and scanning work.
     let (s, v) = app.call("GET", "/api/fs/browse", None).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(v["dirs"][0]["path"], json!(app.sounds.parent()));
-    let uri = format!("/api/fs/browse?path={}", app.sounds.parent().expect("root").display());
+    let uri = format!(
+        "/api/fs/browse?path={}",
+        app.sounds.parent().expect("root").display()
+    );
     let (s, v) = app.call("GET", &uri, None).await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    let names: Vec<&str> = v["dirs"].as_array().expect("dirs").iter().filter_map(|d| d["name"].as_str()).collect();
+    let names: Vec<&str> = v["dirs"]
+        .as_array()
+        .expect("dirs")
+        .iter()
+        .filter_map(|d| d["name"].as_str())
+        .collect();
     assert!(names.contains(&"sounds"));
 }
 
@@ -328,21 +419,51 @@ async fn paths_outside_the_chosen_folders_are_refused_and_never_read() {
 async fn scanning_reports_files_totals_and_the_tier() {
     let app = app();
     std::fs::write(app.sounds.join("notes.txt"), b"just text").expect("write");
-    let (s, v) = app.call("POST", "/api/scan", Some(json!({"path": app.sounds}))).await;
+    let (s, v) = app
+        .call("POST", "/api/scan", Some(json!({"path": app.sounds})))
+        .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["totals"]["files"], 5);
     assert_eq!(v["totals"]["usable"], 4);
     assert_eq!(v["tier"]["name"], "small");
-    assert!(v["tier"]["meaning"].as_str().expect("meaning").contains("up to 20 files"));
-    let txt = v["files"].as_array().expect("files").iter().find(|f| f["name"] == "notes.txt").expect("txt");
+    assert!(
+        v["tier"]["meaning"]
+            .as_str()
+            .expect("meaning")
+            .contains("up to 20 files")
+    );
+    let txt = v["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .find(|f| f["name"] == "notes.txt")
+        .expect("txt");
     assert_eq!(txt["usable"], false);
     assert_eq!(txt["problems"][0]["text"], "not a supported audio format");
     let hit = &v["files"][0];
-    assert_eq!((hit["format"].as_str(), hit["sample_rate"].as_u64(), hit["channels"].as_u64()), (Some("pcm_s16le"), Some(44_100), Some(1)));
-    let (s, v) = app.call("POST", "/api/scan", Some(json!({"path": app.sounds.join("nope")}))).await;
+    assert_eq!(
+        (
+            hit["format"].as_str(),
+            hit["sample_rate"].as_u64(),
+            hit["channels"].as_u64()
+        ),
+        (Some("pcm_s16le"), Some(44_100), Some(1))
+    );
+    let (s, v) = app
+        .call(
+            "POST",
+            "/api/scan",
+            Some(json!({"path": app.sounds.join("nope")})),
+        )
+        .await;
     assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
-    let (s, v) = app.call("POST", "/api/scan", Some(json!({"wrong": 1}))).await;
-    assert!(s.is_client_error() && App::error(&v).starts_with("bad request body"), "{s} {v}");
+    let (s, v) = app
+        .call("POST", "/api/scan", Some(json!({"wrong": 1})))
+        .await;
+    assert!(
+        s.is_client_error() && App::error(&v).starts_with("bad request body"),
+        "{s} {v}"
+    );
 }
 
 #[tokio::test]
@@ -351,33 +472,72 @@ async fn uploads_keep_audio_and_refuse_the_rest_with_a_clear_message() {
         max_file_bytes: 200_000,
         max_files: 3,
     });
-    let (s, v) = app.call("POST", "/api/collections", Some(json!({"name": "my kicks"}))).await;
+    let (s, v) = app
+        .call(
+            "POST",
+            "/api/collections",
+            Some(json!({"name": "my kicks"})),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let dir = app.models.join("collections/my kicks");
-    let (s, _) = app.call("POST", "/api/collections", Some(json!({"name": "my kicks"}))).await;
+    let (s, _) = app
+        .call(
+            "POST",
+            "/api/collections",
+            Some(json!({"name": "my kicks"})),
+        )
+        .await;
     assert_eq!(s, StatusCode::CONFLICT);
-    let (s, _) = app.call("POST", "/api/collections", Some(json!({"name": "../up"}))).await;
+    let (s, _) = app
+        .call("POST", "/api/collections", Some(json!({"name": "../up"})))
+        .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
 
-    let (s, v) = app.upload("my%20kicks", "kick.wav", wav_bytes(1.0, 44_100)).await;
+    let (s, v) = app
+        .upload("my%20kicks", "kick.wav", wav_bytes(1.0, 44_100))
+        .await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    assert_eq!((v["file"].as_str(), v["sample_rate"].as_u64()), (Some("kick.wav"), Some(44_100)));
+    assert_eq!(
+        (v["file"].as_str(), v["sample_rate"].as_u64()),
+        (Some("kick.wav"), Some(44_100))
+    );
     // The same name again is kept beside it.
-    let (s, v) = app.upload("my%20kicks", "kick.wav", wav_bytes(0.5, 48_000)).await;
-    assert_eq!((s, v["file"].as_str()), (StatusCode::OK, Some("kick (2).wav")));
+    let (s, v) = app
+        .upload("my%20kicks", "kick.wav", wav_bytes(0.5, 48_000))
+        .await;
+    assert_eq!(
+        (s, v["file"].as_str()),
+        (StatusCode::OK, Some("kick (2).wav"))
+    );
 
     let listing = |dir: &Path| -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(dir).expect("dir").flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .expect("dir")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
         v.sort();
         v
     };
     let before = listing(&dir);
     // Not audio.
-    let (s, v) = app.upload("my%20kicks", "notes.wav", b"this is text, not sound".repeat(20)).await;
+    let (s, v) = app
+        .upload(
+            "my%20kicks",
+            "notes.wav",
+            b"this is text, not sound".repeat(20),
+        )
+        .await;
     assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    assert!(App::error(&v).contains("notes.wav is not an audio file"), "{v}");
+    assert!(
+        App::error(&v).contains("notes.wav is not an audio file"),
+        "{v}"
+    );
     // Too large: refused from its Content-Length, and while streaming without one.
-    let (s, v) = app.upload("my%20kicks", "big.wav", wav_bytes(3.0, 48_000)).await;
+    let (s, v) = app
+        .upload("my%20kicks", "big.wav", wav_bytes(3.0, 48_000))
+        .await;
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
     assert!(App::error(&v).contains("too large"), "{v}");
     let chunked = request("PUT", "/api/collections/my%20kicks/files/big.wav")
@@ -401,34 +561,67 @@ async fn uploads_keep_audio_and_refuse_the_rest_with_a_clear_message() {
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert!(String::from_utf8_lossy(&body).contains("cut off"));
     // Bad names and unknown collections.
-    let (s, _) = app.upload("my%20kicks", "..%2Fescape.wav", wav_bytes(0.2, 44_100)).await;
+    let (s, _) = app
+        .upload("my%20kicks", "..%2Fescape.wav", wav_bytes(0.2, 44_100))
+        .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     let (s, _) = app.upload("nope", "a.wav", wav_bytes(0.2, 44_100)).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
-    assert_eq!(listing(&dir), before, "refused uploads leave nothing behind");
-    assert!(!app.models.join("escape.wav").exists() && !app.models.join("collections/escape.wav").exists());
+    assert_eq!(
+        listing(&dir),
+        before,
+        "refused uploads leave nothing behind"
+    );
+    assert!(
+        !app.models.join("escape.wav").exists()
+            && !app.models.join("collections/escape.wav").exists()
+    );
     // The count limit.
-    let (s, _) = app.upload("my%20kicks", "third.wav", wav_bytes(0.2, 44_100)).await;
+    let (s, _) = app
+        .upload("my%20kicks", "third.wav", wav_bytes(0.2, 44_100))
+        .await;
     assert_eq!(s, StatusCode::OK);
-    let (s, v) = app.upload("my%20kicks", "fourth.wav", wav_bytes(0.2, 44_100)).await;
+    let (s, v) = app
+        .upload("my%20kicks", "fourth.wav", wav_bytes(0.2, 44_100))
+        .await;
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
-    assert!(App::error(&v).contains("the most one collection may hold"), "{v}");
+    assert!(
+        App::error(&v).contains("the most one collection may hold"),
+        "{v}"
+    );
     let (s, v) = app.call("GET", "/api/collections", None).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(v["collections"][0]["files"], 3);
     // A collection is a readable folder: it scans.
-    let (s, v) = app.call("POST", "/api/scan", Some(json!({"path": dir}))).await;
-    assert_eq!((s, v["totals"]["usable"].as_u64()), (StatusCode::OK, Some(3)));
+    let (s, v) = app
+        .call("POST", "/api/scan", Some(json!({"path": dir})))
+        .await;
+    assert_eq!(
+        (s, v["totals"]["usable"].as_u64()),
+        (StatusCode::OK, Some(3))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn train_generate_keep_export_rename_and_delete() {
     let app = app();
-    let (s, v) = app.call("POST", "/api/jobs/train", Some(tiny_training(&app.sounds, "tiny", 2))).await;
+    let (s, v) = app
+        .call(
+            "POST",
+            "/api/jobs/train",
+            Some(tiny_training(&app.sounds, "tiny", 2)),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let job = v["job"].as_u64().expect("job id");
     // Refusals while it is queued or running.
-    let (s, _) = app.call("POST", "/api/jobs/train", Some(tiny_training(&app.sounds, "tiny", 2))).await;
+    let (s, _) = app
+        .call(
+            "POST",
+            "/api/jobs/train",
+            Some(tiny_training(&app.sounds, "tiny", 2)),
+        )
+        .await;
     assert_eq!(s, StatusCode::CONFLICT, "the same model name twice");
     let mut bad = tiny_training(&app.sounds, "bad", 2);
     bad["heads"] = json!(3);
@@ -437,33 +630,79 @@ async fn train_generate_keep_export_rename_and_delete() {
     let mut bad = tiny_training(&app.sounds, "bad", 2);
     bad["epochs"] = json!(0);
     let (s, v) = app.call("POST", "/api/jobs/train", Some(bad)).await;
-    assert_eq!((s, App::error(&v)), (StatusCode::BAD_REQUEST, "epochs must be between 1 and 10000, got 0"));
+    assert_eq!(
+        (s, App::error(&v)),
+        (
+            StatusCode::BAD_REQUEST,
+            "epochs must be between 1 and 10000, got 0"
+        )
+    );
 
     let events = app.events(job).await;
     let kinds: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
-    for k in ["config", "stage_started", "epoch", "preview", "stage_finished", "done"] {
+    for k in [
+        "config",
+        "stage_started",
+        "epoch",
+        "preview",
+        "stage_finished",
+        "done",
+    ] {
         assert!(kinds.contains(&k), "{k} in {kinds:?}");
     }
     for stage in ["vqvae", "prior"] {
-        let n = events.iter().filter(|e| e["event"] == "epoch" && e["stage"] == stage).count();
+        let n = events
+            .iter()
+            .filter(|e| e["event"] == "epoch" && e["stage"] == stage)
+            .count();
         assert_eq!(n, 2, "{stage} epochs");
     }
     // A second subscriber (a reloaded page) gets the same history.
     assert_eq!(app.events(job).await, events);
     let (_, j) = app.call("GET", &format!("/api/jobs/{job}"), None).await;
-    assert_eq!((j["state"].as_str(), j["result"]["model"].as_str()), (Some("finished"), Some("tiny.distill")));
-    let (s, _) = app.call("POST", &format!("/api/jobs/{job}/cancel"), None).await;
-    assert_eq!(s, StatusCode::CONFLICT, "a finished job cannot be cancelled");
-    let (s, _) = app.call("POST", &format!("/api/jobs/{job}/resume"), None).await;
+    assert_eq!(
+        (j["state"].as_str(), j["result"]["model"].as_str()),
+        (Some("finished"), Some("tiny.distill"))
+    );
+    let (s, _) = app
+        .call("POST", &format!("/api/jobs/{job}/cancel"), None)
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::CONFLICT,
+        "a finished job cannot be cancelled"
+    );
+    let (s, _) = app
+        .call("POST", &format!("/api/jobs/{job}/resume"), None)
+        .await;
     assert_eq!(s, StatusCode::CONFLICT, "nor resumed");
     // Previews are served from the report folder, with byte ranges.
-    let preview = events.iter().find(|e| e["event"] == "preview").expect("preview");
-    let wav = preview["files"].as_array().expect("files").iter().filter_map(|f| f.as_str()).find(|f| f.ends_with(".wav")).expect("wav");
-    let req = request("GET", &format!("/api/jobs/{job}/report/{wav}")).header(header::RANGE, "bytes=0-9").body(Body::empty()).expect("req");
+    let preview = events
+        .iter()
+        .find(|e| e["event"] == "preview")
+        .expect("preview");
+    let wav = preview["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .filter_map(|f| f.as_str())
+        .find(|f| f.ends_with(".wav"))
+        .expect("wav");
+    let req = request("GET", &format!("/api/jobs/{job}/report/{wav}"))
+        .header(header::RANGE, "bytes=0-9")
+        .body(Body::empty())
+        .expect("req");
     let (s, body, _) = app.send(req).await;
     assert_eq!((s, body.len()), (StatusCode::PARTIAL_CONTENT, 10));
-    for bad in ["..%2F..%2Fsecret.txt", "../../secret.txt", "previews/..%2F..%2F..%2Fsecret.txt", "%2Fetc%2Fpasswd"] {
-        let (s, v) = app.call("GET", &format!("/api/jobs/{job}/report/{bad}"), None).await;
+    for bad in [
+        "..%2F..%2Fsecret.txt",
+        "../../secret.txt",
+        "previews/..%2F..%2F..%2Fsecret.txt",
+        "%2Fetc%2Fpasswd",
+    ] {
+        let (s, v) = app
+            .call("GET", &format!("/api/jobs/{job}/report/{bad}"), None)
+            .await;
         assert!(s.is_client_error(), "{bad}: {s} {v}");
     }
 
@@ -474,27 +713,57 @@ async fn train_generate_keep_export_rename_and_delete() {
     assert_eq!(s, StatusCode::OK);
     let cards = v["models"].as_array().expect("models");
     assert_eq!(cards.len(), 2, "{v}");
-    let tiny = cards.iter().find(|c| c["file"] == "tiny.distill").expect("tiny card");
+    let tiny = cards
+        .iter()
+        .find(|c| c["file"] == "tiny.distill")
+        .expect("tiny card");
     assert_eq!(tiny["has_prior"], true);
     assert_eq!(tiny["corpus"]["files"], 4);
     assert_eq!(tiny["history"]["vqvae"].as_array().map(Vec::len), Some(2));
-    assert!(["healthy", "some codes unused", "collapse"].contains(&tiny["health"]["verdict"].as_str().expect("verdict")));
-    let reference = cards.iter().find(|c| c["file"] == "upstream.distill").expect("reference card");
+    assert!(
+        ["healthy", "some codes unused", "collapse"]
+            .contains(&tiny["health"]["verdict"].as_str().expect("verdict"))
+    );
+    let reference = cards
+        .iter()
+        .find(|c| c["file"] == "upstream.distill")
+        .expect("reference card");
     assert_eq!(reference["reference"], true);
     let (s, v) = app.call("GET", "/api/models/tiny.distill", None).await;
-    assert_eq!((s, v["info"]["format"].as_str()), (StatusCode::OK, Some("distill-safetensors")));
+    assert_eq!(
+        (s, v["info"]["format"].as_str()),
+        (StatusCode::OK, Some("distill-safetensors"))
+    );
     let (s, _) = app.call("GET", "/api/models/missing.distill", None).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 
     // Generate 2 sounds; errors first.
     for (body, status) in [
         (json!({"model": "missing.distill"}), StatusCode::NOT_FOUND),
-        (json!({"model": "tiny.distill", "duration": 0}), StatusCode::BAD_REQUEST),
-        (json!({"model": "tiny.distill", "count": 100}), StatusCode::BAD_REQUEST),
-        (json!({"model": "tiny.distill", "top_p": 2}), StatusCode::BAD_REQUEST),
-        (json!({"model": "tiny.distill", "bogus": 1}), StatusCode::UNPROCESSABLE_ENTITY),
+        (
+            json!({"model": "tiny.distill", "duration": 0}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"model": "tiny.distill", "count": 100}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"model": "tiny.distill", "top_p": 2}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"model": "tiny.distill", "bogus": 1}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({"model": "tiny.distill", "seed": "-1"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
     ] {
-        let (s, v) = app.call("POST", "/api/jobs/generate", Some(body.clone())).await;
+        let (s, v) = app
+            .call("POST", "/api/jobs/generate", Some(body.clone()))
+            .await;
         assert_eq!(s, status, "{body}: {v}");
         assert!(v["error"].is_string());
     }
@@ -503,77 +772,199 @@ async fn train_generate_keep_export_rename_and_delete() {
     assert_eq!(s, StatusCode::OK, "{v}");
     let gen_job = v["job"].as_u64().expect("job");
     let events = app.events(gen_job).await;
-    let sounds: Vec<&Value> = events.iter().filter(|e| e["event"] == "sound").map(|e| &e["result"]).collect();
+    let sounds: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event"] == "sound")
+        .map(|e| &e["result"])
+        .collect();
     assert_eq!(sounds.len(), 2);
     assert!(events.iter().any(|e| e["event"] == "progress"));
     let first = sounds[0];
-    assert_eq!((first["duration_s"].as_f64(), first["temperature"].as_f64()), (Some(1.5), Some(0.9)));
-    let seed = first["seed"].as_u64().expect("seed");
+    assert_eq!(
+        (first["duration_s"].as_f64(), first["temperature"].as_f64()),
+        (Some(1.5), Some(0.9))
+    );
+    let seed: u64 = first["seed"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .expect("seed as a string");
     let base = format!("/api/results/{gen_job}/{seed}");
-    let (s, wav, headers) = app.send(request("GET", &format!("{base}/audio.wav")).body(Body::empty()).expect("req")).await;
+    let (s, wav, headers) = app
+        .send(
+            request("GET", &format!("{base}/audio.wav"))
+                .body(Body::empty())
+                .expect("req"),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(headers[header::ACCEPT_RANGES], "bytes");
     let decoded = hound::WavReader::new(std::io::Cursor::new(&wav)).expect("a WAV");
     assert_eq!(decoded.duration(), 72_000, "exactly 1.5 s at 48 kHz");
-    let (s, part, _) = app.send(request("GET", &format!("{base}/audio.wav")).header(header::RANGE, "bytes=100-199").body(Body::empty()).expect("req")).await;
-    assert_eq!((s, part.as_slice()), (StatusCode::PARTIAL_CONTENT, &wav[100..200]));
-    let (s, _, headers) = app.send(request("GET", &format!("{base}/audio.wav?download=1")).body(Body::empty()).expect("req")).await;
+    let (s, part, _) = app
+        .send(
+            request("GET", &format!("{base}/audio.wav"))
+                .header(header::RANGE, "bytes=100-199")
+                .body(Body::empty())
+                .expect("req"),
+        )
+        .await;
+    assert_eq!(
+        (s, part.as_slice()),
+        (StatusCode::PARTIAL_CONTENT, &wav[100..200])
+    );
+    let (s, _, headers) = app
+        .send(
+            request("GET", &format!("{base}/audio.wav?download=1"))
+                .body(Body::empty())
+                .expect("req"),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK);
-    assert!(headers[header::CONTENT_DISPOSITION].to_str().expect("cd").starts_with("attachment"));
-    let (s, flac, _) = app.send(request("GET", &format!("{base}/audio.flac")).body(Body::empty()).expect("req")).await;
+    assert!(
+        headers[header::CONTENT_DISPOSITION]
+            .to_str()
+            .expect("cd")
+            .starts_with("attachment")
+    );
+    let (s, flac, _) = app
+        .send(
+            request("GET", &format!("{base}/audio.flac"))
+                .body(Body::empty())
+                .expect("req"),
+        )
+        .await;
     assert_eq!((s, &flac[..4]), (StatusCode::OK, b"fLaC".as_slice()));
-    let flac_path = app.models.join(format!("generated/{gen_job}/gen_{seed}.flac"));
+    let flac_path = app
+        .models
+        .join(format!("generated/{gen_job}/gen_{seed}.flac"));
     let from_flac = audio::decode::decode_file(&flac_path).expect("the FLAC decodes");
-    assert_eq!((from_flac.samples.len(), from_flac.sample_rate), (72_000, 48_000));
-    let (s, png, _) = app.send(request("GET", &format!("{base}/mel.png")).body(Body::empty()).expect("req")).await;
+    assert_eq!(
+        (from_flac.samples.len(), from_flac.sample_rate),
+        (72_000, 48_000)
+    );
+    let (s, png, _) = app
+        .send(
+            request("GET", &format!("{base}/mel.png"))
+                .body(Body::empty())
+                .expect("req"),
+        )
+        .await;
     assert_eq!((s, &png[..4]), (StatusCode::OK, b"\x89PNG".as_slice()));
-    let (s, _) = app.call("GET", &format!("/api/results/{gen_job}/999/audio.wav"), None).await;
+    let (s, _) = app
+        .call(
+            "GET",
+            &format!("/api/results/{gen_job}/999/audio.wav"),
+            None,
+        )
+        .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 
     // Regenerating one result from its seed gives the same file.
-    let again = json!({"model": "tiny.distill", "duration": 1.5, "count": 1, "seed": seed, "temperature": 0.9, "top_k": 0, "top_p": 0.9, "iterations": 4});
+    let again = json!({"model": "tiny.distill", "duration": 1.5, "count": 1, "seed": seed.to_string(), "temperature": 0.9, "top_k": 0, "top_p": 0.9, "iterations": 4});
     let (_, v) = app.call("POST", "/api/jobs/generate", Some(again)).await;
     let regen = v["job"].as_u64().expect("job");
     app.events(regen).await;
-    let same = std::fs::read(app.models.join(format!("generated/{regen}/gen_{seed}.wav"))).expect("regenerated");
+    let same = std::fs::read(app.models.join(format!("generated/{regen}/gen_{seed}.wav")))
+        .expect("regenerated");
     assert_eq!(same, wav, "the same seed and settings give the same sound");
 
     // Keep one, export the kit.
-    let (s, v) = app.call("POST", "/api/kit", Some(json!({"name": "kit one"}))).await;
+    let (s, v) = app
+        .call("POST", "/api/kit", Some(json!({"name": "kit one"})))
+        .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "nothing kept yet: {v}");
-    let (s, _) = app.call("POST", &format!("{base}/keep"), Some(json!({"kept": true}))).await;
+    let (s, _) = app
+        .call("POST", &format!("{base}/keep"), Some(json!({"kept": true})))
+        .await;
     assert_eq!(s, StatusCode::OK);
     let (_, v) = app.call("GET", "/api/results?kept=true", None).await;
     assert_eq!(v["results"].as_array().map(Vec::len), Some(1));
     let (_, v) = app.call("GET", "/api/results", None).await;
     assert_eq!(v["results"].as_array().map(Vec::len), Some(3));
-    let (s, v) = app.call("POST", "/api/kit", Some(json!({"name": "kit one"}))).await;
+    let (s, v) = app
+        .call("POST", "/api/kit", Some(json!({"name": "kit one"})))
+        .await;
     assert_eq!((s, v["sounds"].as_u64()), (StatusCode::OK, Some(1)), "{v}");
     let kit = app.models.join("kits/kit one");
-    assert!(kit.join(format!("distill_{gen_job}_{seed}.wav")).is_file() && kit.join(format!("distill_{gen_job}_{seed}.json")).is_file());
-    let (s, zip, headers) = app.send(request("GET", "/api/kits/kit%20one.zip").body(Body::empty()).expect("req")).await;
+    assert!(
+        kit.join(format!("distill_{gen_job}_{seed}.wav")).is_file()
+            && kit.join(format!("distill_{gen_job}_{seed}.json")).is_file()
+    );
+    let (s, zip, headers) = app
+        .send(
+            request("GET", "/api/kits/kit%20one.zip")
+                .body(Body::empty())
+                .expect("req"),
+        )
+        .await;
     assert_eq!((s, &zip[..2]), (StatusCode::OK, b"PK".as_slice()));
-    assert!(headers[header::CONTENT_DISPOSITION].to_str().expect("cd").contains("kit one.zip"));
-    let (s, _) = app.call("POST", "/api/kit", Some(json!({"name": "kit one"}))).await;
+    assert!(
+        headers[header::CONTENT_DISPOSITION]
+            .to_str()
+            .expect("cd")
+            .contains("kit one.zip")
+    );
+    let (s, _) = app
+        .call("POST", "/api/kit", Some(json!({"name": "kit one"})))
+        .await;
     assert_eq!(s, StatusCode::CONFLICT);
 
     // Rename, then delete with confirmation.
-    let (s, _) = app.call("POST", "/api/models/tiny.distill/rename", Some(json!({"name": "upstream"}))).await;
+    let (s, _) = app
+        .call(
+            "POST",
+            "/api/models/tiny.distill/rename",
+            Some(json!({"name": "upstream"})),
+        )
+        .await;
     assert_eq!(s, StatusCode::CONFLICT);
-    let (s, v) = app.call("POST", "/api/models/tiny.distill/rename", Some(json!({"name": "drums v1"}))).await;
-    assert_eq!((s, v["file"].as_str()), (StatusCode::OK, Some("drums v1.distill")));
-    assert!(app.models.join("drums v1.report").is_dir() && !app.models.join("tiny.report").exists());
-    let (s, v) = app.call("DELETE", "/api/models/drums%20v1.distill", Some(json!({"confirm": "wrong"}))).await;
+    let (s, v) = app
+        .call(
+            "POST",
+            "/api/models/tiny.distill/rename",
+            Some(json!({"name": "drums v1"})),
+        )
+        .await;
+    assert_eq!(
+        (s, v["file"].as_str()),
+        (StatusCode::OK, Some("drums v1.distill"))
+    );
+    assert!(
+        app.models.join("drums v1.report").is_dir() && !app.models.join("tiny.report").exists()
+    );
+    let (s, v) = app
+        .call(
+            "DELETE",
+            "/api/models/drums%20v1.distill",
+            Some(json!({"confirm": "wrong"})),
+        )
+        .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
     assert!(app.models.join("drums v1.distill").is_file());
-    let (s, _) = app.call("DELETE", "/api/models/drums%20v1.distill", Some(json!({"confirm": "drums v1.distill"}))).await;
+    let (s, _) = app
+        .call(
+            "DELETE",
+            "/api/models/drums%20v1.distill",
+            Some(json!({"confirm": "drums v1.distill"})),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK);
-    assert!(!app.models.join("drums v1.distill").exists() && !app.models.join("drums v1.report").exists());
+    assert!(
+        !app.models.join("drums v1.distill").exists()
+            && !app.models.join("drums v1.report").exists()
+    );
     let (_, v) = app.call("GET", "/api/models", None).await;
     assert_eq!(v["models"].as_array().map(Vec::len), Some(1));
 
     // A restarted studio shows the finished jobs.
-    let reopened = Studio::open(&StudioOptions { token: Some(TOKEN.into()), ..StudioOptions::new(&app.models, vec![app.sounds.clone()]) }, PORT).expect("reopens");
+    let reopened = Studio::open(
+        &StudioOptions {
+            token: Some(TOKEN.into()),
+            ..StudioOptions::new(&app.models, vec![app.sounds.clone()])
+        },
+        PORT,
+    )
+    .expect("reopens");
     let jobs = reopened.jobs.list();
     assert_eq!(jobs.len(), 3);
     assert!(jobs.iter().all(|j| j["state"] == "finished"), "{jobs:?}");
@@ -583,35 +974,69 @@ async fn train_generate_keep_export_rename_and_delete() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_run_keeps_its_checkpoint_and_resumes_with_its_history() {
     let app = app();
-    let (s, v) = app.call("POST", "/api/jobs/train", Some(tiny_training(&app.sounds, "long", 6))).await;
+    let (s, v) = app
+        .call(
+            "POST",
+            "/api/jobs/train",
+            Some(tiny_training(&app.sounds, "long", 6)),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let job = v["job"].as_u64().expect("job");
-    app.wait_job(job, |j| j["events"].as_array().is_some_and(|e| e.iter().any(|e| e["event"] == "epoch"))).await;
-    let (s, v) = app.call("POST", &format!("/api/jobs/{job}/cancel"), None).await;
+    app.wait_job(job, |j| {
+        j["events"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|e| e["event"] == "epoch"))
+    })
+    .await;
+    let (s, v) = app
+        .call("POST", &format!("/api/jobs/{job}/cancel"), None)
+        .await;
     assert_eq!((s, v["was"].as_str()), (StatusCode::OK, Some("running")));
     let j = app.wait_job(job, |j| j["state"] != "running").await;
     assert_eq!(j["state"], "cancelled", "{j}");
     let ckpt = app.models.join("long.distill.ckpt");
     assert_eq!(j["checkpoint"], json!(ckpt));
     assert!(ckpt.join("checkpoint.json").is_file());
-    let done_before = j["events"].as_array().expect("events").iter().filter(|e| e["event"] == "epoch").count();
+    let done_before = j["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["event"] == "epoch")
+        .count();
 
-    let (s, v) = app.call("POST", &format!("/api/jobs/{job}/resume"), None).await;
+    let (s, v) = app
+        .call("POST", &format!("/api/jobs/{job}/resume"), None)
+        .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let resumed = v["job"].as_u64().expect("job");
     let events = app.events(resumed).await;
     let epochs: Vec<(String, u64)> = events
         .iter()
         .filter(|e| e["event"] == "epoch")
-        .map(|e| (e["stage"].as_str().unwrap_or_default().to_string(), e["epoch"].as_u64().unwrap_or(0)))
+        .map(|e| {
+            (
+                e["stage"].as_str().unwrap_or_default().to_string(),
+                e["epoch"].as_u64().unwrap_or(0),
+            )
+        })
         .collect();
-    assert!(epochs.len() >= 12, "the resumed job's history holds the old epochs too: {epochs:?}");
+    assert!(
+        epochs.len() >= 12,
+        "the resumed job's history holds the old epochs too: {epochs:?}"
+    );
     assert!(epochs.len() <= 12 + done_before);
     assert!(events.iter().any(|e| e["event"] == "resumed"));
-    let config = events.iter().filter(|e| e["event"] == "config").last().expect("config");
+    let config = events
+        .iter()
+        .rfind(|e| e["event"] == "config")
+        .expect("config");
     assert!(config["resumed_at"].as_u64().unwrap_or(0) >= 1);
     let (_, j) = app.call("GET", &format!("/api/jobs/{resumed}"), None).await;
-    assert_eq!((j["state"].as_str(), j["resumed_from"].as_u64()), (Some("finished"), Some(job)));
+    assert_eq!(
+        (j["state"].as_str(), j["resumed_from"].as_u64()),
+        (Some("finished"), Some(job))
+    );
     assert!(app.models.join("long.distill").is_file() && !ckpt.exists());
     let (s, _) = app.call("POST", "/api/jobs/99/cancel", None).await;
     assert_eq!(s, StatusCode::NOT_FOUND);

@@ -4,9 +4,11 @@
 // tabs like a musician would, and saves a screenshot of each tab in docs/.
 //
 //   DISTILL_BIN=target/debug/distill node tests/studio-e2e/e2e.mjs
+//
+// E2E_EPOCHS sets the epochs of both stages (default 30; the README's screenshots: 60).
 
 import { spawn } from 'node:child_process';
-import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, existsSync, rmSync, readdirSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, existsSync, rmSync, readdirSync, copyFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -19,6 +21,8 @@ const docs = join(repo, 'docs');
 const bin = process.env.DISTILL_BIN || join(repo, 'target/debug/distill');
 const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 const started = Date.now();
+// Epochs of both stages: the tier's model sizes, trained briefly.
+const EPOCHS = Number(process.env.E2E_EPOCHS || 30);
 const log = (...a) => console.log(`[${((Date.now() - started) / 1000).toFixed(1)} s]`, ...a);
 
 /** A mono 16-bit WAV: a decaying tone with a noise burst, like a drum hit. */
@@ -46,7 +50,10 @@ const dataRoot = join(tmp, 'sounds');
 const corpus = join(dataRoot, 'tiny-drums');
 const models = join(tmp, 'models');
 mkdirSync(corpus, { recursive: true });
-for (let i = 0; i < 4; i++) writeFileSync(join(corpus, `hit${i}.wav`), hit(i, 0.8 + 0.3 * i));
+// A model of the original system in the models folder: the Library lists it too.
+mkdirSync(models, { recursive: true });
+copyFileSync(join(repo, 'tests/fixtures/upstream-drums20/model.distill'), join(models, 'upstream-drums20.distill'));
+for (let i = 0; i < 8; i++) writeFileSync(join(corpus, `hit${i}.wav`), hit(i, 0.9 + 0.25 * i));
 writeFileSync(join(tmp, 'upload-kick.wav'), hit(7, 0.6));
 writeFileSync(join(tmp, 'readme.txt'), 'these are not sounds\n'.repeat(20));
 mkdirSync(docs, { recursive: true });
@@ -75,6 +82,11 @@ async function main() {
   const page = await context.newPage();
   const pageErrors = [];
   context.on('weberror', (e) => pageErrors.push(e.error().message));
+  const shoot = async (name) => {
+    await page.evaluate(() => { document.getElementById('toast').className = ''; });
+    await page.waitForTimeout(250);
+    await page.screenshot({ path: join(docs, name), fullPage: true });
+  };
   const points = (p, stage) => p.$eval(`#chart-${stage}`, (c) => Number(c.dataset.points));
 
   // Without the token the page explains itself and the API refuses.
@@ -97,9 +109,9 @@ async function main() {
   await page.click('#data-scan');
   await page.waitForSelector('#scan-result:not([hidden])');
   await page.waitForFunction((p) => document.querySelector('#scan-root').textContent === p, corpus);
-  assert.equal(await page.$$eval('#scan-table tbody tr', (r) => r.length), 4);
+  assert.equal(await page.$$eval('#scan-table tbody tr', (r) => r.length), 8);
   assert.match(await page.textContent('#scan-tier'), /small collection/);
-  await page.screenshot({ path: join(docs, 'studio-data.png') });
+  await shoot('studio-data.png');
   log('scanned the corpus');
 
   // Train: tiny settings, live curves over SSE, reload and a second tab mid-run, cancel, resume.
@@ -107,7 +119,7 @@ async function main() {
   await page.waitForSelector('#tab-train:not([hidden])');
   assert.equal(await page.inputValue('#train-data'), corpus);
   await page.fill('#train-name', 'e2e-drums');
-  for (const [id, v] of [['#train-epochs', '12'], ['#train-codes', '16'], ['#train-levels', '2'], ['#train-hidden', '32'], ['#train-layers', '1'], ['#train-heads', '2'], ['#train-seed', '5']]) await page.fill(id, v);
+  for (const [id, v] of [['#train-epochs', String(EPOCHS)], ['#train-seed', '5']]) await page.fill(id, v);
   await page.click('#train-start');
   await page.waitForFunction(() => Number(document.querySelector('#chart-vqvae').dataset.points) >= 1, null, { timeout: 120000 });
   const first = await points(page, 'vqvae');
@@ -136,16 +148,16 @@ async function main() {
   await page.waitForFunction(() => Number(document.querySelector('#chart-prior').dataset.points) >= 2, null, { timeout: 300000 });
   const midPrior = await points(page, 'prior');
   await page.waitForFunction(() => document.querySelector('#run-state').textContent === 'finished', null, { timeout: 300000 });
-  assert.equal(await points(page, 'vqvae'), 12);
-  assert.equal(await points(page, 'prior'), 12);
-  assert.ok(midPrior < 12 || cancelledAt.prior > 0, 'prior points arrived while the page watched');
+  assert.equal(await points(page, 'vqvae'), EPOCHS);
+  assert.equal(await points(page, 'prior'), EPOCHS);
+  assert.ok(midPrior < EPOCHS || cancelledAt.prior > 0, 'prior points arrived while the page watched');
   assert.match(await page.textContent('#run-health'), /Codebook: (healthy|some codes unused|collapse)/);
   await page.waitForSelector('#run-previews audio');
-  await page.screenshot({ path: join(docs, 'studio-train.png'), fullPage: true });
+  await shoot('studio-train.png');
   log('training finished after a resume; both charts full');
 
   // Generate 2 sounds; a player loads one; its decoded duration is the requested one; download.
-  await page.click('[data-tab="generate"]');
+  await page.click('nav [data-tab="generate"]');
   await page.waitForFunction(() => [...document.querySelectorAll('#gen-model option')].some((o) => o.value === 'e2e-drums.distill'));
   await page.selectOption('#gen-model', 'e2e-drums.distill');
   await page.fill('#gen-duration', '1.5');
@@ -156,7 +168,7 @@ async function main() {
   await page.click('#gen-start');
   await page.waitForFunction(() => document.querySelectorAll('#results .result').length === 2, null, { timeout: 120000 });
   const audioInfo = await page.$eval('#results .result audio', async (a) => {
-    if (a.readyState < 1) await new Promise((ok, fail) => { a.onloadedmetadata = ok; a.onerror = () => fail(new Error('audio error')); a.load(); });
+    if (a.readyState < 1) await new Promise((ok, fail) => { a.onloadedmetadata = ok; a.onerror = () => fail(new Error(`audio error ${a.error?.code}: ${a.error?.message} (${a.src})`)); a.load(); });
     const buf = await (await fetch(a.src)).arrayBuffer();
     const decoded = await new OfflineAudioContext(1, 1, 48000).decodeAudioData(buf);
     return { element: a.duration, decoded: decoded.duration, rate: decoded.sampleRate, src: a.getAttribute('src') };
@@ -182,22 +194,23 @@ async function main() {
   await page.waitForSelector('#kit-result a');
   assert.ok(existsSync(join(models, 'kits', 'e2e kit.zip')));
   await page.waitForFunction(() => [...document.querySelectorAll('#results img.mel')].every((i) => i.complete && i.naturalWidth > 0));
-  await page.screenshot({ path: join(docs, 'studio-generate.png'), fullPage: true });
+  await shoot('studio-generate.png');
   log('generated, auditioned, downloaded, kept and exported a kit');
 
   // Library: the model is a card; delete it (with confirmation).
-  await page.click('[data-tab="library"]');
+  await page.click('nav [data-tab="library"]');
   const card = '#models .card[data-file="e2e-drums.distill"]';
   await page.waitForSelector(card);
   assert.match(await page.textContent(card), /prior ✓/);
-  await page.screenshot({ path: join(docs, 'studio-library.png'), fullPage: true });
+  assert.match(await page.textContent('#models .card[data-file="upstream-drums20.distill"]'), /reference system file/);
+  await shoot('studio-library.png');
   await page.click(`${card} button.danger`);
   await page.waitForSelector('#confirm[open]');
   await page.click('#confirm-ok');
   await page.waitForSelector(card, { state: 'detached' });
   assert.ok(!existsSync(join(models, 'e2e-drums.distill')), 'the model file is deleted');
   log('deleted the model from the Library');
-  assert.deepEqual(readdirSync(models).filter((f) => f.endsWith('.distill')), []);
+  assert.deepEqual(readdirSync(models).filter((f) => f.endsWith('.distill')), ['upstream-drums20.distill']);
   assert.deepEqual(pageErrors, [], 'no script errors in the page');
 }
 

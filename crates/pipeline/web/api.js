@@ -59,6 +59,7 @@ export function toast(message, kind = 'info') {
 
 export function seconds(s) {
   if (s == null || !isFinite(s)) return '–';
+  if (s < 1) return `${s.toFixed(2)} s`;
   if (s < 60) return `${s.toFixed(s < 10 ? 1 : 0)} s`;
   const m = Math.floor(s / 60);
   if (m < 60) return `${m} min ${Math.round(s % 60)} s`;

@@ -13,9 +13,9 @@ export function show(tab) {
   if (!tabs.includes(tab)) tab = 'data';
   for (const t of tabs) {
     $(`tab-${t}`).hidden = t !== tab;
-    document.querySelector(`[data-tab="${t}"]`).setAttribute('aria-selected', String(t === tab));
+    document.querySelector(`nav [data-tab="${t}"]`).setAttribute('aria-selected', String(t === tab));
   }
-  document.body.dataset.tab = tab;
+  document.body.dataset.view = tab;
   if (location.hash !== `#${tab}`) history.replaceState(null, '', `${location.search}#${tab}`);
   modules[tab].shown?.();
 }
@@ -41,7 +41,7 @@ function start() {
     $('no-token').hidden = false;
     return;
   }
-  for (const b of document.querySelectorAll('[data-tab]')) b.addEventListener('click', () => show(b.dataset.tab));
+  for (const b of document.querySelectorAll('nav [data-tab]')) b.addEventListener('click', () => show(b.dataset.tab));
   for (const m of Object.values(modules)) m.init({ show });
   on('jobs-changed', refreshQueue);
   show(location.hash.slice(1) || 'data');

@@ -13,7 +13,7 @@ export function init() {
   on('model-trained', (file) => loadModels(file));
   on('open-model', (file) => loadModels(file));
   document.addEventListener('keydown', (e) => {
-    if (document.body.dataset.tab !== 'generate' || /INPUT|SELECT|TEXTAREA/.test(e.target.tagName)) return;
+    if (document.body.dataset.view !== 'generate' || /INPUT|SELECT|TEXTAREA/.test(e.target.tagName)) return;
     if (e.key >= '1' && e.key <= '9') play(Number(e.key) - 1);
   });
   loadModels();
@@ -43,7 +43,7 @@ function settings() {
     $('gen-seed').value = seed;
   }
   return {
-    model: $('gen-model').value, duration: n('gen-duration'), count: n('gen-count'), seed: Number(seed),
+    model: $('gen-model').value, duration: n('gen-duration'), count: n('gen-count'), seed,
     temperature: n('gen-temperature'), top_k: n('gen-topk'), top_p: n('gen-topp'), iterations: n('gen-iterations'),
   };
 }

@@ -7,7 +7,7 @@ let show;
 
 export function init(ctx) {
   show = ctx.show;
-  on('model-trained', () => { if (document.body.dataset.tab === 'library') load(); });
+  on('model-trained', () => { if (document.body.dataset.view === 'library') load(); });
 }
 
 export function shown() {
@@ -27,7 +27,7 @@ function card(m) {
   const spark = el('canvas', { width: 260, height: 50, class: 'spark' });
   requestAnimationFrame(() => sparkline(spark, [m.history.vqvae, m.history.prior]));
   const date = new Date(m.modified * 1000).toLocaleString();
-  const corpus = m.corpus.name ? `${m.corpus.name}: ${m.corpus.files ?? '?'} files, ${seconds(m.corpus.duration_s)}` : 'corpus unknown';
+  const corpus = m.corpus.name ? `${m.corpus.name}: ${m.corpus.files ?? '?'} files${m.corpus.duration_s > 0 ? `, ${seconds(m.corpus.duration_s)}` : ''}` : 'corpus unknown';
   const params = (m.vqvae.parameters || 0) + (m.prior?.parameters || 0);
   return el('article', { class: 'card', dataset: { file: m.file } },
     el('h3', {}, m.name),

@@ -79,7 +79,10 @@ function attach(id) {
   $('run-previews').replaceChildren();
   $('run-messages').replaceChildren();
   $('run-health').textContent = '';
-  get(`/api/jobs/${id}`).then((j) => { $('run-title').textContent = j.title; }).catch(() => {});
+  get(`/api/jobs/${id}`).then((j) => {
+    $('run-title').textContent = j.title;
+    if (!$('train-data').value && j.request?.data) $('train-data').value = j.request.data;
+  }).catch(() => {});
   source = new EventSource(url(`/api/jobs/${id}/events`));
   source.onmessage = (m) => { handle(JSON.parse(m.data)); status(); };
   source.addEventListener('end', () => { source.close(); source = null; status(); });

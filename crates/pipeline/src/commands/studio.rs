@@ -51,7 +51,7 @@ pub fn run(args: &StudioArgs, backend: Backend) -> anyhow::Result<ExitCode> {
         port: args.port,
         backend,
         limits: UploadLimits {
-            max_file_bytes: args.max_upload_mb.saturating_mul(1 << 20),
+            max_file_bytes: args.max_upload_mb.saturating_mul(1_000_000),
             ..UploadLimits::default()
         },
         ..StudioOptions::new(&args.models, data_roots)

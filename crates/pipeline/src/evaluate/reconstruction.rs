@@ -215,4 +215,3 @@ pub fn reconstruction(
         .map(|r| r.ratio),
     })
 }
-

@@ -11,15 +11,51 @@ use super::Studio;
 
 /// (URL path, content type, contents).
 const ASSETS: &[(&str, &str, &str)] = &[
-    ("/", "text/html; charset=utf-8", include_str!("../../web/index.html")),
-    ("/style.css", "text/css; charset=utf-8", include_str!("../../web/style.css")),
-    ("/app.js", "text/javascript; charset=utf-8", include_str!("../../web/app.js")),
-    ("/api.js", "text/javascript; charset=utf-8", include_str!("../../web/api.js")),
-    ("/chart.js", "text/javascript; charset=utf-8", include_str!("../../web/chart.js")),
-    ("/data.js", "text/javascript; charset=utf-8", include_str!("../../web/data.js")),
-    ("/train.js", "text/javascript; charset=utf-8", include_str!("../../web/train.js")),
-    ("/generate.js", "text/javascript; charset=utf-8", include_str!("../../web/generate.js")),
-    ("/library.js", "text/javascript; charset=utf-8", include_str!("../../web/library.js")),
+    (
+        "/",
+        "text/html; charset=utf-8",
+        include_str!("../../web/index.html"),
+    ),
+    (
+        "/style.css",
+        "text/css; charset=utf-8",
+        include_str!("../../web/style.css"),
+    ),
+    (
+        "/app.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/app.js"),
+    ),
+    (
+        "/api.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/api.js"),
+    ),
+    (
+        "/chart.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/chart.js"),
+    ),
+    (
+        "/data.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/data.js"),
+    ),
+    (
+        "/train.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/train.js"),
+    ),
+    (
+        "/generate.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/generate.js"),
+    ),
+    (
+        "/library.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/library.js"),
+    ),
 ];
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {

@@ -53,7 +53,7 @@ impl HostCheck {
     }
 }
 
-fn header<'a>(headers: &'a HeaderMap, name: impl axum::http::header::AsHeaderName) -> Option<&'a str> {
+fn header(headers: &HeaderMap, name: impl axum::http::header::AsHeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -72,7 +72,11 @@ fn request_token(req: &Request) -> Option<String> {
 
 /// Compares without stopping at the first difference.
 fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 /// Checks one request (see the module docs); `Ok` lets it through.
@@ -152,7 +156,14 @@ mod tests {
         for ok in ["127.0.0.1:8080", "localhost:8080", "[::1]:8080"] {
             assert!(local.allows(ok), "{ok}");
         }
-        for bad in ["evil.com:8080", "127.0.0.1:80", "127.0.0.1", "", "192.168.1.2:8080", "localhost.evil.com:8080"] {
+        for bad in [
+            "evil.com:8080",
+            "127.0.0.1:80",
+            "127.0.0.1",
+            "",
+            "192.168.1.2:8080",
+            "localhost.evil.com:8080",
+        ] {
             assert!(!local.allows(bad), "{bad}");
         }
         let any = HostCheck {

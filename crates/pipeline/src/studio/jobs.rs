@@ -217,7 +217,10 @@ impl Jobs {
             inner.queue.push_back(id);
             id
         };
-        self.push_event(id, serde_json::json!({"event": "job", "state": JobState::Queued}));
+        self.push_event(
+            id,
+            serde_json::json!({"event": "job", "state": JobState::Queued}),
+        );
         self.wake.notify_all();
         id
     }
@@ -342,7 +345,10 @@ impl Jobs {
                     cancel: e.cancel.clone(),
                 };
                 drop(inner);
-                self.push_event(id, serde_json::json!({"event": "job", "state": JobState::Running}));
+                self.push_event(
+                    id,
+                    serde_json::json!({"event": "job", "state": JobState::Running}),
+                );
                 return taken;
             }
             inner = self.wake.wait(inner).unwrap_or_else(|p| p.into_inner());
@@ -364,7 +370,8 @@ impl Jobs {
             r.result = result;
             r.error = error.clone();
             r.checkpoint = checkpoint;
-            r.events.push(serde_json::json!({"event": "job", "state": state, "error": error}));
+            r.events
+                .push(serde_json::json!({"event": "job", "state": state, "error": error}));
         });
     }
 }
@@ -383,7 +390,10 @@ mod tests {
         let taken = jobs.take_next();
         assert_eq!(taken.id, a);
         jobs.finish(a, JobState::Finished, Json::Null, None, None);
-        assert_eq!(jobs.cancel(a), Err(ApiError::conflict("job 1 has already ended (finished)")));
+        assert_eq!(
+            jobs.cancel(a),
+            Err(ApiError::conflict("job 1 has already ended (finished)"))
+        );
         let _ = jobs.take_next();
         let again = Jobs::load(&file);
         assert_eq!(again.get(a).map(|r| r.state), Some(JobState::Finished));

@@ -88,8 +88,7 @@ pub fn flac_bytes(wav: &Path) -> anyhow::Result<Vec<u8>> {
     let config = flacenc::config::Encoder::default()
         .into_verified()
         .map_err(|e| anyhow::anyhow!("FLAC encoder settings: {e:?}"))?;
-    let source =
-        flacenc::source::MemSource::from_samples(&samples, 1, 24, d.sample_rate as usize);
+    let source = flacenc::source::MemSource::from_samples(&samples, 1, 24, d.sample_rate as usize);
     let stream = flacenc::encode_with_fixed_block_size(&config, source, config.block_size)
         .map_err(|e| anyhow::anyhow!("FLAC encoding: {e:?}"))?;
     let mut sink = flacenc::bitsink::ByteSink::new();
@@ -123,11 +122,14 @@ pub fn mel_png(wav: &Path, width: usize) -> anyhow::Result<Vec<u8>> {
     for row in 0..n_mels {
         let band = n_mels - 1 - row;
         for c in 0..cols {
-            let (f0, f1) = (c * frames / cols, ((c + 1) * frames / cols).max(c * frames / cols + 1));
+            let (f0, f1) = (
+                c * frames / cols,
+                ((c + 1) * frames / cols).max(c * frames / cols + 1),
+            );
             let v = (f0..f1.min(frames))
                 .map(|f| m.get(band * frames + f).copied().unwrap_or(0.0))
                 .fold(0.0f32, f32::max);
-            rgb.extend_from_slice(&colour((v / max).sqrt()));
+            rgb.extend_from_slice(&colour(v / max));
         }
     }
     crate::report::encode_png(cols as u32, n_mels as u32, &rgb)
@@ -159,7 +161,10 @@ pub fn zip_files(files: &[(String, std::path::PathBuf)]) -> anyhow::Result<Vec<u
         } else {
             zip::CompressionMethod::Stored
         };
-        zip.start_file(name.as_str(), SimpleFileOptions::default().compression_method(method))?;
+        zip.start_file(
+            name.as_str(),
+            SimpleFileOptions::default().compression_method(method),
+        )?;
         zip.write_all(&std::fs::read(path)?)?;
     }
     Ok(zip.finish()?.into_inner())
@@ -173,9 +178,7 @@ mod tests {
     fn flac_round_trips_through_the_decoder() {
         let dir = tempfile::tempdir().expect("temp dir");
         let wav = dir.path().join("a.wav");
-        let tone: Vec<f32> = (0..48_000)
-            .map(|i| (i as f32 * 0.05).sin() * 0.5)
-            .collect();
+        let tone: Vec<f32> = (0..48_000).map(|i| (i as f32 * 0.05).sin() * 0.5).collect();
         let opts = audio::wav::WavOptions::default();
         std::fs::write(&wav, audio::wav::encode_wav(&tone, &opts).expect("wav")).expect("write");
         let flac = dir.path().join("a.flac");

@@ -42,7 +42,7 @@ pub struct UploadLimits {
 impl Default for UploadLimits {
     fn default() -> Self {
         Self {
-            max_file_bytes: 200 << 20,
+            max_file_bytes: 200_000_000,
             max_files: 1000,
         }
     }
@@ -131,7 +131,11 @@ pub fn router(studio: Arc<Studio>) -> Router {
     routes::api()
         .merge(assets::routes())
         .fallback(routes::not_found)
-        .layer(axum::middleware::from_fn_with_state(studio.clone(), auth::guard))
+        .method_not_allowed_fallback(routes::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            studio.clone(),
+            auth::guard,
+        ))
         .with_state(studio)
 }
 
@@ -161,7 +165,11 @@ pub fn serve(options: StudioOptions, ready: impl FnOnce(&str)) -> anyhow::Result
         let listener = tokio::net::TcpListener::bind((options.bind, options.port))
             .await
             .map_err(|e| {
-                anyhow::anyhow!("cannot listen on {}:{}: {e}", options.bind, options.port)
+                anyhow::anyhow!(
+                    "cannot listen on {}:{}: {e} (is another program using the port? try --port 0 for any free one)",
+                    options.bind,
+                    options.port
+                )
             })?;
         let addr = listener.local_addr()?;
         let studio = Studio::open(&options, addr.port())?;

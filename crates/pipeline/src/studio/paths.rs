@@ -175,7 +175,10 @@ pub fn plain_name(name: &str) -> ApiResult<&str> {
         || name.starts_with('.')
         || name.contains(['/', '\\', '\0']);
     let mut parts = Path::new(name).components();
-    let single = matches!((parts.next(), parts.next()), (Some(Component::Normal(_)), None));
+    let single = matches!(
+        (parts.next(), parts.next()),
+        (Some(Component::Normal(_)), None)
+    );
     if bad || !single {
         return Err(ApiError::bad_request(format!(
             "'{name}' is not a plain file name"
@@ -210,12 +213,16 @@ pub fn join_inside(base: &Path, rel: &str) -> ApiResult<PathBuf> {
         .components()
         .all(|c| matches!(c, Component::Normal(n) if !n.to_string_lossy().starts_with('.')));
     if rel.is_empty() || rel.contains('\0') || rel_path.is_absolute() || !plain {
-        return Err(ApiError::bad_request(format!("'{rel}' is not a path inside the folder")));
+        return Err(ApiError::bad_request(format!(
+            "'{rel}' is not a path inside the folder"
+        )));
     }
     let base = canonical(base)?;
     let path = canonical(&base.join(rel_path))?;
     if !path.starts_with(&base) {
-        return Err(ApiError::forbidden(format!("'{rel}' leads outside the folder")));
+        return Err(ApiError::forbidden(format!(
+            "'{rel}' leads outside the folder"
+        )));
     }
     Ok(path)
 }
@@ -227,8 +234,14 @@ pub fn unique_in(dir: &Path, name: &str) -> PathBuf {
         return first;
     }
     let p = Path::new(name);
-    let stem = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    let ext = p.extension().map(|e| format!(".{}", e.to_string_lossy())).unwrap_or_default();
+    let stem = p
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let ext = p
+        .extension()
+        .map(|e| format!(".{}", e.to_string_lossy()))
+        .unwrap_or_default();
     (2..)
         .map(|i| dir.join(format!("{stem} ({i}){ext}")))
         .find(|c| std::fs::symlink_metadata(c).is_err())
@@ -241,7 +254,9 @@ mod tests {
 
     #[test]
     fn names_are_single_plain_components() {
-        for bad in ["", ".", "..", "../x", "a/b", "/etc", ".hidden", "a\\b", "x\0"] {
+        for bad in [
+            "", ".", "..", "../x", "a/b", "/etc", ".hidden", "a\\b", "x\0",
+        ] {
             assert!(plain_name(bad).is_err(), "{bad:?}");
         }
         assert_eq!(plain_name("kick (2).wav").ok(), Some("kick (2).wav"));
@@ -259,7 +274,13 @@ mod tests {
         std::fs::write(base.join("sub/a.txt"), b"a").expect("write");
         std::fs::write(dir.path().join("secret"), b"s").expect("write");
         assert!(join_inside(&base, "sub/a.txt").is_ok());
-        for bad in ["../secret", "sub/../../secret", "/etc/passwd", "", "./sub/a.txt"] {
+        for bad in [
+            "../secret",
+            "sub/../../secret",
+            "/etc/passwd",
+            "",
+            "./sub/a.txt",
+        ] {
             assert!(join_inside(&base, bad).is_err(), "{bad:?}");
         }
         #[cfg(unix)]

@@ -107,7 +107,12 @@ fn run_job(studio: &Studio, job: Taken) -> Ending {
     }
 }
 
-fn run_train(studio: &Studio, id: u64, t: &TrainJob, cancel: &CancelToken) -> anyhow::Result<Ending> {
+fn run_train(
+    studio: &Studio,
+    id: u64,
+    t: &TrainJob,
+    cancel: &CancelToken,
+) -> anyhow::Result<Ending> {
     let device = studio.backend.device()?;
     let options = TrainOptions {
         overrides: t.overrides.clone(),
@@ -141,12 +146,9 @@ fn run_train(studio: &Studio, id: u64, t: &TrainJob, cancel: &CancelToken) -> an
             None,
             None,
         ),
-        TrainOutcome::Stopped { checkpoint, .. } => (
-            JobState::Cancelled,
-            Json::Null,
-            None,
-            Some(checkpoint),
-        ),
+        TrainOutcome::Stopped { checkpoint, .. } => {
+            (JobState::Cancelled, Json::Null, None, Some(checkpoint))
+        }
     })
 }
 
@@ -183,9 +185,10 @@ fn run_generate(
             // About 50 progress events per job.
             if done * 50 / total.max(1) > reported {
                 reported = done * 50 / total.max(1);
-                studio
-                    .jobs
-                    .push_event(id, json!({"event": "progress", "done": done, "total": total}));
+                studio.jobs.push_event(
+                    id,
+                    json!({"event": "progress", "done": done, "total": total}),
+                );
             }
         };
         let rendered = generator.render_many(samples, &mut rngs, &mut tick)?;
@@ -203,9 +206,12 @@ fn run_generate(
                 backend: studio.backend.name(),
             };
             let wav = write_sound(&dir, sound, &file)?;
-            let info = super::routes::generate::result_info(studio, id, &wav.with_extension("json"))
-                .unwrap_or(Json::Null);
-            studio.jobs.push_event(id, json!({"event": "sound", "result": info}));
+            let info =
+                super::routes::generate::result_info(studio, id, &wav.with_extension("json"))
+                    .unwrap_or(Json::Null);
+            studio
+                .jobs
+                .push_event(id, json!({"event": "sound", "result": info}));
             sounds.push(info);
         }
     }

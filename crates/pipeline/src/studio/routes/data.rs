@@ -26,7 +26,10 @@ pub struct BrowseQuery {
 
 /// Sub-folders of a folder inside the readable folders (names only, never contents), with
 /// how many files it holds; without a path, the folders to start from.
-pub async fn browse(State(s): S, QueryParams(q): QueryParams<BrowseQuery>) -> ApiResult<Json<Json_>> {
+pub async fn browse(
+    State(s): S,
+    QueryParams(q): QueryParams<BrowseQuery>,
+) -> ApiResult<Json<Json_>> {
     let Some(raw) = q.path.filter(|p| !p.trim().is_empty()) else {
         let roots: Vec<Json_> = s
             .roots
@@ -34,7 +37,9 @@ pub async fn browse(State(s): S, QueryParams(q): QueryParams<BrowseQuery>) -> Ap
             .iter()
             .map(|p| json!({"name": p.display().to_string(), "path": p}))
             .collect();
-        return Ok(Json(json!({"path": null, "parent": null, "dirs": roots, "files": 0})));
+        return Ok(Json(
+            json!({"path": null, "parent": null, "dirs": roots, "files": 0}),
+        ));
     };
     let dir = s.roots.readable_dir(&raw)?;
     let studio = s.clone();
@@ -57,7 +62,9 @@ pub async fn browse(State(s): S, QueryParams(q): QueryParams<BrowseQuery>) -> Ap
             .parent()
             .filter(|p| studio.roots.is_readable(p))
             .map(Path::to_path_buf);
-        Ok(Json(json!({"path": dir, "parent": parent, "dirs": dirs, "files": files})))
+        Ok(Json(
+            json!({"path": dir, "parent": parent, "dirs": dirs, "files": files}),
+        ))
     })
     .await
 }
@@ -74,7 +81,12 @@ pub fn scan_json(r: &ScanReport) -> Json_ {
         .files
         .iter()
         .map(|f| {
-            let name = f.path.strip_prefix(&r.root).unwrap_or(&f.path).display().to_string();
+            let name = f
+                .path
+                .strip_prefix(&r.root)
+                .unwrap_or(&f.path)
+                .display()
+                .to_string();
             json!({
                 "name": name,
                 "usable": f.usable(),
@@ -115,8 +127,12 @@ pub fn tier(usable: usize) -> Json_ {
         return json!({"name": name, "range": range});
     };
     let meaning = match name {
-        "small" => "a compact model that trains in minutes on a laptop; it learns these sounds closely, so new sounds stay near the originals. Fewer than 2 usable files cannot be trained on.",
-        "medium" => "a larger model with more codes and a deeper prior: more variety between sounds; training takes longer (tens of minutes on a laptop).",
+        "small" => {
+            "a compact model that trains in minutes on a laptop; it learns these sounds closely, so new sounds stay near the originals. Fewer than 2 usable files cannot be trained on."
+        }
+        "medium" => {
+            "a larger model with more codes and a deeper prior: more variety between sounds; training takes longer (tens of minutes on a laptop)."
+        }
         _ => "the largest model: the most variety; training can take an hour or more on a laptop.",
     };
     json!({
@@ -159,7 +175,9 @@ pub async fn collections(State(s): S) -> ApiResult<Json<Json_>> {
             if name.starts_with('.') || !entry.path().is_dir() {
                 continue;
             }
-            out.push(json!({"name": name, "path": entry.path(), "files": count_files(&entry.path())}));
+            out.push(
+                json!({"name": name, "path": entry.path(), "files": count_files(&entry.path())}),
+            );
         }
         out.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
         Ok(Json(json!({"collections": out})))
@@ -191,7 +209,9 @@ pub async fn create_collection(
     let name = new_name(&req.name)?;
     let dir = s.roots.collections.join(&name);
     if std::fs::symlink_metadata(&dir).is_ok() {
-        return Err(ApiError::conflict(format!("a collection named {name} already exists")));
+        return Err(ApiError::conflict(format!(
+            "a collection named {name} already exists"
+        )));
     }
     std::fs::create_dir(&dir)?;
     Ok(Json(json!({"name": name, "path": dir})))
@@ -208,7 +228,9 @@ pub async fn upload(
 ) -> ApiResult<Json<Json_>> {
     let dir = s.roots.child(&s.roots.collections, &collection)?;
     if !dir.is_dir() {
-        return Err(ApiError::not_found(format!("no collection named {collection}")));
+        return Err(ApiError::not_found(format!(
+            "no collection named {collection}"
+        )));
     }
     let name = new_name(&file)?;
     let limit = s.limits.max_file_bytes;

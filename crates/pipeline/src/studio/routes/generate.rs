@@ -38,6 +38,30 @@ fn default_count() -> usize {
     4
 }
 
+/// A seed as a JSON number or a decimal string.
+#[derive(Debug, Clone, Copy)]
+pub struct Seed(pub u64);
+
+impl<'de> Deserialize<'de> for Seed {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            Number(u64),
+            Text(String),
+        }
+        match Either::deserialize(d)? {
+            Either::Number(n) => Ok(Self(n)),
+            Either::Text(t) => t.trim().parse().map(Self).map_err(|_| {
+                serde::de::Error::custom(format!(
+                    "the seed must be a whole number from 0 to {}, got '{t}'",
+                    u64::MAX
+                ))
+            }),
+        }
+    }
+}
+
 /// A generation request from the page.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -48,8 +72,10 @@ pub struct GenerateRequest {
     pub duration: f64,
     #[serde(default = "default_count")]
     pub count: usize,
-    /// `None`: a new random seed (recorded, so the results can be made again).
-    pub seed: Option<u64>,
+    /// `None`: a new random seed (recorded, so the results can be made again). Seeds are
+    /// 64-bit, more than a JavaScript number holds exactly: a decimal string is accepted
+    /// (and results report theirs as strings).
+    pub seed: Option<Seed>,
     #[serde(default = "default_temperature")]
     pub temperature: f64,
     #[serde(default)]
@@ -61,7 +87,10 @@ pub struct GenerateRequest {
 }
 
 /// Queues a generation job.
-pub async fn start(State(s): S, JsonBody(req): JsonBody<GenerateRequest>) -> ApiResult<Json<Json_>> {
+pub async fn start(
+    State(s): S,
+    JsonBody(req): JsonBody<GenerateRequest>,
+) -> ApiResult<Json<Json_>> {
     let model = s.roots.model_file(&req.model)?;
     if !(req.duration > 0.0 && req.duration <= MAX_DURATION_S) {
         return Err(ApiError::bad_request(format!(
@@ -79,7 +108,9 @@ pub async fn start(State(s): S, JsonBody(req): JsonBody<GenerateRequest>) -> Api
         model,
         duration: req.duration,
         count: req.count,
-        seed: req.seed.unwrap_or_else(|| u64::from(rand::random::<u32>())),
+        seed: req
+            .seed
+            .map_or_else(|| u64::from(rand::random::<u32>()), |s| s.0),
         temperature: req.temperature,
         top_k: req.top_k,
         top_p: req.top_p,
@@ -96,7 +127,7 @@ pub async fn start(State(s): S, JsonBody(req): JsonBody<GenerateRequest>) -> Api
     let id = s
         .jobs
         .submit(JobKind::Generate, title, request, Vec::new(), None);
-    Ok(Json(json!({"job": id, "seed": job.seed})))
+    Ok(Json(json!({"job": id, "seed": job.seed.to_string()})))
 }
 
 /// The folder of a generation job's results.
@@ -118,7 +149,9 @@ fn result_wav(s: &Studio, job: &str, seed: &str) -> ApiResult<PathBuf> {
         .map_err(|_| ApiError::bad_request(format!("'{seed}' is not a seed")))?;
     let wav = job_dir(s, job)?.join(format!("gen_{seed}.wav"));
     if !wav.is_file() {
-        return Err(ApiError::not_found(format!("no result with seed {seed} in job {job}")));
+        return Err(ApiError::not_found(format!(
+            "no result with seed {seed} in job {job}"
+        )));
     }
     Ok(wav)
 }
@@ -146,13 +179,13 @@ pub fn result_info(s: &Studio, job: u64, sidecar: &Path) -> anyhow::Result<Json_
     Ok(json!({
         "id": format!("{job}-{seed}"),
         "job": job,
-        "seed": seed,
+        "seed": seed.to_string(),
         "file": side["file"],
         "model": model,
         "duration_s": side["duration_s"],
         "count": side["count"],
         "index": side["index"],
-        "base_seed": side["base_seed"],
+        "base_seed": side["base_seed"].as_u64().map(|b| b.to_string()),
         "temperature": side["temperature"],
         "top_k": side["top_k"],
         "top_p": side["top_p"],
@@ -176,7 +209,8 @@ fn all_results(s: &Studio) -> ApiResult<Vec<Json_>> {
             .map(|e| e.path())
             .filter(|p| {
                 p.extension().is_some_and(|x| x == "json")
-                    && p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("gen_"))
+                    && p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with("gen_"))
             })
             .collect();
         sidecars.sort();
@@ -196,7 +230,10 @@ pub struct ResultsQuery {
 }
 
 /// The results of every generation job (or only the kept ones).
-pub async fn results(State(s): S, QueryParams(q): QueryParams<ResultsQuery>) -> ApiResult<Json<Json_>> {
+pub async fn results(
+    State(s): S,
+    QueryParams(q): QueryParams<ResultsQuery>,
+) -> ApiResult<Json<Json_>> {
     let studio = s.clone();
     blocking(move || {
         let mut all = all_results(&studio)?;
@@ -222,7 +259,12 @@ pub async fn wav(
 ) -> ApiResult<Response> {
     let wav = result_wav(&s, &job, &seed)?;
     let name = format!("distill_{job}_{seed}.wav");
-    serve_file(&headers, &wav, (q.download == Some(1)).then_some(name.as_str())).await
+    serve_file(
+        &headers,
+        &wav,
+        (q.download == Some(1)).then_some(name.as_str()),
+    )
+    .await
 }
 
 /// The result as FLAC, encoded once and kept beside the WAV.
@@ -236,7 +278,8 @@ pub async fn flac(
     if !flac.is_file() {
         let (src, dst) = (wav.clone(), flac.clone());
         blocking(move || {
-            let bytes = crate::studio::media::flac_bytes(&src).map_err(|e| ApiError::internal(format!("{e:#}")))?;
+            let bytes = crate::studio::media::flac_bytes(&src)
+                .map_err(|e| ApiError::internal(format!("{e:#}")))?;
             atomic_write(&dst, &bytes)?;
             Ok(())
         })
@@ -256,7 +299,8 @@ pub async fn mel(
     if !png.is_file() {
         let (src, dst) = (wav.clone(), png.clone());
         blocking(move || {
-            let bytes = crate::studio::media::mel_png(&src, 400).map_err(|e| ApiError::internal(format!("{e:#}")))?;
+            let bytes = crate::studio::media::mel_png(&src, 400)
+                .map_err(|e| ApiError::internal(format!("{e:#}")))?;
             atomic_write(&dst, &bytes)?;
             Ok(())
         })
@@ -286,7 +330,9 @@ pub async fn keep(
     }
     let bytes = serde_json::to_vec(&kept).map_err(|e| ApiError::internal(e.to_string()))?;
     atomic_write(&kept_file(&dir), &bytes)?;
-    Ok(Json(json!({"job": job, "seed": seed, "kept": req.kept})))
+    Ok(Json(
+        json!({"job": job, "seed": seed.to_string(), "kept": req.kept}),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -296,7 +342,10 @@ pub struct KitRequest {
 
 /// Copies the kept sounds and their sidecars into `kits/NAME/` and zips them as
 /// `kits/NAME.zip`.
-pub async fn export_kit(State(s): S, JsonBody(req): JsonBody<KitRequest>) -> ApiResult<Json<Json_>> {
+pub async fn export_kit(
+    State(s): S,
+    JsonBody(req): JsonBody<KitRequest>,
+) -> ApiResult<Json<Json_>> {
     let name = new_name(&req.name)?;
     let studio = s.clone();
     blocking(move || {
@@ -305,17 +354,24 @@ pub async fn export_kit(State(s): S, JsonBody(req): JsonBody<KitRequest>) -> Api
             .filter(|r| r["kept"] == true)
             .collect();
         if kept.is_empty() {
-            return Err(ApiError::bad_request("keep some sounds first: the kit holds the kept sounds"));
+            return Err(ApiError::bad_request(
+                "keep some sounds first: the kit holds the kept sounds",
+            ));
         }
         let folder = studio.roots.kits.join(&name);
         let zip_path = studio.roots.kits.join(format!("{name}.zip"));
-        if std::fs::symlink_metadata(&folder).is_ok() || std::fs::symlink_metadata(&zip_path).is_ok() {
-            return Err(ApiError::conflict(format!("a kit named {name} already exists")));
+        if std::fs::symlink_metadata(&folder).is_ok()
+            || std::fs::symlink_metadata(&zip_path).is_ok()
+        {
+            return Err(ApiError::conflict(format!(
+                "a kit named {name} already exists"
+            )));
         }
         std::fs::create_dir(&folder)?;
         let mut files = Vec::new();
         for r in &kept {
-            let (job, seed) = (r["job"].as_u64().unwrap_or(0), r["seed"].as_u64().unwrap_or(0));
+            let job = r["job"].as_u64().unwrap_or(0);
+            let seed = r["seed"].as_str().unwrap_or_default();
             let src = studio.roots.generated.join(job.to_string());
             for ext in ["wav", "json"] {
                 let file = format!("gen_{seed}.{ext}");
@@ -325,7 +381,8 @@ pub async fn export_kit(State(s): S, JsonBody(req): JsonBody<KitRequest>) -> Api
                 files.push((shown, dst));
             }
         }
-        let zip = crate::studio::media::zip_files(&files).map_err(|e| ApiError::internal(format!("{e:#}")))?;
+        let zip = crate::studio::media::zip_files(&files)
+            .map_err(|e| ApiError::internal(format!("{e:#}")))?;
         atomic_write(&zip_path, &zip)?;
         Ok(Json(json!({
             "name": name,

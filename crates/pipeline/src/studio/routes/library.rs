@@ -33,7 +33,9 @@ pub fn codebook_verdict(levels: &[LevelHealth], codebook_size: usize) -> (&'stat
     if h.perplexity < 1.5 || used <= 1.0 {
         (
             "collapse",
-            format!("level {level} uses almost a single code: the model has collapsed and its sounds will barely vary"),
+            format!(
+                "level {level} uses almost a single code: the model has collapsed and its sounds will barely vary"
+            ),
         )
     } else if h.utilization < 0.3 {
         (
@@ -45,7 +47,10 @@ pub fn codebook_verdict(levels: &[LevelHealth], codebook_size: usize) -> (&'stat
             ),
         )
     } else {
-        ("healthy", "every level uses a good share of its codes".into())
+        (
+            "healthy",
+            "every level uses a good share of its codes".into(),
+        )
     }
 }
 
@@ -168,7 +173,9 @@ pub async fn model(State(s): S, UrlPath(file): UrlPath<String>) -> ApiResult<Jso
     blocking(move || {
         let model = ModelFile::load(&path).map_err(|e| ApiError::unprocessable(e.to_string()))?;
         let info = describe(&model, &path).map_err(|e| ApiError::from_library(&e))?;
-        Ok(Json(json!({"info": info, "card": cached_card(&studio, &path)})))
+        Ok(Json(
+            json!({"info": info, "card": cached_card(&studio, &path)}),
+        ))
     })
     .await
 }
@@ -204,10 +211,14 @@ pub async fn rename(
     let name = new_name(req.name.trim_end_matches(".distill"))?;
     let to = s.roots.models.join(format!("{name}.distill"));
     if std::fs::symlink_metadata(&to).is_ok() {
-        return Err(ApiError::conflict(format!("a model named {name}.distill already exists")));
+        return Err(ApiError::conflict(format!(
+            "a model named {name}.distill already exists"
+        )));
     }
     if in_training(&s, &from) {
-        return Err(ApiError::conflict("this model is being trained; rename it when the run has ended"));
+        return Err(ApiError::conflict(
+            "this model is being trained; rename it when the run has ended",
+        ));
     }
     std::fs::rename(&from, &to)?;
     for (a, b) in companions(&from).iter().zip(companions(&to).iter()) {
@@ -238,7 +249,9 @@ pub async fn delete(
         )));
     }
     if in_training(&s, &path) {
-        return Err(ApiError::conflict("this model is being trained; cancel the run first"));
+        return Err(ApiError::conflict(
+            "this model is being trained; cancel the run first",
+        ));
     }
     std::fs::remove_file(&path)?;
     for dir in companions(&path) {
@@ -249,6 +262,9 @@ pub async fn delete(
             Err(_) => {}
         }
     }
-    s.cards.lock().unwrap_or_else(|p| p.into_inner()).remove(&path);
+    s.cards
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&path);
     Ok(Json(json!({"deleted": file})))
 }

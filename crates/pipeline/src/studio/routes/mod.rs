@@ -29,7 +29,10 @@ pub fn api() -> Router<Arc<Studio>> {
         .route("/api/state", get(state))
         .route("/api/fs/browse", get(data::browse))
         .route("/api/scan", post(data::scan))
-        .route("/api/collections", get(data::collections).post(data::create_collection))
+        .route(
+            "/api/collections",
+            get(data::collections).post(data::create_collection),
+        )
         .route("/api/collections/{name}/files/{file}", put(data::upload))
         .route("/api/jobs", get(train::jobs))
         .route("/api/jobs/train", post(train::start))
@@ -82,6 +85,15 @@ pub async fn not_found(uri: Uri) -> Response {
     }
 }
 
+/// A known route asked with the wrong method: a JSON 405.
+pub async fn method_not_allowed(method: axum::http::Method, uri: Uri) -> Response {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{} does not accept {method}", uri.path()),
+    )
+    .into_response()
+}
+
 /// Serves a file with byte ranges (so audio players can seek) and, for downloads, a
 /// Content-Disposition naming it.
 pub async fn serve_file(
@@ -111,7 +123,7 @@ pub async fn serve_file(
     if let Some(name) = download {
         let safe: String = name
             .chars()
-                        .map(|c| {
+            .map(|c| {
                 if c == ' ' || (c.is_ascii_graphic() && c != '"' && c != '\\') {
                     c
                 } else {
@@ -120,13 +132,16 @@ pub async fn serve_file(
             })
             .collect();
         if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{safe}\"")) {
-            response.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+            response
+                .headers_mut()
+                .insert(header::CONTENT_DISPOSITION, v);
         }
     }
     // Generated files never change under the same name; let the browser keep them briefly.
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=60"));
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, max-age=60"),
+    );
     Ok(response)
 }
 

@@ -144,7 +144,12 @@ pub async fn cancel(State(s): S, UrlPath(id): UrlPath<String>) -> ApiResult<Json
 /// that carries the old one's events (the chart continues).
 pub async fn resume(State(s): S, UrlPath(id): UrlPath<String>) -> ApiResult<Json<Json_>> {
     let old = get_job(&s, &id)?;
-    if old.kind != JobKind::Train || !matches!(old.state, JobState::Cancelled | JobState::Interrupted | JobState::Failed) {
+    if old.kind != JobKind::Train
+        || !matches!(
+            old.state,
+            JobState::Cancelled | JobState::Interrupted | JobState::Failed
+        )
+    {
         return Err(ApiError::conflict(format!(
             "job {} cannot be resumed: only a stopped training run can",
             old.id
@@ -178,11 +183,15 @@ pub async fn resume(State(s): S, UrlPath(id): UrlPath<String>) -> ApiResult<Json
         .iter()
         .filter(|e| e["event"] != "job")
         .cloned()
-        .chain(std::iter::once(json!({"event": "resumed", "from_job": old.id})))
+        .chain(std::iter::once(
+            json!({"event": "resumed", "from_job": old.id}),
+        ))
         .collect();
     let request = serde_json::to_value(&job).map_err(|e| ApiError::internal(e.to_string()))?;
     let title = old.title.trim_end_matches(" (resumed)").to_string() + " (resumed)";
-    let id = s.jobs.submit(JobKind::Train, title, request, events, Some(old.id));
+    let id = s
+        .jobs
+        .submit(JobKind::Train, title, request, events, Some(old.id));
     Ok(Json(json!({"job": id})))
 }
 
