@@ -215,3 +215,4 @@ pub fn reconstruction(
         .map(|r| r.ratio),
     })
 }
+
