@@ -69,6 +69,13 @@ fn evaluate_reports_reconstruction_generation_and_flags_a_memorising_prior() {
             assert!(v.is_finite() && v >= 0.0, "{chain}.{metric} = {v}");
         }
     }
+    // The native decoder paints no checkerboard: no more 2-periodic energy than the
+    // recordings' own mels have.
+    let board = &r["checkerboard"];
+    assert!(
+        board["decoded"]["median"].as_f64() <= board["recording"]["median"].as_f64(),
+        "checkerboard {board}"
+    );
     // The vocoder alone reproduces the mel it is given far better than after the codec.
     assert!(
         r["vocoder"]["log_mel_l1"]["median"].as_f64()

@@ -6,5 +6,6 @@ mod evaluate;
 mod generate;
 mod library;
 mod model_files;
+mod studio;
 mod train;
 mod util;

@@ -190,6 +190,35 @@ pub fn noise_floor(log_mel: &[f32]) -> Result<f64> {
     median(&values).ok_or(MetricsError::Empty { what: "log mel" })
 }
 
+/// Energy of the 2-periodic ("checkerboard") pattern of a log1p mel `[n_mels][frames]`: the
+/// mean square of the difference between each cell and the mean of its two neighbours, along
+/// frequency (rows) and along time (frames), added. A decoder whose upsampling overlaps
+/// unevenly (stride-2 transposed convolutions with a 3-wide kernel) paints such a pattern; a
+/// smooth or a naturally varying mel has little of it. Compare a decoded mel with the true one.
+pub fn checkerboard_energy(mel: &[f32], n_mels: usize, frames: usize) -> Result<f64> {
+    if mel.len() != n_mels * frames {
+        return Err(MetricsError::SizeMismatch {
+            what: "mel cells",
+            left: mel.len(),
+            right: n_mels * frames,
+        });
+    }
+    if n_mels < 3 || frames < 3 {
+        return Err(MetricsError::Empty {
+            what: "mel (needs 3 rows and 3 frames)",
+        });
+    }
+    let at = |r: usize, t: usize| f64::from(mel[r * frames + t]);
+    let (mut rows, mut cols) = (0.0, 0.0);
+    for r in 1..n_mels - 1 {
+        for t in 1..frames - 1 {
+            rows += (at(r, t) - 0.5 * (at(r - 1, t) + at(r + 1, t))).powi(2);
+            cols += (at(r, t) - 0.5 * (at(r, t - 1) + at(r, t + 1))).powi(2);
+        }
+    }
+    Ok((rows + cols) / ((n_mels - 2) * (frames - 2)) as f64)
+}
+
 /// All reconstruction metrics of `reconstruction` against `original`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Reconstruction {
@@ -234,6 +263,33 @@ pub fn reconstruction(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn checkerboard_energy_sees_the_alternating_pattern_and_not_smooth_mels() {
+        let (n, f) = (16, 20);
+        let smooth: Vec<f32> = (0..n * f)
+            .map(|i| ((i / f) as f32 * 0.3).sin() + (i % f) as f32 * 0.05)
+            .collect();
+        let checkered: Vec<f32> = smooth
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                v + if ((i / f) + (i % f)) % 2 == 0 {
+                    0.2
+                } else {
+                    -0.2
+                }
+            })
+            .collect();
+        let (a, b) = (
+            checkerboard_energy(&smooth, n, f).expect("valid"),
+            checkerboard_energy(&checkered, n, f).expect("valid"),
+        );
+        assert!(a < 0.01, "smooth {a}");
+        // ±0.2 alternating: each cell is 0.4 from its neighbours' mean, on both axes.
+        assert!((b - a - 2.0 * 0.16).abs() < 0.03, "checkered {b}");
+        assert!(checkerboard_energy(&smooth, n, f + 1).is_err());
+    }
     use crate::testutil::{decaying_noise, mel, noise};
 
     #[test]

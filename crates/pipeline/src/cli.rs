@@ -7,7 +7,7 @@ use clap::builder::PossibleValue;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::backend::Backend;
-use crate::commands::{codes, evaluate, generate, import, info, scan, train};
+use crate::commands::{codes, evaluate, generate, import, info, scan, studio, train};
 
 /// Teach a generative model your own small sound collection, then generate new sounds from it.
 #[derive(Debug, Parser)]
@@ -58,6 +58,8 @@ pub enum Command {
     Decode(codes::DecodeArgs),
     /// Train the VQ-VAE and the prior on a folder of sounds.
     Train(train::TrainArgs),
+    /// Start the studio, a local web app (scan, train, generate, library) in the browser.
+    Studio(studio::StudioArgs),
 }
 
 /// Runs a parsed command line; the exit code is the command's verdict.
@@ -72,5 +74,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Encode(args) => codes::encode(&args, &backend.device()?),
         Command::Decode(args) => codes::decode(&args, &backend.device()?),
         Command::Train(args) => train::run(&args, &backend.device()?),
+        Command::Studio(args) => studio::run(&args, backend),
     }
 }

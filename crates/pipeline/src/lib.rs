@@ -17,4 +17,5 @@ pub mod interrupt;
 pub mod modelfile;
 pub mod models;
 pub mod report;
+pub mod studio;
 pub mod train;

@@ -17,6 +17,7 @@ use audio::mel::MelSpectrogram;
 use audio::vocoder::{PhaseInit, Vocoder};
 use burn::prelude::*;
 use metrics::Summary;
+use metrics::spectral::checkerboard_energy;
 use serde_json::{Value as Json, json};
 
 use super::{RATE, secs};
@@ -83,6 +84,7 @@ pub fn audio(data: &Path, max_files: usize, model: Option<&Path>) -> anyhow::Res
     let (mut decode_s, mut mel_s, mut audio_s) = (0.0, 0.0, 0.0);
     let mut true_rows: Vec<Vec<(ChainMetrics, f64)>> = vec![Vec::new(); recipes.len()];
     let mut decoded_rows: Vec<Vec<(ChainMetrics, f64)>> = vec![Vec::new(); recipes.len()];
+    let (mut board_decoded, mut board_true) = (Vec::new(), Vec::new());
     for path in &files {
         let t = Instant::now();
         let full = audio::load_48k(path)?;
@@ -105,6 +107,10 @@ pub fn audio(data: &Path, max_files: usize, model: Option<&Path>) -> anyhow::Res
             }
             None => None,
         };
+        if let Some(d) = &decoded {
+            board_decoded.push(checkerboard_energy(d, n_mels, frames)?);
+            board_true.push(checkerboard_energy(&true_mel, n_mels, frames)?);
+        }
         for (i, (_, vocoder)) in recipes.iter().enumerate() {
             for (handed, rows) in [
                 (Some(&true_mel), &mut true_rows),
@@ -141,6 +147,12 @@ pub fn audio(data: &Path, max_files: usize, model: Option<&Path>) -> anyhow::Res
         },
         "true_mels": table(&true_rows)?,
         "decoded_mels": if vq.is_some() { table(&decoded_rows)? } else { Json::Null },
+        // 2-periodic pattern energy (median): a decoder that paints a checkerboard shows more
+        // than the recordings' own mels.
+        "checkerboard": if board_decoded.is_empty() { Json::Null } else { json!({
+            "decoded": Summary::of(&board_decoded)?.median,
+            "recordings": Summary::of(&board_true)?.median,
+        }) },
         "throughput_audio_s_per_s": {
             "decode_and_resample": audio_s / decode_s.max(1e-9),
             "log_mel": audio_s / mel_s.max(1e-9),

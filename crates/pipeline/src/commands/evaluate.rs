@@ -117,6 +117,11 @@ fn print_text(report: &FitReport) {
         spread(&r.codec_mel.lsd_high_db, 1)
     );
     println!(
+        "  checkerboard energy (2-periodic pattern): decoded {}, recordings {}",
+        spread(&r.checkerboard.decoded, 4),
+        spread(&r.checkerboard.recording, 4)
+    );
+    println!(
         "  {:<34} {:>18} {:>18} {:>18} {:>18} {:>18}",
         "chain", "log-mel L1", "LSD dB", "LSD >8k dB", "MR-STFT", "noise floor"
     );

@@ -8,4 +8,5 @@ pub mod import;
 pub mod info;
 pub mod progress;
 pub mod scan;
+pub mod studio;
 pub mod train;

@@ -19,13 +19,17 @@ pub fn perplexity(nats: f64) -> f64 {
     nats.min(20.0).exp()
 }
 
-/// Log-mel batch `[B, 1, n_mels, T]` of equally long chunks.
+/// Log-mel batch `[B, 1, n_mels, T]` of equally long chunks (computed in parallel: the
+/// STFTs of a batch are independent, and on one thread they kept a core idle while the
+/// tensor operations waited for them).
 pub fn mel_batch(mel: &MelSpectrogram, chunks: &[&[f32]], device: &Device) -> Tensor<4> {
+    use rayon::prelude::*;
     let n_mels = mel.config.n_mels;
     let frames = mel.frames_for(chunks.first().map_or(0, |c| c.len()));
+    let mels: Vec<Vec<f32>> = chunks.par_iter().map(|c| mel.log_mel(c)).collect();
     let mut data = Vec::with_capacity(chunks.len() * n_mels * frames);
-    for c in chunks {
-        data.extend(mel.log_mel(c));
+    for m in mels {
+        data.extend(m);
     }
     Tensor::from_data(
         TensorData::new(data, [chunks.len(), 1, n_mels, frames]),

@@ -16,8 +16,8 @@ use audio::vocoder::Vocoder;
 use burn::prelude::*;
 use metrics::Summary;
 use metrics::spectral::{
-    HIGH_BAND_HZ, band_above_hz, log_mel_l1, log_spectral_distance, multi_resolution_stft_distance,
-    noise_floor,
+    HIGH_BAND_HZ, band_above_hz, checkerboard_energy, log_mel_l1, log_spectral_distance,
+    multi_resolution_stft_distance, noise_floor,
 };
 use serde::Serialize;
 use vqvae::ConvVqvae;
@@ -71,6 +71,13 @@ pub struct CodecSummary {
     pub lsd_high_db: Summary,
 }
 
+/// The 2-periodic ("checkerboard") pattern's energy in decoded mels and in the true ones.
+#[derive(Debug, Clone, Serialize)]
+pub struct Checkerboard {
+    pub decoded: Summary,
+    pub recording: Summary,
+}
+
 /// Reconstruction report over the validation files.
 #[derive(Debug, Clone, Serialize)]
 pub struct ReconstructionReport {
@@ -79,6 +86,8 @@ pub struct ReconstructionReport {
     pub input_noise_floor: Summary,
     /// Decoded mel vs true mel.
     pub codec_mel: CodecSummary,
+    /// A decoder that paints a checkerboard shows more of it than the recordings have.
+    pub checkerboard: Checkerboard,
     pub vocoder: ChainSummary,
     pub codec: ChainSummary,
     pub codec_reference_vocoder: ChainSummary,
@@ -154,6 +163,7 @@ pub fn reconstruction(
     let (mut voc, mut codec, mut codec_ref) = (Vec::new(), Vec::new(), Vec::new());
     let (mut floors, mut codec_l1, mut codec_lsd, mut codec_lsd_high) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut board_decoded, mut board_true) = (Vec::new(), Vec::new());
     for (_, recording) in recordings {
         let mut x = recording.clone();
         audio::chunk::peak_normalise(&mut x);
@@ -165,6 +175,8 @@ pub fn reconstruction(
         );
         let decoded = floats(vq.forward(input).recon, "decoded mel")?;
         floors.push(noise_floor(&true_mel)?);
+        board_decoded.push(checkerboard_energy(&decoded, n_mels, frames)?);
+        board_true.push(checkerboard_energy(&true_mel, n_mels, frames)?);
         codec_l1.push(log_mel_l1(&decoded, &true_mel)?);
         codec_lsd.push(log_spectral_distance(
             &decoded, &true_mel, n_mels, frames, 0,
@@ -203,6 +215,10 @@ pub fn reconstruction(
             log_mel_l1: Summary::of(&codec_l1)?,
             lsd_db: Summary::of(&codec_lsd)?,
             lsd_high_db: Summary::of(&codec_lsd_high)?,
+        },
+        checkerboard: Checkerboard {
+            decoded: Summary::of(&board_decoded)?,
+            recording: Summary::of(&board_true)?,
         },
         vocoder: ChainSummary::of(&voc)?,
         codec: ChainSummary::of(&codec)?,
