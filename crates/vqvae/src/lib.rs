@@ -7,7 +7,9 @@ pub mod rvq;
 mod state_dict;
 
 pub use config::{VqvaeConfig, get_adaptive_vqvae_config, native_vqvae_config};
-pub use loss::{LevelHealth, codebook_health, multi_scale_mel_loss};
+pub use loss::{
+    LevelHealth, codebook_health, log_power_l1, multi_scale_mel_loss, reconstruction_loss,
+};
 pub use model::{Architecture, ConvVqvae, Upsample, VqvaeOutput, VqvaeShape};
 pub use rvq::{ResidualVq, RvqOutput, RvqTraining};
 

@@ -93,7 +93,14 @@ pub fn evaluate(options: &EvaluateOptions, device: &Device) -> anyhow::Result<Fi
     let refs: Vec<&[f32]> = chunks.iter().map(Vec::as_slice).collect();
     let mel = MelSpectrogram::new(model.spectrogram_config.clone());
     let vq_model = crate::models::vqvae(&model, device)?;
-    let vq = vq_eval(&vq_model, &refs, &mel, BATCH, device)?;
+    let vq = vq_eval(
+        &vq_model,
+        &refs,
+        &mel,
+        BATCH,
+        model.vqvae_config.log_power_weight,
+        device,
+    )?;
     let (grids, shape) = code_grids(&vq_model, &refs, &mel, BATCH, device)?;
 
     // The model's own split (training's: same files, same seeded shuffle).

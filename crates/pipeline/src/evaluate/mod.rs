@@ -5,7 +5,7 @@ use anyhow::Context;
 use audio::mel::MelSpectrogram;
 use burn::prelude::*;
 use prior_model::{CodePrior, GridShape, TokenOrder};
-use vqvae::{ConvVqvae, LevelHealth, codebook_health, multi_scale_mel_loss};
+use vqvae::{ConvVqvae, LevelHealth, codebook_health, reconstruction_loss};
 
 mod fit;
 pub mod generation;
@@ -62,12 +62,14 @@ pub struct VqEval {
     pub codes: Vec<i64>,
 }
 
-/// Reconstruction loss and codebook health of `model` on `chunks`, `batch` at a time.
+/// Reconstruction loss (the one the model trained on: `log_power_weight` from its config) and
+/// codebook health of `model` on `chunks`, `batch` at a time.
 pub fn vq_eval(
     model: &ConvVqvae,
     chunks: &[&[f32]],
     mel: &MelSpectrogram,
     batch: usize,
+    log_power_weight: f64,
     device: &Device,
 ) -> anyhow::Result<VqEval> {
     let shape = model.shape();
@@ -76,7 +78,7 @@ pub fn vq_eval(
     for part in chunks.chunks(batch.max(1)) {
         let x = mel_batch(mel, part, device);
         let out = model.forward(x.clone());
-        let l = multi_scale_mel_loss(out.recon, x).into_scalar::<f32>();
+        let l = reconstruction_loss(out.recon, x, log_power_weight as f32).into_scalar::<f32>();
         loss_sum += f64::from(l) * part.len() as f64;
         n += part.len();
         codes.extend(ints(out.indices, "codes")?);

@@ -62,7 +62,15 @@ fn draw_usage(
     let model =
         ConvVqvae::from_state_dict_with(best, cfg.arch(), cfg.dropout.clamp(0.0, 0.99), device)?;
     let val: Vec<&[f32]> = data.val.iter().map(|c| c.samples.as_slice()).collect();
-    let codes = vq_eval(&model, &val, mel, cfg.batch_size, device)?.codes;
+    let codes = vq_eval(
+        &model,
+        &val,
+        mel,
+        cfg.batch_size,
+        cfg.log_power_weight,
+        device,
+    )?
+    .codes;
     let (levels, k) = (cfg.num_quantizers, cfg.codebook_size);
     let mut counts = vec![vec![0u64; k]; levels];
     for (i, &c) in codes.iter().enumerate() {

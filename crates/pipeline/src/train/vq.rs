@@ -10,7 +10,7 @@ use burn::prelude::*;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use vqvae::{ConvVqvae, LevelHealth, RvqTraining, VqvaeConfig, VqvaeShape, multi_scale_mel_loss};
+use vqvae::{ConvVqvae, LevelHealth, RvqTraining, VqvaeConfig, VqvaeShape, reconstruction_loss};
 use weights::StateDict;
 
 use super::checkpoint::StageCheckpoint;
@@ -247,7 +247,8 @@ impl Stage for VqStage<'_> {
                 .ok_or_else(|| anyhow::anyhow!("the VQ-VAE was lost in a failed step"))?;
             let out = model.forward_train(x.clone(), &self.rvq, &mut rng);
             // The commitment weight is applied once, inside the quantiser.
-            let loss = multi_scale_mel_loss(out.recon, x) + out.commit_loss;
+            let loss = reconstruction_loss(out.recon, x, self.cfg.log_power_weight as f32)
+                + out.commit_loss;
             let (updated, value) = descend(
                 model,
                 loss,
@@ -277,7 +278,14 @@ impl Stage for VqStage<'_> {
     fn validate(&mut self, epoch: usize, run: &mut Runner) -> anyhow::Result<f64> {
         let val = self.val_chunks();
         let model = self.model()?.valid();
-        let eval = vq_eval(&model, &val, self.mel, self.cfg.batch_size, self.device)?;
+        let eval = vq_eval(
+            &model,
+            &val,
+            self.mel,
+            self.cfg.batch_size,
+            self.cfg.log_power_weight,
+            self.device,
+        )?;
         self.health = eval.health;
         if run.preview_due(epoch + 1) {
             match write_previews(
