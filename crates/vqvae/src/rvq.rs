@@ -77,9 +77,14 @@ fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
         .unwrap_or_default()
 }
 
+/// Index of the nearest code of each row of `x`. Rows are independent, so they are spread over
+/// the CPU's threads (a profile of VQ-VAE training had this loop on one core at 5–12 % of the
+/// time); each row's arithmetic is unchanged, so the result is the same as a serial loop's.
 fn nearest_host(x: &[f32], embed: &[f32], d: usize) -> Vec<usize> {
+    use rayon::prelude::*;
     let k = embed.len() / d;
-    x.chunks_exact(d)
+    x.par_chunks_exact(d)
+        .with_min_len(64)
         .map(|v| {
             let mut best = (f32::INFINITY, 0usize);
             for c in 0..k {
