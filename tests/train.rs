@@ -384,3 +384,44 @@ fn ctrl_c_keeps_a_resumable_checkpoint_and_writes_the_report() {
     assert_eq!(resumed.len(), 1);
     assert_eq!(resumed[0]["epoch"].as_u64(), Some(saved + 1));
 }
+
+#[test]
+fn the_log_power_weight_reaches_the_training_loss_and_the_model_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("sounds");
+    std::fs::create_dir(&data).expect("mkdir");
+    synthetic_collection(&data, 4);
+    let first_epoch_loss = |weight: &str| {
+        let config = dir.path().join(format!("w{weight}.toml"));
+        std::fs::write(&config, format!("[vqvae]\nlog_power_weight = {weight}\n")).expect("write");
+        let out = dir.path().join(format!("w{weight}.distill"));
+        let o = train(
+            &data,
+            &out,
+            "3",
+            &[
+                "--stage",
+                "vqvae",
+                "--config",
+                config.to_str().expect("utf-8"),
+            ],
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        let o = distill(&["info", out.to_str().expect("utf-8"), "--json"]);
+        let info: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+        assert_eq!(
+            info["vqvae_config"]["log_power_weight"].as_f64(),
+            weight.parse::<f64>().ok(),
+            "the weight is recorded"
+        );
+        let loss = info["vqvae_training"]["history"][0]["train_loss"].as_f64();
+        loss.expect("train loss")
+    };
+    // Same seed and data: the first steps start from the same weights, and a log-power term of
+    // several nepers at weight 2 must show in the training loss.
+    let (mse_only, with_log_power) = (first_epoch_loss("0"), first_epoch_loss("2"));
+    assert!(
+        with_log_power > mse_only + 1.0,
+        "weight 0: {mse_only}, weight 2: {with_log_power}"
+    );
+}
