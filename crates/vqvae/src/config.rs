@@ -119,7 +119,7 @@ pub fn get_adaptive_vqvae_config(file_count: usize) -> VqvaeConfig {
 /// epoch is many optimiser steps rather than a handful. Small collections (≤ 20 files: one-shot
 /// hits) decode by repetition and convolution (no checkerboard) over 60 epochs; larger ones keep
 /// the transposed convolutions, whose checkerboard stays below the one harmonic lines put in
-/// real mels and which cost a third of the time on a CPU. Measured with `distill evaluate` at
+/// real mels and which take a half to a third of the time per epoch on a CPU (notes96). Measured with `distill evaluate` at
 /// equal training time: see README, "Presets".
 pub fn native_vqvae_config(file_count: usize) -> VqvaeConfig {
     let mut c = get_adaptive_vqvae_config(file_count);
@@ -248,6 +248,15 @@ mod tests {
             ..VqvaeConfig::default()
         };
         assert!(c.validate().expect_err("5 levels").contains("2–4"));
+        let c = VqvaeConfig {
+            log_power_weight: -0.1,
+            ..VqvaeConfig::default()
+        };
+        assert!(
+            c.validate()
+                .expect_err("negative")
+                .contains("log_power_weight")
+        );
     }
 
     #[test]
