@@ -4,6 +4,7 @@ use audio::chunk::Normalisation;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Architecture, Upsample};
+use crate::rvq::CodeRestart;
 
 /// Configuration of the VQ-VAE and of its training run (reference `VQVAEConfig`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,6 +45,9 @@ pub struct VqvaeConfig {
     /// on the log1p mel alone).
     #[serde(default)]
     pub log_power_weight: f64,
+    /// Where dead codes restart (at random batch vectors in reference files).
+    #[serde(default)]
+    pub code_restart: CodeRestart,
 }
 
 fn reference_time_downsample() -> usize {
@@ -87,6 +91,7 @@ impl Default for VqvaeConfig {
             upsample: reference_upsample(),
             normalization: reference_normalization(),
             log_power_weight: 0.0,
+            code_restart: CodeRestart::Random,
         }
     }
 }
@@ -119,16 +124,21 @@ pub fn get_adaptive_vqvae_config(file_count: usize) -> VqvaeConfig {
 /// epoch is many optimiser steps rather than a handful. Small collections (≤ 20 files: one-shot
 /// hits) decode by repetition and convolution (no checkerboard) over 60 epochs; larger ones keep
 /// the transposed convolutions, whose checkerboard stays below the one harmonic lines put in
-/// real mels and which take a half to a third of the time per epoch on a CPU (notes96). Measured with `distill evaluate` at
-/// equal training time: see README, "Presets".
+/// real mels and which take a half to a third of the time per epoch on a CPU (notes96). Dead
+/// codes restart where the codebook fits worst, and the small tier keeps its code counts over
+/// many steps, so rare sounds keep their codes. Measured with `distill evaluate` at equal
+/// training time: see README, "Presets".
 pub fn native_vqvae_config(file_count: usize) -> VqvaeConfig {
     let mut c = get_adaptive_vqvae_config(file_count);
     c.normalization = Normalisation::PerFile;
     c.log_power_weight = NATIVE_LOG_POWER_WEIGHT;
+    c.code_restart = CodeRestart::Farthest;
     if prior_config::DatasetTier::for_file_count(file_count) == prior_config::DatasetTier::Small {
         c.upsample = Upsample::Resize;
         c.batch_size = c.batch_size.min(NATIVE_SMALL_BATCH);
         c.max_epochs = NATIVE_SMALL_EPOCHS;
+        c.decay = NATIVE_SMALL_DECAY;
+        c.threshold_ema_dead_code = NATIVE_SMALL_DEAD_CODE;
     } else {
         c.batch_size = c.batch_size.min(NATIVE_BATCH);
     }
@@ -141,6 +151,13 @@ const NATIVE_LOG_POWER_WEIGHT: f64 = 0.1;
 const NATIVE_SMALL_BATCH: usize = 4;
 /// Epochs of the VQ-VAE for small collections.
 const NATIVE_SMALL_EPOCHS: usize = 60;
+/// EMA decay of the small tier's codebooks. With 4 chunks per step a drum's codes are in
+/// one batch out of four; at the reference's 0.8 their counts fell under the dead-code
+/// threshold between uses and they were restarted, leaving 6–8 of 64 codes in use on drums20.
+const NATIVE_SMALL_DECAY: f64 = 0.99;
+/// Dead-code threshold of the small tier (EMA vectors per step; the reference's 2 assumes
+/// batches of 25 chunks).
+const NATIVE_SMALL_DEAD_CODE: f64 = 0.1;
 /// Batch size of the VQ-VAE for larger collections.
 const NATIVE_BATCH: usize = 8;
 
@@ -273,6 +290,13 @@ mod tests {
             let small = n <= 20;
             assert_eq!(native.upsample == Upsample::Resize, small, "{n} files");
             assert_eq!(native.batch_size, if small { 4 } else { 8 }, "{n} files");
+            assert_eq!(reference.code_restart, CodeRestart::Random, "{n} files");
+            assert_eq!(native.code_restart, CodeRestart::Farthest, "{n} files");
+            assert_eq!(
+                (native.decay, native.threshold_ema_dead_code) == (0.99, 0.1),
+                small,
+                "{n} files"
+            );
             assert_eq!(
                 native.time_downsample, 16,
                 "{n} files: imported priors share the grid"

@@ -23,8 +23,6 @@ use crate::rvq::{ResidualVq, RvqTraining};
 use rand::rngs::StdRng;
 
 const CHANNELS: [usize; 5] = [1, 32, 64, 128, 256];
-/// Initial bias of the native decoders' output layer (before Softplus): near-silence.
-const SILENT_OUTPUT_BIAS: f32 = -4.0;
 /// Frequency downsampling of the encoder (four stride-2 convolutions); the reference's time
 /// downsampling too.
 pub const DOWNSAMPLE: usize = 16;
@@ -301,7 +299,7 @@ impl ConvVqvae {
                 device,
             )
         };
-        let mut decoder = Decoder {
+        let decoder = Decoder {
             proj: Conv2dConfig::new([shape.codebook_dim, 256], [1, 1]).init(device),
             blocks: (0..3)
                 .map(|i| DeconvBlock {
@@ -312,14 +310,6 @@ impl ConvVqvae {
                 .collect(),
             out: up(32, 1, 0),
         };
-        if arch != Architecture::REFERENCE {
-            // Most of a sound collection's mel is silence (log1p ≈ 0): starting the output at
-            // softplus(−4) ≈ 0.02 instead of softplus(0) ≈ 0.69 lets the decoder learn
-            // where energy is, rather than first unlearning a floor everywhere.
-            if let (_, Some(bias)) = decoder.out.params_mut() {
-                *bias = Param::from_tensor(Tensor::full([1], SILENT_OUTPUT_BIAS, device));
-            }
-        }
         Ok(Self {
             encoder,
             quantizer: ResidualVq::new(

@@ -192,21 +192,46 @@ impl HostCodebook {
         }
     }
 
-    /// Codes whose EMA count fell below `threshold` restart at random batch vectors.
-    /// Returns how many were restarted.
-    fn restart_dead(&mut self, x: &[f32], threshold: f32, rng: &mut StdRng) -> usize {
+    /// Codes whose EMA count fell below `threshold` restart at batch vectors, chosen as
+    /// `restart` says. `dist` holds each vector's squared distance to the code it was
+    /// assigned (used by [`CodeRestart::Farthest`]). Returns how many were restarted.
+    fn restart_dead(
+        &mut self,
+        x: &[f32],
+        dist: &[f32],
+        threshold: f32,
+        restart: CodeRestart,
+        rng: &mut StdRng,
+    ) -> usize {
         let n = x.len() / self.d;
         if n == 0 || threshold <= 0.0 {
             return 0;
         }
         let d = self.d;
+        // Distances still unexplained by the codes restarted so far (k-means++ seeding: a
+        // vector next to a fresh code stops attracting the next one).
+        let mut open: Vec<f32> = dist.to_vec();
         let mut restarted = 0;
         for c in 0..self.k {
             if self.cluster_size[c] < threshold {
-                let src = rng.random_range(0..n);
-                let v = &x[src * d..(src + 1) * d];
-                self.embed[c * d..(c + 1) * d].copy_from_slice(v);
-                for (a, x) in self.embed_avg[c * d..(c + 1) * d].iter_mut().zip(v) {
+                let src = match restart {
+                    CodeRestart::Random => rng.random_range(0..n),
+                    CodeRestart::Farthest => weighted_index(&open, rng)
+                        .unwrap_or_else(|| rng.random_range(0..n)),
+                };
+                let v = x[src * d..(src + 1) * d].to_vec();
+                if restart == CodeRestart::Farthest {
+                    for (i, o) in open.iter_mut().enumerate() {
+                        let e: f32 = x[i * d..(i + 1) * d]
+                            .iter()
+                            .zip(&v)
+                            .map(|(a, b)| (a - b) * (a - b))
+                            .sum();
+                        *o = o.min(e);
+                    }
+                }
+                self.embed[c * d..(c + 1) * d].copy_from_slice(&v);
+                for (a, x) in self.embed_avg[c * d..(c + 1) * d].iter_mut().zip(&v) {
                     *a = x * threshold;
                 }
                 self.cluster_size[c] = threshold;
@@ -217,6 +242,37 @@ impl HostCodebook {
     }
 }
 
+/// An index drawn with probability proportional to its weight; `None` when every weight is
+/// zero (all vectors already sit on a code).
+fn weighted_index(weights: &[f32], rng: &mut StdRng) -> Option<usize> {
+    let total: f64 = weights.iter().map(|&w| f64::from(w.max(0.0))).sum();
+    if !(total > 0.0 && total.is_finite()) {
+        return None;
+    }
+    let mut target = rng.random_range(0.0..total);
+    for (i, &w) in weights.iter().enumerate() {
+        let w = f64::from(w.max(0.0));
+        if target < w {
+            return Some(i);
+        }
+        target -= w;
+    }
+    weights.iter().rposition(|&w| w > 0.0)
+}
+
+/// Where a dead code restarts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CodeRestart {
+    /// At a uniformly drawn batch vector (vector-quantize-pytorch, the reference system).
+    #[default]
+    Random,
+    /// At a batch vector drawn with probability proportional to its squared distance from
+    /// the codebook (k-means++ seeding): codes go where the codebook fits worst, instead of
+    /// onto more copies of the most common vector (silence) in a small batch.
+    Farthest,
+}
+
 /// Training-time settings of the quantiser.
 #[derive(Debug, Clone, Copy)]
 pub struct RvqTraining {
@@ -224,6 +280,7 @@ pub struct RvqTraining {
     pub commitment_weight: f32,
     pub dead_code_threshold: f32,
     pub kmeans_iters: usize,
+    pub restart: CodeRestart,
 }
 
 /// What the quantiser returns.
@@ -326,6 +383,11 @@ impl ResidualVq {
                 .iter()
                 .flat_map(|&a| state.embed[a * d..(a + 1) * d].iter().copied())
                 .collect();
+            let dist: Vec<f32> = r_host
+                .chunks_exact(d)
+                .zip(chosen.chunks_exact(d))
+                .map(|(a, b)| a.iter().zip(b).map(|(a, b)| (a - b) * (a - b)).sum())
+                .collect();
             let q = Tensor::<2>::from_data(TensorData::new(chosen, [n, d]), &device);
             let level_loss = (q.clone() - residual.clone()).powi_scalar(2).mean();
             loss = Some(match loss {
@@ -333,7 +395,13 @@ impl ResidualVq {
                 None => level_loss,
             });
             state.ema_update(&r_host, &assign, cfg.decay);
-            restarted.push(state.restart_dead(&r_host, cfg.dead_code_threshold, rng));
+            restarted.push(state.restart_dead(
+                &r_host,
+                &dist,
+                cfg.dead_code_threshold,
+                cfg.restart,
+                rng,
+            ));
             cb.embed = buffer(Tensor::from_data(
                 TensorData::new(state.embed, [k, d]),
                 &device,
@@ -460,5 +528,92 @@ impl ResidualVq {
             );
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    /// One live code at the origin and one dead code; a batch of 99 vectors on the live code
+    /// and one far away.
+    fn one_dead_code() -> (HostCodebook, Vec<f32>, Vec<f32>) {
+        let d = 2;
+        let book = HostCodebook {
+            k: 2,
+            d,
+            embed: vec![0.0, 0.0, 50.0, 50.0],
+            embed_avg: vec![0.0, 0.0, 0.0, 0.0],
+            cluster_size: vec![99.0, 0.0],
+        };
+        let mut x = vec![0.0f32; 99 * d];
+        x.extend([10.0, -10.0]);
+        let dist: Vec<f32> = x
+            .chunks_exact(d)
+            .map(|v| v.iter().map(|a| a * a).sum())
+            .collect();
+        (book, x, dist)
+    }
+
+    #[test]
+    fn a_dead_code_restarts_where_the_codebook_fits_worst() {
+        for seed in 0..20 {
+            let (mut book, x, dist) = one_dead_code();
+            let mut rng = StdRng::seed_from_u64(seed);
+            let n = book.restart_dead(&x, &dist, 1.0, CodeRestart::Farthest, &mut rng);
+            assert_eq!(n, 1);
+            assert_eq!(&book.embed[2..], &[10.0, -10.0], "seed {seed}");
+            assert_eq!(&book.embed[..2], &[0.0, 0.0], "the live code stays");
+            assert_eq!(book.cluster_size[1], 1.0);
+        }
+        // The reference's uniform draw mostly lands on the common vector.
+        let on_common = (0..20)
+            .filter(|&seed| {
+                let (mut book, x, dist) = one_dead_code();
+                let mut rng = StdRng::seed_from_u64(seed);
+                book.restart_dead(&x, &dist, 1.0, CodeRestart::Random, &mut rng);
+                book.embed[2..] == [0.0, 0.0]
+            })
+            .count();
+        assert!(on_common >= 15, "{on_common} of 20");
+    }
+
+    #[test]
+    fn restarted_codes_spread_over_distinct_far_vectors() {
+        // Three dead codes, two far vectors: the first two restarts take one each (a vector
+        // next to a fresh code stops attracting the next); the third finds nothing left
+        // unexplained and falls back to a uniform draw.
+        let d = 1;
+        let mut book = HostCodebook {
+            k: 4,
+            d,
+            embed: vec![0.0; 4],
+            embed_avg: vec![0.0; 4],
+            cluster_size: vec![10.0, 0.0, 0.0, 0.0],
+        };
+        let x = vec![0.0, 0.0, 5.0, -7.0];
+        let dist = vec![0.0, 0.0, 25.0, 49.0];
+        let mut rng = StdRng::seed_from_u64(3);
+        assert_eq!(
+            book.restart_dead(&x, &dist, 0.5, CodeRestart::Farthest, &mut rng),
+            3
+        );
+        let mut first_two = book.embed[1..3].to_vec();
+        first_two.sort_by(f32::total_cmp);
+        assert_eq!(first_two, vec![-7.0, 5.0]);
+        assert!(x.contains(&book.embed[3]));
+    }
+
+    #[test]
+    fn weighted_index_follows_the_weights() {
+        let mut rng = StdRng::seed_from_u64(1);
+        assert_eq!(weighted_index(&[0.0, 0.0], &mut rng), None);
+        assert_eq!(weighted_index(&[], &mut rng), None);
+        assert_eq!(weighted_index(&[0.0, 3.0, 0.0], &mut rng), Some(1));
+        let ones = (0..4000)
+            .filter(|_| weighted_index(&[1.0, 3.0], &mut rng) == Some(1))
+            .count();
+        assert!((2800..3200).contains(&ones), "{ones}");
     }
 }

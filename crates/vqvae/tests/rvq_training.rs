@@ -2,7 +2,7 @@
 
 use burn::prelude::*;
 use rand::{Rng, SeedableRng, rngs::StdRng};
-use vqvae::{ResidualVq, RvqTraining};
+use vqvae::{CodeRestart, ResidualVq, RvqTraining};
 
 fn cfg() -> RvqTraining {
     RvqTraining {
@@ -10,6 +10,7 @@ fn cfg() -> RvqTraining {
         commitment_weight: 0.25,
         dead_code_threshold: 2.0,
         kmeans_iters: 10,
+        restart: CodeRestart::Random,
     }
 }
 

@@ -174,6 +174,7 @@ impl<'a> VqStage<'a> {
             commitment_weight: cfg.commitment_weight as f32,
             dead_code_threshold: cfg.threshold_ema_dead_code as f32,
             kmeans_iters: cfg.kmeans_iters,
+            restart: cfg.code_restart,
         };
         let stage = Self {
             cfg,
