@@ -216,8 +216,9 @@ impl HostCodebook {
             if self.cluster_size[c] < threshold {
                 let src = match restart {
                     CodeRestart::Random => rng.random_range(0..n),
-                    CodeRestart::Farthest => weighted_index(&open, rng)
-                        .unwrap_or_else(|| rng.random_range(0..n)),
+                    CodeRestart::Farthest => {
+                        weighted_index(&open, rng).unwrap_or_else(|| rng.random_range(0..n))
+                    }
                 };
                 let v = x[src * d..(src + 1) * d].to_vec();
                 if restart == CodeRestart::Farthest {

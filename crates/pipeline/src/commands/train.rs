@@ -82,7 +82,7 @@ pub struct TrainArgs {
     /// Emit one JSON object per event instead of progress bars.
     #[arg(long)]
     pub json: bool,
-    /// Wall-time budget for the whole run, e.g. `90s`, `10m`, `1h30m`: the VQ-VAE may use half
+    /// Wall-time budget for the whole run, e.g. `90s`, `10m`, `1h30m`: the VQ-VAE may use 70 %
     /// of it, the prior the rest; each stage runs the epochs that fit (planned from its first
     /// epoch), keeping its best weights.
     #[arg(long, value_parser = parse_duration)]
