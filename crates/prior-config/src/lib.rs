@@ -288,6 +288,27 @@ mod tests {
     }
 
     #[test]
+    fn native_priors_differ_from_the_reference_only_in_the_small_tier() {
+        for n in [1, 5, 20, 21, 100, 101, 500] {
+            let (native, reference) = (native_prior_config(n), get_adaptive_prior_config(n));
+            native.validate().expect("native tier is valid");
+            if n <= 20 {
+                assert_eq!(native.batch_size, reference.batch_size.min(8), "{n} files");
+                assert_eq!((native.learning_rate, native.max_epochs), (1e-3, 100));
+                let same_shape = PriorConfig {
+                    batch_size: reference.batch_size,
+                    learning_rate: reference.learning_rate,
+                    max_epochs: reference.max_epochs,
+                    ..native.clone()
+                };
+                assert_eq!(same_shape, reference, "{n} files");
+            } else {
+                assert_eq!(native, reference, "{n} files");
+            }
+        }
+    }
+
+    #[test]
     fn val_fraction_and_batch_size_follow_file_count() {
         let cases = [
             (1, 0.5, 1),
