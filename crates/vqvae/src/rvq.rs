@@ -384,11 +384,16 @@ impl ResidualVq {
                 .iter()
                 .flat_map(|&a| state.embed[a * d..(a + 1) * d].iter().copied())
                 .collect();
-            let dist: Vec<f32> = r_host
-                .chunks_exact(d)
-                .zip(chosen.chunks_exact(d))
-                .map(|(a, b)| a.iter().zip(b).map(|(a, b)| (a - b) * (a - b)).sum())
-                .collect();
+            // Only the farthest-vector restart reads the assignment distances.
+            let dist: Vec<f32> = if cfg.restart == CodeRestart::Farthest {
+                r_host
+                    .chunks_exact(d)
+                    .zip(chosen.chunks_exact(d))
+                    .map(|(a, b)| a.iter().zip(b).map(|(a, b)| (a - b) * (a - b)).sum())
+                    .collect()
+            } else {
+                Vec::new()
+            };
             let q = Tensor::<2>::from_data(TensorData::new(chosen, [n, d]), &device);
             let level_loss = (q.clone() - residual.clone()).powi_scalar(2).mean();
             loss = Some(match loss {
