@@ -466,7 +466,7 @@ fn generated_streams_decode_in_the_order_the_prior_was_trained_on() {
     let seq_len = shape.len();
     let files = vec![0; grids.len()];
     let windows =
-        prior_sequences(order, &files, &grids, shape, seq_len, per_step).expect("sequences");
+        prior_sequences(order, &files, &grids, shape, seq_len, per_step, None).expect("sequences");
     // All columns of the file, in time order: what each window should show.
     let mut columns: Vec<Vec<i64>> = Vec::new();
     for g in &grids {

@@ -425,3 +425,42 @@ fn the_log_power_weight_reaches_the_training_loss_and_the_model_file() {
         "weight 0: {mse_only}, weight 2: {with_log_power}"
     );
 }
+
+#[test]
+fn the_native_prior_learns_no_padding_after_a_file_ends() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("sounds");
+    std::fs::create_dir(&data).expect("mkdir");
+    // 0.6 … 2.7 s: at least two of the four validation files end inside their last chunk.
+    synthetic_collection(&data, 8);
+    let vq = dir.path().join("vq.distill");
+    let o = train(&data, &vq, "5", &["--stage", "vqvae"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let prior = |name: &str, extra: &[&str]| {
+        let out = dir.path().join(format!("{name}.distill"));
+        let mut args = vec!["--stage", "prior", "--model", vq.to_str().expect("utf-8")];
+        args.extend_from_slice(extra);
+        let o = train(&data, &out, "5", &args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let finished = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["event"] == "stage_finished" && v["stage"] == "prior")
+            .expect("the prior stage finishes");
+        let o = distill(&["info", out.to_str().expect("utf-8"), "--json"]);
+        let info: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+        let trim = info["prior_config"]["trim_padding"].as_bool();
+        (finished["val_sequences"].as_u64().expect("count"), trim)
+    };
+    let (trimmed, trim) = prior("native", &[]);
+    assert_eq!(trim, Some(true), "recorded in the model file");
+    let config = dir.path().join("padded.toml");
+    std::fs::write(&config, "[prior]\ntrim_padding = false\n").expect("write");
+    let (padded, trim) = prior("padded", &["--config", config.to_str().expect("utf-8")]);
+    assert_eq!(trim, None, "off is the reference's: not written");
+    // Back-to-back 1-s validation windows: a 1.2-s file gives two with its padding, one without.
+    assert!(
+        trimmed < padded,
+        "{trimmed} windows trimmed, {padded} padded"
+    );
+}

@@ -23,6 +23,12 @@ pub fn chunk_count(len: usize, chunk: usize) -> usize {
     len.div_ceil(chunk)
 }
 
+/// Samples of chunk `index` of a `len`-sample signal that hold the signal (the rest of the
+/// last chunk is zero padding; 0 past the end).
+pub fn audio_in_chunk(len: usize, chunk: usize, index: usize) -> usize {
+    len.saturating_sub(index.saturating_mul(chunk)).min(chunk)
+}
+
 /// How training chunks are brought to a common level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -214,6 +220,13 @@ mod tests {
             assert!((peak - 1.0).abs() < 1e-6);
         }
         assert!(chunks[2][50..].iter().all(|&v| v == 0.0));
+        let audio: Vec<usize> = (0..4).map(|j| audio_in_chunk(x.len(), 100, j)).collect();
+        assert_eq!(
+            audio,
+            [100, 100, 50, 0],
+            "the padding starts where the signal ends"
+        );
+        assert_eq!(audio_in_chunk(200, 100, 1), 100);
         let mut silent = vec![1e-8f32; 10];
         peak_normalise(&mut silent);
         assert_eq!(silent[0], 1e-8);

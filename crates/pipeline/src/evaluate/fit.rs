@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use audio::chunk::{CHUNK_SAMPLES, chunk_signal_with, split_files};
+use audio::chunk::{CHUNK_SAMPLES, audio_in_chunk, chunk_signal_with, split_files};
 use audio::mel::MelSpectrogram;
 use burn::prelude::*;
 use prior_model::TokenOrder;
@@ -84,10 +84,14 @@ pub fn evaluate(options: &EvaluateOptions, device: &Device) -> anyhow::Result<Fi
         .collect::<Result<_, _>>()?;
     let mut chunks: Vec<Vec<f32>> = Vec::new();
     let mut files: Vec<usize> = Vec::new();
+    // Samples of each chunk that hold audio (the rest is the last chunk's padding).
+    let mut audio: Vec<usize> = Vec::new();
     for (i, x) in recordings.iter().enumerate() {
-        for samples in chunk_signal_with(x, CHUNK_SAMPLES, model.vqvae_config.normalization) {
+        let levelled = chunk_signal_with(x, CHUNK_SAMPLES, model.vqvae_config.normalization);
+        for (j, samples) in levelled.into_iter().enumerate() {
             chunks.push(samples);
             files.push(i);
+            audio.push(audio_in_chunk(x.len(), CHUNK_SAMPLES, j));
         }
     }
     let refs: Vec<&[f32]> = chunks.iter().map(Vec::as_slice).collect();
@@ -123,9 +127,19 @@ pub fn evaluate(options: &EvaluateOptions, device: &Device) -> anyhow::Result<Fi
             let p = crate::models::prior(&model, device)?;
             let order = model.token_order();
             let seq_len = p.shape().seq_len;
-            // Back-to-back windows, each token scored once (as training's validation); in
-            // raster order one sequence per chunk, first token not scored (as the reference).
-            let seqs = prior_sequences(order, &files, &grids, shape, seq_len, seq_len)?;
+            // Back-to-back windows, each token scored once (as training's validation), over
+            // the data the prior was trained on; in raster order one sequence per chunk, first
+            // token not scored (as the reference).
+            let trim = model.prior_config.as_ref().is_some_and(|c| c.trim_padding);
+            let seqs = prior_sequences(
+                order,
+                &files,
+                &grids,
+                shape,
+                seq_len,
+                seq_len,
+                trim.then_some(audio.as_slice()),
+            )?;
             if seqs.is_empty() || seqs.iter().any(|s| s.len() != seq_len) {
                 bail!(
                     "{}: the prior's context ({seq_len} tokens) does not match the VQ-VAE's code grid",

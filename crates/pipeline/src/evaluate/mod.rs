@@ -1,7 +1,8 @@
 //! How well models fit sounds: the measurements training validates with and
 //! `distill evaluate` reports, in one place.
 
-use anyhow::Context;
+use anyhow::{Context, bail};
+use audio::chunk::CHUNK_SAMPLES;
 use audio::mel::MelSpectrogram;
 use burn::prelude::*;
 use prior_model::{CodePrior, GridShape, TokenOrder};
@@ -133,6 +134,11 @@ pub fn windows(stream: &[i64], seq_len: usize, step: usize) -> Vec<Vec<i64>> {
 /// The prior's sequences of a set of chunks: in time-major order each file's chunks form one
 /// stream cut into windows of `seq_len` tokens every `stride` tokens; in raster order (the
 /// reference's) each chunk is one sequence. `files[i]` is the file of `grids[i]`.
+///
+/// With `audio` (each chunk's samples of the file's audio, out of [`CHUNK_SAMPLES`]) a
+/// time-major stream stops at the time step where its file's audio ends instead of running
+/// on through the zero padding of the last chunk — but never short of one window: a sound
+/// shorter than the prior's context keeps its padding, as a window must be full.
 pub fn prior_sequences(
     order: TokenOrder,
     files: &[usize],
@@ -140,22 +146,39 @@ pub fn prior_sequences(
     shape: GridShape,
     seq_len: usize,
     stride: usize,
+    audio: Option<&[usize]>,
 ) -> anyhow::Result<Vec<Vec<i64>>> {
     if order == TokenOrder::Raster {
         return grids.iter().map(|g| Ok(order.tokens(g, shape)?)).collect();
+    }
+    if let Some(a) = audio
+        && a.len() != grids.len()
+    {
+        bail!("{} chunk lengths for {} code grids", a.len(), grids.len());
     }
     let mut ids: Vec<usize> = files.to_vec();
     ids.sort_unstable();
     ids.dedup();
     let mut out = Vec::new();
     for f in ids {
-        let mine: Vec<&[i64]> = files
-            .iter()
-            .zip(grids)
-            .filter(|(file, _)| **file == f)
-            .map(|(_, g)| g.as_slice())
+        let mine: Vec<usize> = (0..grids.len().min(files.len()))
+            .filter(|&i| files[i] == f)
             .collect();
-        out.extend(windows(&order.stream(&mine, shape)?, seq_len, stride));
+        let refs: Vec<&[i64]> = mine.iter().map(|&i| grids[i].as_slice()).collect();
+        let mut stream = order.stream(&refs, shape)?;
+        if let Some(a) = audio {
+            // The step holding the last audio sample ends the file's stream.
+            let end_step = mine
+                .iter()
+                .enumerate()
+                .filter(|(_, i)| a[**i] > 0)
+                .map(|(j, i)| j * shape.steps + (a[*i] * shape.steps).div_ceil(CHUNK_SAMPLES))
+                .max()
+                .unwrap_or(0);
+            let keep = (end_step * shape.tokens_per_step()).max(seq_len);
+            stream.truncate(keep);
+        }
+        out.extend(windows(&stream, seq_len, stride));
     }
     Ok(out)
 }
@@ -175,4 +198,66 @@ pub fn prior_cross_entropy(
         n += count;
     }
     Ok(sum / n.max(1) as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Grid of 1 row, 4 steps, 2 levels; every code names its file, chunk and step.
+    const SHAPE: GridShape = GridShape {
+        rows: 1,
+        steps: 4,
+        levels: 2,
+    };
+
+    fn grid(file: i64, chunk: i64) -> Vec<i64> {
+        (0..8).map(|i| file * 100 + chunk * 10 + i / 2).collect()
+    }
+
+    #[test]
+    fn a_trimmed_stream_stops_where_the_audio_ends_but_fills_one_window() {
+        // File 0: 2.3 chunks of audio; file 1: a quarter chunk, shorter than a window.
+        let files = [0, 0, 0, 1];
+        let grids = [grid(0, 0), grid(0, 1), grid(0, 2), grid(1, 0)];
+        let audio = [
+            CHUNK_SAMPLES,
+            CHUNK_SAMPLES,
+            CHUNK_SAMPLES * 3 / 10,
+            CHUNK_SAMPLES / 4,
+        ];
+        let order = TokenOrder::TimeMajor;
+        let kept = prior_sequences(order, &files, &grids, SHAPE, 8, 2, None).expect("sequences");
+        let trimmed =
+            prior_sequences(order, &files, &grids, SHAPE, 8, 2, Some(&audio)).expect("sequences");
+        // Untrimmed: 12 steps of file 0 → 9 windows, file 1 → 1.
+        assert_eq!(kept.len(), 10);
+        // Trimmed: file 0 ends in chunk 2's second step (0.3 of 4 steps, rounded up) → 10
+        // steps → 7 windows; file 1 keeps its one (padded) window.
+        assert_eq!(trimmed.len(), 8);
+        let last_of_file0 = &trimmed[6];
+        assert_eq!(
+            last_of_file0[6..],
+            [21, 21],
+            "ends on the step holding the last sample"
+        );
+        assert_eq!(trimmed[7], kept[9], "a short sound keeps its full window");
+        assert!(trimmed.iter().all(|w| w.len() == 8));
+        // Raster order (the reference's one sequence per chunk) ignores the trim.
+        let raster = prior_sequences(
+            TokenOrder::Raster,
+            &files,
+            &grids,
+            SHAPE,
+            8,
+            8,
+            Some(&audio[..2]),
+        )
+        .expect("raster");
+        assert_eq!(raster.len(), 4);
+        assert!(
+            prior_sequences(order, &files, &grids, SHAPE, 8, 2, Some(&audio[..2])).is_err(),
+            "lengths must match the grids"
+        );
+    }
 }

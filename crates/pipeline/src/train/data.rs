@@ -3,7 +3,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::bail;
-use audio::chunk::{CHUNK_SAMPLES, Normalisation, chunk_signal_with, peak_normalise, split_files};
+use audio::chunk::{
+    CHUNK_SAMPLES, Normalisation, audio_in_chunk, chunk_signal_with, peak_normalise, split_files,
+};
 
 use audio::scan::ScanReport;
 use rand::Rng;
@@ -14,6 +16,8 @@ use rand::rngs::StdRng;
 pub struct Chunk {
     pub file: usize,
     pub samples: Vec<f32>,
+    /// Samples that hold the file's audio; the rest (of a file's last chunk) is zero padding.
+    pub audio: usize,
 }
 
 /// Chunks split by file.
@@ -43,11 +47,13 @@ pub fn load(
         );
     }
     let mut per_file = Vec::with_capacity(files.len());
+    let mut lengths = Vec::with_capacity(files.len());
     let mut total = 0.0;
     for path in &files {
         let x = audio::load_48k(path)?;
         total += x.len() as f64 / f64::from(audio::SAMPLE_RATE);
         per_file.push(chunk_signal_with(&x, CHUNK_SAMPLES, norm));
+        lengths.push(x.len());
     }
     let ids: Vec<usize> = (0..files.len()).collect();
     let (train_files, val_files) = split_files(&ids, val_fraction);
@@ -57,9 +63,11 @@ pub fn load(
         sorted
             .iter()
             .flat_map(|&f| {
-                per_file[f].iter().map(move |c| Chunk {
+                let len = lengths[f];
+                per_file[f].iter().enumerate().map(move |(j, c)| Chunk {
                     file: f,
                     samples: c.clone(),
+                    audio: audio_in_chunk(len, CHUNK_SAMPLES, j),
                 })
             })
             .collect()

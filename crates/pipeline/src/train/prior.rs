@@ -148,6 +148,11 @@ impl<'a> PriorStage<'a> {
         let seq_len = grid.len();
         let files =
             |which: &[super::data::Chunk]| -> Vec<usize> { which.iter().map(|c| c.file).collect() };
+        let audio = |which: &[super::data::Chunk]| -> Option<Vec<usize>> {
+            cfg.trim_padding
+                .then(|| which.iter().map(|c| c.audio).collect())
+        };
+        let (train_audio, val_audio) = (audio(&data.train), audio(&data.val));
         // Training draws from the windows at every time step. Validation: back-to-back
         // windows, so each token is scored once (as the reference's one sequence per chunk),
         // at most MAX_VAL_WINDOWS of them spread evenly (the same ones every epoch).
@@ -158,9 +163,18 @@ impl<'a> PriorStage<'a> {
             grid,
             seq_len,
             grid.tokens_per_step(),
+            train_audio.as_deref(),
         )?;
         let val_seqs = spread(
-            prior_sequences(ORDER, &files(&data.val), &val_codes, grid, seq_len, seq_len)?,
+            prior_sequences(
+                ORDER,
+                &files(&data.val),
+                &val_codes,
+                grid,
+                seq_len,
+                seq_len,
+                val_audio.as_deref(),
+            )?,
             MAX_VAL_WINDOWS,
         );
         if train_seqs.is_empty() || val_seqs.is_empty() {
