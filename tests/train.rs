@@ -466,3 +466,66 @@ fn the_native_prior_learns_no_padding_after_a_file_ends() {
         "{trimmed} windows trimmed, {padded} padded"
     );
 }
+
+#[test]
+fn a_step_budget_caps_the_epochs_and_explicit_epochs_lift_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("sounds");
+    std::fs::create_dir(&data).expect("mkdir");
+    synthetic_collection(&data, 4);
+    let config = dir.path().join("steps.toml");
+    std::fs::write(
+        &config,
+        "[vqvae]\nbatch_size = 1\nmax_epochs = 50\nmax_steps = 9\n\
+         [prior]\nbatch_size = 1\nmax_epochs = 50\nmax_steps = 9\n\
+         hidden_size = 32\nnum_layers = 1\nnum_heads = 2\n",
+    )
+    .expect("write");
+    let run = |name: &str, extra: &[&str]| {
+        let out = dir.path().join(name);
+        let mut args = vec![
+            "train",
+            "--data",
+            data.to_str().expect("utf-8"),
+            "-o",
+            out.to_str().expect("utf-8"),
+            "--config",
+            config.to_str().expect("utf-8"),
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let o = distill(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        (o, out)
+    };
+    let (o, out) = run("budget.distill", &[]);
+    let config_event = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["event"] == "config")
+        .expect("config event");
+    let chunks = config_event["train_chunks"].as_u64().expect("train_chunks") as usize;
+    // One chunk per step: 9 steps hold 9 / chunks whole epochs, far fewer than 50.
+    let expected = (9 / chunks).max(1);
+    assert!(expected < 50);
+    for stage in ["vqvae", "prior"] {
+        let key = format!("{stage}_config");
+        assert_eq!(config_event[&key]["max_epochs"], expected, "{stage}");
+        assert_eq!(epochs(&o, stage).len(), expected, "{stage}");
+    }
+    let info = distill(&["info", out.to_str().expect("utf-8"), "--json"]);
+    let info: serde_json::Value = serde_json::from_slice(&info.stdout).expect("json");
+    assert_eq!(
+        info["vqvae_config"]["max_steps"], 9,
+        "the budget is recorded"
+    );
+    assert_eq!(
+        info["prior_config"]["max_steps"], 9,
+        "the budget is recorded"
+    );
+
+    // --epochs names the epochs: they are trained in full, whatever the step budget said.
+    let (o, _) = run("epochs.distill", &["--epochs", "3"]);
+    assert_eq!(epochs(&o, "vqvae").len(), 3);
+    assert_eq!(epochs(&o, "prior").len(), 3);
+}

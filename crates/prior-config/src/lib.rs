@@ -53,6 +53,11 @@ pub struct PriorConfig {
     /// Not written when off, so reference configurations round-trip unchanged.
     #[serde(skip_serializing_if = "is_false")]
     pub trim_padding: bool,
+    /// Most optimiser steps of the run (Distill's large tier): `max_epochs` is cut to the
+    /// whole epochs that fit, so training time follows this budget, not the collection's
+    /// size. Not written when unset (reference configurations round-trip unchanged).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_steps: Option<usize>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -76,8 +81,24 @@ impl Default for PriorConfig {
             seq_len: None,
             num_quantizers: None,
             trim_padding: false,
+            max_steps: None,
         }
     }
+}
+
+/// The epochs a run trains: `max_epochs`, or fewer where `max_steps` optimiser steps (an
+/// epoch being `ceil(items / batch_size)` steps) run out first; never fewer than one.
+pub fn epochs_within_steps(
+    max_epochs: usize,
+    max_steps: Option<usize>,
+    items_per_epoch: usize,
+    batch_size: usize,
+) -> usize {
+    let Some(steps) = max_steps else {
+        return max_epochs;
+    };
+    let per_epoch = items_per_epoch.div_ceil(batch_size.max(1)).max(1);
+    (steps / per_epoch).clamp(1, max_epochs.max(1))
 }
 
 /// Dataset-size tier shared by the prior and the VQ-VAE configurations.
@@ -142,27 +163,38 @@ pub fn get_adaptive_prior_config(file_count: usize) -> PriorConfig {
 /// on the files' audio only, not on the zero padding after a file's end (a quarter of the
 /// chunks' time in a collection of 2-s notes, which taught short-trained priors to fall
 /// silent mid-note), in batches of 8 up to 100 files (notes96 under a 6-minute budget:
-/// sustained notes where batches of 32 wrote fragments; larger tiers are unmeasured and
-/// keep 32). The small tier also trains at a learning rate of 1e-3 for 100 epochs (an epoch
-/// draws as many windows as the data has chunks): the reference's 50 epochs of one or two
-/// steps at 3e-4 leave the prior near its unigram statistics (drums20, padding still in
-/// the data: validation perplexity 8.3 against 2.9 this way).
+/// sustained notes where batches of 32 wrote fragments). The small tier also trains at a
+/// learning rate of 1e-3 for 100 epochs (an epoch draws as many windows as the data has
+/// chunks): the reference's 50 epochs of one or two steps at 3e-4 leave the prior near its
+/// unigram statistics (drums20, padding still in the data: validation perplexity 8.3
+/// against 2.9 this way). The large tier (> 100 files) keeps the reference's 19 M-parameter
+/// model but trains it in batches of 16 for at most [`NATIVE_LARGE_STEPS`] steps: its
+/// 150 epochs take hours on a laptop's CPU, and batches of 32 peak at 2.6 GB.
 pub fn native_prior_config(file_count: usize) -> PriorConfig {
     let mut c = get_adaptive_prior_config(file_count);
     c.trim_padding = true;
-    let tier = DatasetTier::for_file_count(file_count);
-    if tier != DatasetTier::Large {
-        c.batch_size = c.batch_size.min(NATIVE_BATCH);
-    }
-    if tier == DatasetTier::Small {
-        c.learning_rate = 1e-3;
-        c.max_epochs = 100;
+    match DatasetTier::for_file_count(file_count) {
+        DatasetTier::Small => {
+            c.batch_size = c.batch_size.min(NATIVE_BATCH);
+            c.learning_rate = 1e-3;
+            c.max_epochs = 100;
+        }
+        DatasetTier::Medium => c.batch_size = c.batch_size.min(NATIVE_BATCH),
+        DatasetTier::Large => {
+            c.batch_size = NATIVE_LARGE_BATCH;
+            c.max_steps = Some(NATIVE_LARGE_STEPS);
+        }
     }
     c
 }
 
 /// Windows per prior step in Distill's small and medium tiers.
 const NATIVE_BATCH: usize = 8;
+/// Windows per prior step in the large tier (large346: an epoch takes as long as with
+/// 32, the peak memory of the prior stage falls from 2.6 to 1.6 GB).
+const NATIVE_LARGE_BATCH: usize = 16;
+/// Most steps of the large tier's prior.
+pub const NATIVE_LARGE_STEPS: usize = 200;
 
 impl PriorConfig {
     /// Checks that the configuration describes a buildable, trainable model.
@@ -174,6 +206,7 @@ impl PriorConfig {
             ("num_heads", self.num_heads),
             ("max_epochs", self.max_epochs),
             ("batch_size", self.batch_size),
+            ("max_steps", self.max_steps.unwrap_or(1)),
         ] {
             if value == 0 {
                 return invalid(format!("{name} must be positive, got 0"));
@@ -317,9 +350,12 @@ mod tests {
             let expected_batch = if n <= 100 {
                 reference.batch_size.min(8)
             } else {
-                reference.batch_size
+                16
             };
             assert_eq!(native.batch_size, expected_batch, "{n} files");
+            let expected_steps = (n > 100).then_some(NATIVE_LARGE_STEPS);
+            assert_eq!(native.max_steps, expected_steps, "{n} files");
+            assert_eq!(reference.max_steps, None, "{n} files");
             if n <= 20 {
                 assert_eq!((native.learning_rate, native.max_epochs), (1e-3, 100));
             } else {
@@ -334,10 +370,24 @@ mod tests {
                 batch_size: native.batch_size,
                 learning_rate: native.learning_rate,
                 max_epochs: native.max_epochs,
+                max_steps: native.max_steps,
                 ..reference
             };
             assert_eq!(native, same, "{n} files");
         }
+    }
+
+    #[test]
+    fn a_step_budget_becomes_whole_epochs() {
+        // No budget: the configured epochs.
+        assert_eq!(epochs_within_steps(150, None, 453, 16), 150);
+        // 453 windows in batches of 16 = 29 steps an epoch; 200 steps hold 6 whole epochs.
+        assert_eq!(epochs_within_steps(150, Some(200), 453, 16), 6);
+        // Never more than asked for, never fewer than one.
+        assert_eq!(epochs_within_steps(4, Some(200), 453, 16), 4);
+        assert_eq!(epochs_within_steps(150, Some(10), 453, 16), 1);
+        // Degenerate sizes do not divide by zero.
+        assert_eq!(epochs_within_steps(150, Some(7), 0, 0), 7);
     }
 
     #[test]

@@ -48,6 +48,10 @@ pub struct VqvaeConfig {
     /// Where dead codes restart (at random batch vectors in reference files).
     #[serde(default)]
     pub code_restart: CodeRestart,
+    /// Most optimiser steps of the run (Distill's large tier; see
+    /// [`prior_config::epochs_within_steps`]). Not in reference files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_steps: Option<usize>,
 }
 
 fn reference_time_downsample() -> usize {
@@ -92,6 +96,7 @@ impl Default for VqvaeConfig {
             normalization: reference_normalization(),
             log_power_weight: 0.0,
             code_restart: CodeRestart::Random,
+            max_steps: None,
         }
     }
 }
@@ -142,8 +147,16 @@ pub fn native_vqvae_config(file_count: usize) -> VqvaeConfig {
     } else {
         c.batch_size = c.batch_size.min(NATIVE_BATCH);
     }
+    if prior_config::DatasetTier::for_file_count(file_count) == prior_config::DatasetTier::Large {
+        c.max_steps = Some(NATIVE_LARGE_STEPS);
+    }
     c
 }
+
+/// Most optimiser steps of the large tier's VQ-VAE (> 100 files): its 300 epochs take
+/// 50 minutes on large346 and scale with the collection; this many steps take about
+/// 11 minutes on 2 cores whatever the collection's size (large346: 70 epochs).
+pub const NATIVE_LARGE_STEPS: usize = 4000;
 
 /// Weight of the log-power loss term of native models (0.1 and 0.3 measured alike on notes96).
 const NATIVE_LOG_POWER_WEIGHT: f64 = 0.1;
@@ -187,6 +200,9 @@ impl VqvaeConfig {
         }
         if self.codebook_dim == 0 {
             return Err("codebook_dim must be positive".into());
+        }
+        if self.max_steps == Some(0) {
+            return Err("max_steps must be positive, got 0".into());
         }
         if !(0.0..1.0).contains(&self.decay) {
             return Err(format!("decay must be in [0, 1), got {}", self.decay));
@@ -290,6 +306,13 @@ mod tests {
             let small = n <= 20;
             assert_eq!(native.upsample == Upsample::Resize, small, "{n} files");
             assert_eq!(native.batch_size, if small { 4 } else { 8 }, "{n} files");
+            let large = n > 100;
+            assert_eq!(
+                native.max_steps,
+                large.then_some(NATIVE_LARGE_STEPS),
+                "{n} files"
+            );
+            assert_eq!(reference.max_steps, None, "{n} files");
             assert_eq!(reference.code_restart, CodeRestart::Random, "{n} files");
             assert_eq!(native.code_restart, CodeRestart::Farthest, "{n} files");
             assert_eq!(

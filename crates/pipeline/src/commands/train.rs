@@ -147,6 +147,14 @@ fn clock(seconds: f64) -> String {
     }
 }
 
+/// `70 epochs`, and where a step budget set them, `70 epochs (at most 4000 steps)`.
+fn epochs_text(epochs: usize, max_steps: Option<usize>) -> String {
+    match max_steps {
+        Some(steps) => format!("{epochs} epochs (at most {steps} steps)"),
+        None => format!("{epochs} epochs"),
+    }
+}
+
 /// A duration such as `45s`, `10m`, `1h30m` or `2h` (a bare number is seconds).
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     let bad = || format!("'{text}' is not a duration (examples: 90s, 10m, 1h30m)");
@@ -245,20 +253,26 @@ impl Printer {
                 let v = &r.vqvae_config;
                 if r.train_vqvae {
                     self.line(&format!(
-                        "VQ-VAE: {} levels x {} codes, {} epochs, lr {}, batch {}, commitment {} (applied once)",
-                        v.num_quantizers, v.codebook_size, v.max_epochs, v.learning_rate, v.batch_size, v.commitment_weight
+                        "VQ-VAE: {} levels x {} codes, {}, lr {}, batch {}, commitment {} (applied once)",
+                        v.num_quantizers,
+                        v.codebook_size,
+                        epochs_text(v.max_epochs, v.max_steps),
+                        v.learning_rate,
+                        v.batch_size,
+                        v.commitment_weight
                     ));
                 }
                 let p = &r.prior_config;
                 if r.train_prior {
                     self.line(&format!(
-                        "prior: hidden {}, {} layers, {} heads, dropout {}, {} epochs, lr {}",
+                        "prior: hidden {}, {} layers, {} heads, dropout {}, {}, lr {}, batch {}",
                         p.hidden_size,
                         p.num_layers,
                         p.num_heads,
                         p.dropout,
-                        p.max_epochs,
-                        p.learning_rate
+                        epochs_text(p.max_epochs, p.max_steps),
+                        p.learning_rate,
+                        p.batch_size
                     ));
                 }
             }

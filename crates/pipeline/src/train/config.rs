@@ -72,13 +72,18 @@ const PRIOR_UNUSED: &[(&str, &str)] = &[
     ("num_quantizers", "the levels follow the VQ-VAE"),
 ];
 
+/// Settings that a config leaves out of its serialised form while unset (so that reference
+/// files round-trip unchanged) but that a TOML file may still give.
+const VQVAE_OPTIONAL: &[&str] = &["max_steps"];
+const PRIOR_OPTIONAL: &[&str] = &["max_steps", "trim_padding", "seq_len", "num_quantizers"];
+
 /// Overlays the keys of a TOML table on a config (unknown keys are an error; keys Distill
 /// does not use are reported through `warn`).
 fn overlay<T: serde::Serialize + serde::de::DeserializeOwned>(
     base: &T,
     table: Option<&toml::Value>,
     what: &str,
-    unused: &[(&str, &str)],
+    (unused, optional): (&[(&str, &str)], &[&str]),
     path: &Path,
     warn: &mut dyn FnMut(String),
 ) -> anyhow::Result<T> {
@@ -91,7 +96,7 @@ fn overlay<T: serde::Serialize + serde::de::DeserializeOwned>(
         bail!("{}: [{what}] must be a table", path.display());
     };
     for (k, v) in o {
-        if !m.contains_key(&k) {
+        if !m.contains_key(&k) && !optional.contains(&k.as_str()) {
             bail!("{}: unknown {what} setting '{k}'", path.display());
         }
         if let Some((_, why)) = unused.iter().find(|(name, _)| *name == k) {
@@ -134,8 +139,26 @@ pub fn resolve(
                 path.display()
             );
         }
-        vq = overlay(&vq, doc.get("vqvae"), "vqvae", VQVAE_UNUSED, path, warn)?;
-        pr = overlay(&pr, doc.get("prior"), "prior", PRIOR_UNUSED, path, warn)?;
+        let sets = |section: &str, key: &str| doc.get(section).and_then(|t| t.get(key)).is_some();
+        let vq_epochs = sets("vqvae", "max_epochs") && !sets("vqvae", "max_steps");
+        let pr_epochs = sets("prior", "max_epochs") && !sets("prior", "max_steps");
+        let vq_keys = (VQVAE_UNUSED, VQVAE_OPTIONAL);
+        vq = overlay(&vq, doc.get("vqvae"), "vqvae", vq_keys, path, warn)?;
+        pr = overlay(
+            &pr,
+            doc.get("prior"),
+            "prior",
+            (PRIOR_UNUSED, PRIOR_OPTIONAL),
+            path,
+            warn,
+        )?;
+        // Epochs asked for by name are trained in full: the tier's step budget no longer applies.
+        if vq_epochs {
+            vq.max_steps = None;
+        }
+        if pr_epochs {
+            pr.max_steps = None;
+        }
         if vq.chunk_duration_s != 1.0 {
             bail!(
                 "{}: [vqvae] chunk_duration_s must be 1.0 (models work on 1 s chunks), got {}",
@@ -150,6 +173,8 @@ pub fn resolve(
     if let Some(e) = o.epochs {
         vq.max_epochs = e;
         pr.max_epochs = e;
+        vq.max_steps = None;
+        pr.max_steps = None;
     }
     if let Some(lr) = o.lr {
         vq.learning_rate = lr;

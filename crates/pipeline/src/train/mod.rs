@@ -22,7 +22,7 @@ use anyhow::{Context, bail};
 use audio::mel::MelSpectrogram;
 use audio::{SpectrogramConfig, scan};
 use burn::prelude::*;
-use prior_config::PriorConfig;
+use prior_config::{PriorConfig, epochs_within_steps};
 use vqvae::{ConvVqvae, VqvaeConfig};
 
 use crate::cancel::CancelToken;
@@ -239,13 +239,21 @@ pub fn train(
             data_dir.display()
         );
     }
-    let plan = plan(options, files, &mut warn)?;
+    let mut plan = plan(options, files, &mut warn)?;
     let data = data::load(&report, plan.vq_cfg.val_fraction, plan.vq_cfg.normalization)?;
     if data.val.is_empty() || data.train.is_empty() {
         bail!(
             "{}: need at least 2 usable files to split training and validation",
             data_dir.display()
         );
+    }
+    if plan.resume.is_none() {
+        // A step budget becomes whole epochs once the training chunks are known (both
+        // stages draw one item per chunk per epoch); a resumed run already has them.
+        let chunks = data.train.len();
+        let (vq, pr) = (&mut plan.vq_cfg, &mut plan.pr_cfg);
+        vq.max_epochs = epochs_within_steps(vq.max_epochs, vq.max_steps, chunks, vq.batch_size);
+        pr.max_epochs = epochs_within_steps(pr.max_epochs, pr.max_steps, chunks, pr.batch_size);
     }
     let output = plan.output.clone();
     let report_dir = options
