@@ -27,8 +27,8 @@ pub struct EvaluateArgs {
     /// Seed of the generated sounds.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Length of each generated sound in seconds (default: the lengths of the collection's
-    /// files in turn, within 0.5–10 s).
+    /// Length of each generated sound in seconds (default: the lengths of files spread
+    /// through the collection, within 0.5–10 s).
     #[arg(long)]
     pub duration: Option<f64>,
     /// Sampling temperature of the generated sounds.

@@ -29,7 +29,7 @@ pub struct EvaluateOptions {
     /// Sounds to generate for the generation report (0 = none).
     pub generate: usize,
     pub seed: u64,
-    /// Length of each generated sound (default: the collection's file lengths in turn).
+    /// Length of each generated sound (default: the lengths of files spread through the collection).
     pub duration_s: Option<f64>,
     pub settings: GenerateSettings,
     pub decoding: Decoding,

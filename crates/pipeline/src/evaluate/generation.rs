@@ -101,8 +101,8 @@ pub struct GenerationReport {
 pub struct GenerationOptions {
     pub count: usize,
     pub seed: u64,
-    /// Length of each sound; `None`: the lengths of the collection's files in turn (within
-    /// 0.5–10 s), so level statistics compare like with like.
+    /// Length of each sound; `None`: the lengths of the collection's files (within 0.5–10 s;
+    /// see [`length_source`]), so level statistics compare like with like.
     pub samples: Option<usize>,
     /// Mel frames per code column of the model.
     pub time_downsample: usize,
@@ -145,7 +145,9 @@ pub fn generation(
     let lengths: Vec<usize> = match options.samples {
         Some(n) => vec![n; options.count],
         None => (0..options.count)
-            .map(|i| collection_length(&collection[i % collection.len()]))
+            .map(|i| {
+                collection_length(&collection[length_source(i, options.count, collection.len())])
+            })
             .collect(),
     };
     // Sounds of equal length step together (one pass over the prior serves a batch).
@@ -305,7 +307,36 @@ fn novelty(
 }
 
 /// The length a generated sound takes after a collection file: the file's, within 0.5–10 s.
+/// The file whose length the `i`-th of `count` sounds takes: the files in turn, or where the
+/// collection has more files than sounds, files spread evenly through it (the first files of
+/// a folder sorted by name may all be one kind of sound).
+fn length_source(i: usize, count: usize, files: usize) -> usize {
+    if files > count {
+        i * files / count
+    } else {
+        i % files.max(1)
+    }
+}
+
 fn collection_length(file: &[f32]) -> usize {
     let rate = audio::SAMPLE_RATE as usize;
     file.len().clamp(rate / 2, 10 * rate)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::length_source;
+
+    #[test]
+    fn sound_lengths_come_from_files_spread_through_the_collection() {
+        let picks = |count: usize, files: usize| -> Vec<usize> {
+            (0..count).map(|i| length_source(i, count, files)).collect()
+        };
+        // More files than sounds: spread evenly, not the first ones.
+        assert_eq!(picks(4, 12), [0, 3, 6, 9]);
+        assert_eq!(picks(32, 741).last(), Some(&717));
+        // Fewer files than sounds: the files in turn.
+        assert_eq!(picks(5, 3), [0, 1, 2, 0, 1]);
+        assert_eq!(picks(3, 3), [0, 1, 2]);
+    }
 }
