@@ -6,7 +6,7 @@ pub mod model;
 pub mod rvq;
 mod state_dict;
 
-pub use config::{VqvaeConfig, get_adaptive_vqvae_config, native_vqvae_config};
+pub use config::{NATIVE_LARGE_STEPS, VqvaeConfig, get_adaptive_vqvae_config, native_vqvae_config};
 pub use loss::{
     LevelHealth, codebook_health, log_power_l1, multi_scale_mel_loss, reconstruction_loss,
 };

@@ -133,14 +133,23 @@ pub fn tier(usable: usize) -> Json_ {
         "medium" => {
             "a larger model with more codes and a deeper prior: more variety between sounds; training takes longer (tens of minutes on a laptop)."
         }
-        _ => "the largest model: the most variety; training can take an hour or more on a laptop.",
+        _ => {
+            "the largest model: the most variety; training runs a fixed number of steps, about 20 minutes on a 2-core laptop whatever the collection's size (an Epochs value trains that many epochs in full)."
+        }
+    };
+    let epochs = match (vq.max_steps, pr.max_steps) {
+        (Some(v), Some(p)) => format!(
+            "up to {} + {} epochs, at most {v} + {p} steps",
+            vq.max_epochs, pr.max_epochs
+        ),
+        _ => format!("{} + {} epochs", vq.max_epochs, pr.max_epochs),
     };
     json!({
         "name": name,
         "range": range,
         "meaning": format!(
-            "{range}: {meaning} Defaults: {} levels × {} codes, a {}-layer prior of width {}, {} + {} epochs.",
-            vq.num_quantizers, vq.codebook_size, pr.num_layers, pr.hidden_size, vq.max_epochs, pr.max_epochs
+            "{range}: {meaning} Defaults: {} levels × {} codes, a {}-layer prior of width {}, {epochs}.",
+            vq.num_quantizers, vq.codebook_size, pr.num_layers, pr.hidden_size
         ),
         "defaults": {
             "epochs": vq.max_epochs,
@@ -324,4 +333,26 @@ async fn receive(body: Body, path: &Path, limit: u64) -> Result<u64, Received> {
     }
     out.sync_all().await.map_err(Received::Io)?;
     Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tier;
+
+    #[test]
+    fn the_large_tier_states_its_step_budget() {
+        let meaning = |n: usize| tier(n)["meaning"].as_str().unwrap_or_default().to_string();
+        let large = meaning(500);
+        let steps = format!(
+            "at most {} + {} steps",
+            vqvae::NATIVE_LARGE_STEPS,
+            prior_config::NATIVE_LARGE_STEPS
+        );
+        assert!(large.contains(&steps), "{large}");
+        let small = meaning(5);
+        assert!(
+            small.contains("60 + 100 epochs") && !small.contains("steps"),
+            "{small}"
+        );
+    }
 }
