@@ -35,6 +35,24 @@ fn train(data: &Path, out: &Path, seed: &str, extra: &[&str]) -> Output {
     distill(&args)
 }
 
+/// A temporary folder holding a `sounds/` folder of `files` synthetic recordings.
+fn sounds(files: usize) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("sounds");
+    std::fs::create_dir(&data).expect("mkdir");
+    synthetic_collection(&data, files);
+    (dir, data)
+}
+
+/// The `--json` run's `config` event (the resolved settings).
+fn config_event(o: &Output) -> serde_json::Value {
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["event"] == "config")
+        .expect("config event")
+}
+
 /// The `--json` events of one kind (`epoch`, `stage_finished`, …) from one stage.
 fn events(o: &Output, event: &str, stage: &str) -> Vec<serde_json::Value> {
     String::from_utf8_lossy(&o.stdout)
@@ -50,10 +68,7 @@ fn epochs(o: &Output, stage: &str) -> Vec<serde_json::Value> {
 
 #[test]
 fn trains_both_stages_deterministically_and_skips_broken_files() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let data = dir.path().join("sounds");
-    std::fs::create_dir(&data).expect("mkdir");
-    synthetic_collection(&data, 4);
+    let (dir, data) = sounds(4);
     std::fs::write(data.join("broken.wav"), b"RIFF0000WAVEfmt garbage").expect("write");
 
     let a: PathBuf = dir.path().join("a.distill");
@@ -188,10 +203,7 @@ fn unusable_data_is_a_clear_error_before_training() {
 
 #[test]
 fn shipped_presets_work_with_config_and_unknown_keys_are_refused() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let data = dir.path().join("sounds");
-    std::fs::create_dir(&data).expect("mkdir");
-    synthetic_collection(&data, 3);
+    let (dir, data) = sounds(3);
     for tier in ["small", "medium", "large"] {
         let preset = crate::util::root().join(format!("configs/prior-{tier}.toml"));
         let out = dir.path().join(format!("{tier}.distill"));
@@ -211,11 +223,7 @@ fn shipped_presets_work_with_config_and_unknown_keys_are_refused() {
             "--json",
         ]);
         assert!(o.status.success(), "{tier}: {}", stderr(&o));
-        let config = String::from_utf8_lossy(&o.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .find(|v| v["event"] == "config")
-            .expect("config event");
+        let config = config_event(&o);
         let text = std::fs::read_to_string(&preset).expect("preset");
         let table: toml::Table = toml::from_str(&text).expect("preset is TOML");
         let hidden = table["prior"]["hidden_size"]
@@ -242,10 +250,7 @@ fn shipped_presets_work_with_config_and_unknown_keys_are_refused() {
 
 #[test]
 fn an_interrupted_run_resumes_to_the_same_model() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let data = dir.path().join("sounds");
-    std::fs::create_dir(&data).expect("mkdir");
-    synthetic_collection(&data, 3);
+    let (dir, data) = sounds(3);
     let full = dir.path().join("full.distill");
     let o = train(&data, &full, "5", &[]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -308,10 +313,7 @@ fn ctrl_c_keeps_a_resumable_checkpoint_and_writes_the_report() {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
 
-    let dir = tempfile::tempdir().expect("temp dir");
-    let data = dir.path().join("sounds");
-    std::fs::create_dir(&data).expect("mkdir");
-    synthetic_collection(&data, 3);
+    let (dir, data) = sounds(3);
     let out = dir.path().join("m.distill");
     let mut args: Vec<&str> = vec![
         "train",
@@ -392,10 +394,7 @@ fn ctrl_c_keeps_a_resumable_checkpoint_and_writes_the_report() {
 
 #[test]
 fn the_log_power_weight_reaches_the_training_loss_and_the_model_file() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let data = dir.path().join("sounds");
-    std::fs::create_dir(&data).expect("mkdir");
-    synthetic_collection(&data, 4);
+    let (dir, data) = sounds(4);
     let first_epoch_loss = |weight: &str| {
         let config = dir.path().join(format!("w{weight}.toml"));
         std::fs::write(&config, format!("[vqvae]\nlog_power_weight = {weight}\n")).expect("write");
@@ -433,11 +432,8 @@ fn the_log_power_weight_reaches_the_training_loss_and_the_model_file() {
 
 #[test]
 fn the_native_prior_learns_no_padding_after_a_file_ends() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let data = dir.path().join("sounds");
-    std::fs::create_dir(&data).expect("mkdir");
     // 0.6 … 2.7 s: at least two of the four validation files are longer than the 1-s window.
-    synthetic_collection(&data, 8);
+    let (dir, data) = sounds(8);
     let vq = dir.path().join("vq.distill");
     let o = train(&data, &vq, "5", &["--stage", "vqvae"]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -469,10 +465,7 @@ fn the_native_prior_learns_no_padding_after_a_file_ends() {
 
 #[test]
 fn a_step_budget_caps_the_epochs_and_explicit_epochs_lift_it() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let data = dir.path().join("sounds");
-    std::fs::create_dir(&data).expect("mkdir");
-    synthetic_collection(&data, 4);
+    let (dir, data) = sounds(4);
     let config = dir.path().join("steps.toml");
     std::fs::write(
         &config,
@@ -499,18 +492,14 @@ fn a_step_budget_caps_the_epochs_and_explicit_epochs_lift_it() {
         (o, out)
     };
     let (o, out) = run("budget.distill", &[]);
-    let config_event = String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|v| v["event"] == "config")
-        .expect("config event");
-    let chunks = config_event["train_chunks"].as_u64().expect("train_chunks") as usize;
+    let resolved = config_event(&o);
+    let chunks = resolved["train_chunks"].as_u64().expect("train_chunks") as usize;
     // One chunk per step: 9 steps hold 9 / chunks whole epochs, far fewer than 50.
     let expected = (9 / chunks).max(1);
     assert!(expected < 50);
     for stage in ["vqvae", "prior"] {
         let key = format!("{stage}_config");
-        assert_eq!(config_event[&key]["max_epochs"], expected, "{stage}");
+        assert_eq!(resolved[&key]["max_epochs"], expected, "{stage}");
         assert_eq!(epochs(&o, stage).len(), expected, "{stage}");
     }
     let info = distill(&["info", out.to_str().expect("utf-8"), "--json"]);
