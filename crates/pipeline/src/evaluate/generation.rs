@@ -12,6 +12,7 @@
 //!
 //! Verdicts are heuristics (thresholds from `metrics::verdict`).
 
+use std::borrow::Cow;
 use std::time::Instant;
 
 use audio::mel::MelSpectrogram;
@@ -171,22 +172,34 @@ pub fn generation(
     let audio: Vec<Vec<f32>> = sounds.iter().map(|s| s.audio.clone()).collect();
 
     let closeness = nearest_neighbour_ratio(&audio, collection, mel)?;
-    let per = |sounds: &[Vec<f32>], f: &dyn Fn(&[f32]) -> metrics::Result<f64>| {
+    let per = |sounds: &[&[f32]], f: &dyn Fn(&[f32]) -> metrics::Result<f64>| {
         let values = sounds
             .iter()
             .map(|s| f(s))
             .collect::<metrics::Result<Vec<f64>>>()?;
         Summary::of(&values)
     };
+    // Level statistics compare like with like: where the sounds take the files' lengths, each
+    // file is measured at the length its sounds get (a 0.2-s hit generated as 0.5 s is a hit
+    // and then silence, as is the file padded to 0.5 s).
+    let levelled: Vec<Cow<[f32]>> = collection
+        .iter()
+        .map(|f| match options.samples {
+            Some(_) => Cow::Borrowed(f.as_slice()),
+            None => at_generated_length(f),
+        })
+        .collect();
+    let levelled: Vec<&[f32]> = levelled.iter().map(|f| f.as_ref()).collect();
+    let generated: Vec<&[f32]> = audio.iter().map(Vec::as_slice).collect();
     let silent = |s: &[f32]| near_silent_share(s, NEAR_SILENT_DB);
     let onsets = |s: &[f32]| onset_rate(s, mel);
     let near_silent_share = Compared {
-        generated: per(&audio, &silent)?,
-        collection: per(collection, &silent)?,
+        generated: per(&generated, &silent)?,
+        collection: per(&levelled, &silent)?,
     };
     let onsets_per_s = Compared {
-        generated: per(&audio, &onsets)?,
-        collection: per(collection, &onsets)?,
+        generated: per(&generated, &onsets)?,
+        collection: per(&levelled, &onsets)?,
     };
 
     let real = sound_features_all(collection, mel)?;
@@ -318,6 +331,17 @@ fn length_source(i: usize, count: usize, files: usize) -> usize {
     }
 }
 
+/// A file padded with silence or cut to the length a sound generated after it gets.
+fn at_generated_length(file: &[f32]) -> Cow<'_, [f32]> {
+    let n = collection_length(file);
+    if n == file.len() {
+        return Cow::Borrowed(file);
+    }
+    let mut v = file[..n.min(file.len())].to_vec();
+    v.resize(n, 0.0);
+    Cow::Owned(v)
+}
+
 fn collection_length(file: &[f32]) -> usize {
     let rate = audio::SAMPLE_RATE as usize;
     file.len().clamp(rate / 2, 10 * rate)
@@ -325,7 +349,8 @@ fn collection_length(file: &[f32]) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::length_source;
+    use super::{NEAR_SILENT_DB, at_generated_length, length_source};
+    use metrics::levels::near_silent_share;
 
     #[test]
     fn sound_lengths_come_from_files_spread_through_the_collection() {
@@ -338,5 +363,28 @@ mod tests {
         // Fewer files than sounds: the files in turn.
         assert_eq!(picks(5, 3), [0, 1, 2, 0, 1]);
         assert_eq!(picks(3, 3), [0, 1, 2]);
+    }
+
+    #[test]
+    fn files_are_measured_at_the_length_their_sounds_get() {
+        let rate = audio::SAMPLE_RATE as usize;
+        // A 0.2-s burst: generated as 0.5 s, so measured padded to 0.5 s, mostly silence.
+        let hit = vec![0.5f32; rate / 5];
+        let padded = at_generated_length(&hit);
+        assert_eq!(padded.len(), rate / 2);
+        assert_eq!(&padded[..hit.len()], hit.as_slice());
+        let share = near_silent_share(&padded, NEAR_SILENT_DB).expect("share");
+        assert!((0.5..0.7).contains(&share), "{share}");
+        assert_eq!(near_silent_share(&hit, NEAR_SILENT_DB).expect("share"), 0.0);
+        // Within 0.5–10 s a file is its own length; above, it is cut at 10 s.
+        let mid = vec![0.1f32; rate];
+        assert!(matches!(
+            at_generated_length(&mid),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert_eq!(
+            at_generated_length(&vec![0.1f32; 11 * rate]).len(),
+            10 * rate
+        );
     }
 }
