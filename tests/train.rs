@@ -17,20 +17,26 @@ const TINY: &[&str] = &[
     "1",
     "--heads",
     "2",
-    "--json",
 ];
 
+/// `distill train` of a tiny model (`TINY`) with `--json` events.
 fn train(data: &Path, out: &Path, seed: &str, extra: &[&str]) -> Output {
+    let mut args = vec!["--seed", seed];
+    args.extend_from_slice(TINY);
+    args.extend_from_slice(extra);
+    train_json(data, out, &args)
+}
+
+/// `distill train --data DATA -o OUT --json EXTRA…` with the collection's own settings (no `TINY`).
+fn train_json(data: &Path, out: &Path, extra: &[&str]) -> Output {
     let mut args = vec![
         "train",
         "--data",
         data.to_str().expect("utf-8"),
         "-o",
         out.to_str().expect("utf-8"),
-        "--seed",
-        seed,
+        "--json",
     ];
-    args.extend_from_slice(TINY);
     args.extend_from_slice(extra);
     distill(&args)
 }
@@ -208,20 +214,9 @@ fn shipped_presets_work_with_config_and_unknown_keys_are_refused() {
         let preset = crate::util::root().join(format!("configs/prior-{tier}.toml"));
         let out = dir.path().join(format!("{tier}.distill"));
         // One epoch of the VQ-VAE only: the preset must parse and resolve, not train.
-        let o = distill(&[
-            "train",
-            "--data",
-            data.to_str().expect("utf-8"),
-            "-o",
-            out.to_str().expect("utf-8"),
-            "--config",
-            preset.to_str().expect("utf-8"),
-            "--stage",
-            "vqvae",
-            "--epochs",
-            "1",
-            "--json",
-        ]);
+        let path = preset.to_str().expect("utf-8");
+        let extra = ["--config", path, "--stage", "vqvae", "--epochs", "1"];
+        let o = train_json(&data, &out, &extra);
         assert!(o.status.success(), "{tier}: {}", stderr(&o));
         let config = config_event(&o);
         let text = std::fs::read_to_string(&preset).expect("preset");
@@ -329,6 +324,7 @@ fn ctrl_c_keeps_a_resumable_checkpoint_and_writes_the_report() {
         "1",
     ];
     args.extend_from_slice(&TINY[2..]); // all but TINY's own --epochs
+    args.push("--json");
     let mut child = Command::new(env!("CARGO_BIN_EXE_distill"))
         .args(&args)
         .stdout(Stdio::piped())
@@ -476,18 +472,9 @@ fn a_step_budget_caps_the_epochs_and_explicit_epochs_lift_it() {
     .expect("write");
     let run = |name: &str, extra: &[&str]| {
         let out = dir.path().join(name);
-        let mut args = vec![
-            "train",
-            "--data",
-            data.to_str().expect("utf-8"),
-            "-o",
-            out.to_str().expect("utf-8"),
-            "--config",
-            config.to_str().expect("utf-8"),
-            "--json",
-        ];
+        let mut args = vec!["--config", config.to_str().expect("utf-8")];
         args.extend_from_slice(extra);
-        let o = distill(&args);
+        let o = train_json(&data, &out, &args);
         assert!(o.status.success(), "{}", stderr(&o));
         (o, out)
     };

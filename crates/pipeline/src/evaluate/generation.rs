@@ -319,7 +319,6 @@ fn novelty(
     })
 }
 
-/// The length a generated sound takes after a collection file: the file's, within 0.5–10 s.
 /// The file whose length the `i`-th of `count` sounds takes: the files in turn, or where the
 /// collection has more files than sounds, files spread evenly through it (the first files of
 /// a folder sorted by name may all be one kind of sound).
@@ -342,6 +341,7 @@ fn at_generated_length(file: &[f32]) -> Cow<'_, [f32]> {
     Cow::Owned(v)
 }
 
+/// The length a generated sound takes after a collection file: the file's, within 0.5–10 s.
 fn collection_length(file: &[f32]) -> usize {
     let rate = audio::SAMPLE_RATE as usize;
     file.len().clamp(rate / 2, 10 * rate)

@@ -134,7 +134,7 @@ pub fn tier(usable: usize) -> Json_ {
             "a larger model with more codes and a deeper prior: more variety between sounds; training takes longer (tens of minutes on a laptop)."
         }
         _ => {
-            "the largest model: the most variety; training runs a fixed number of steps, about 20 minutes on a 2-core laptop whatever the collection's size (an Epochs value trains that many epochs in full)."
+            "the largest model: the most variety; training runs a fixed number of steps, about 20 minutes on 2 CPU cores whatever the collection's size (an Epochs value trains that many epochs in full)."
         }
     };
     let epochs = match (vq.max_steps, pr.max_steps) {
