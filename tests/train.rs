@@ -505,3 +505,79 @@ fn a_step_budget_caps_the_epochs_and_explicit_epochs_lift_it() {
     assert_eq!(epochs(&o, "vqvae").len(), 3);
     assert_eq!(epochs(&o, "prior").len(), 3);
 }
+
+#[test]
+fn a_finer_frequency_layout_flows_through_training_encoding_and_generation() {
+    let (dir, data) = sounds(4);
+    let config = dir.path().join("rows16.toml");
+    std::fs::write(&config, "[vqvae]\nfreq_downsample = 8\n").expect("write");
+    let model = dir.path().join("rows16.distill");
+    let o = train(
+        &data,
+        &model,
+        "2",
+        &["--config", config.to_str().expect("utf-8")],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let m = model.to_str().expect("utf-8");
+    let o = distill(&["info", m, "--json"]);
+    let info: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(info["vqvae_config"]["freq_downsample"], 8, "recorded");
+    // 128 mels in rows of 8 bands: 16 rows; the prior's context is one second of them.
+    assert_eq!(info["prior_config"]["seq_len"], 16 * 6 * 3);
+
+    let codes = dir.path().join("codes.json");
+    let file = std::fs::read_dir(&data)
+        .expect("sounds")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .min()
+        .expect("a sound");
+    let o = distill(&[
+        "encode",
+        "--model",
+        m,
+        file.to_str().expect("utf-8"),
+        "-o",
+        codes.to_str().expect("utf-8"),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let j: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&codes).expect("codes")).expect("json");
+    assert_eq!(j["grid"][0], 16, "{}", j["grid"]);
+    let decoded = dir.path().join("decoded.wav");
+    let o = distill(&[
+        "decode",
+        "--model",
+        m,
+        codes.to_str().expect("utf-8"),
+        "-o",
+        decoded.to_str().expect("utf-8"),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(decoded.is_file());
+
+    let out = dir.path().join("generated");
+    let o = distill(&[
+        "generate",
+        "--model",
+        m,
+        "-o",
+        out.to_str().expect("utf-8"),
+        "--duration",
+        "1.5",
+        "--seed",
+        "1",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let sidecar = std::fs::read_dir(&out)
+        .expect("output")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "json"))
+        .expect("a sidecar");
+    let s: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(sidecar).expect("sidecar")).expect("json");
+    assert_eq!(s["codes"]["shape"]["rows"], 16);
+    assert_eq!(s["codes"]["shape"]["steps"], 9, "1.5 s of 16-frame columns");
+}

@@ -35,6 +35,9 @@ pub struct VqvaeConfig {
     /// Mel frames per code column (16 in reference files, which do not record it).
     #[serde(default = "reference_time_downsample")]
     pub time_downsample: usize,
+    /// Mel bands per code row (16 in reference files, which do not record it).
+    #[serde(default = "reference_freq_downsample")]
+    pub freq_downsample: usize,
     /// How the decoder upsamples (transposed convolutions in reference files).
     #[serde(default = "reference_upsample")]
     pub upsample: Upsample,
@@ -56,6 +59,10 @@ pub struct VqvaeConfig {
 
 fn reference_time_downsample() -> usize {
     Architecture::REFERENCE.time_downsample
+}
+
+fn reference_freq_downsample() -> usize {
+    Architecture::REFERENCE.freq_downsample
 }
 
 fn reference_upsample() -> Upsample {
@@ -92,6 +99,7 @@ impl Default for VqvaeConfig {
             device: "auto".into(),
             num_workers: 0,
             time_downsample: reference_time_downsample(),
+            freq_downsample: reference_freq_downsample(),
             upsample: reference_upsample(),
             normalization: reference_normalization(),
             log_power_weight: 0.0,
@@ -179,6 +187,7 @@ impl VqvaeConfig {
     pub fn arch(&self) -> Architecture {
         Architecture {
             time_downsample: self.time_downsample,
+            freq_downsample: self.freq_downsample,
             upsample: self.upsample,
         }
     }
@@ -321,9 +330,29 @@ mod tests {
                 "{n} files"
             );
             assert_eq!(
-                native.time_downsample, 16,
+                (native.time_downsample, native.freq_downsample),
+                (16, 16),
                 "{n} files: imported priors share the grid"
             );
         }
+    }
+
+    #[test]
+    fn files_without_a_layout_read_as_the_reference_layout() {
+        // Reference files (and Distill files written before the frequency layout existed)
+        // record neither downsampling.
+        let mut value = serde_json::to_value(VqvaeConfig::default()).expect("serialises");
+        let table = value.as_object_mut().expect("an object");
+        table.remove("time_downsample");
+        table.remove("freq_downsample");
+        let read: VqvaeConfig = serde_json::from_value(value).expect("reads");
+        assert_eq!(read.arch(), Architecture::REFERENCE);
+        let finer = VqvaeConfig {
+            freq_downsample: 8,
+            ..VqvaeConfig::default()
+        };
+        let text = serde_json::to_string(&finer).expect("serialises");
+        let back: VqvaeConfig = serde_json::from_str(&text).expect("reads");
+        assert_eq!(back.arch().freq_downsample, 8, "a finer layout is kept");
     }
 }

@@ -43,6 +43,8 @@ pub enum Upsample {
 pub struct Architecture {
     /// Mel frames per code column: 16 (reference), 8, 4 or 2.
     pub time_downsample: usize,
+    /// Mel bands per code row: 16 (reference), 8 or 4.
+    pub freq_downsample: usize,
     pub upsample: Upsample,
 }
 
@@ -50,6 +52,7 @@ impl Architecture {
     /// The reference system's layout (its model files have no other).
     pub const REFERENCE: Self = Self {
         time_downsample: DOWNSAMPLE,
+        freq_downsample: DOWNSAMPLE,
         upsample: Upsample::Transposed,
     };
 
@@ -60,23 +63,26 @@ impl Architecture {
                 self.time_downsample
             )));
         }
+        if ![4, 8, 16].contains(&self.freq_downsample) {
+            return Err(VqvaeError::InvalidShape(format!(
+                "freq_downsample must be 4, 8 or 16, got {}",
+                self.freq_downsample
+            )));
+        }
         Ok(())
     }
 
-    /// Time stride of encoder block `i` (0 = first): the first log2(time_downsample) blocks
-    /// halve time.
-    fn time_stride(&self, block: usize) -> usize {
-        if (1usize << block) < self.time_downsample {
-            2
-        } else {
-            1
-        }
+    /// Strides `[frequency, time]` of encoder block `i` (0 = first): the first
+    /// log2(downsample) blocks halve each axis.
+    fn strides(&self, block: usize) -> [usize; 2] {
+        let halve = |downsample: usize| if (1usize << block) < downsample { 2 } else { 1 };
+        [halve(self.freq_downsample), halve(self.time_downsample)]
     }
 
     /// Code grid `(rows, steps)` for a mel of `n_mels × frames`.
     pub fn grid_for(&self, n_mels: usize, frames: usize) -> (usize, usize) {
         (
-            n_mels.div_ceil(DOWNSAMPLE),
+            n_mels.div_ceil(self.freq_downsample),
             frames.div_ceil(self.time_downsample),
         )
     }
@@ -278,7 +284,7 @@ impl ConvVqvae {
         let blocks = (0..4)
             .map(|i| ConvBlock {
                 conv: Conv2dConfig::new([CHANNELS[i], CHANNELS[i + 1]], [3, 3])
-                    .with_stride([2, arch.time_stride(i)])
+                    .with_stride(arch.strides(i))
                     .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
                     .init(device),
                 bn: batch_norm(CHANNELS[i + 1], device),
@@ -291,13 +297,7 @@ impl ConvVqvae {
         };
         // Decoder block i mirrors encoder block 3 − i; the output layer mirrors block 0.
         let up = |cin: usize, cout: usize, block: usize| {
-            UpConv::new(
-                cin,
-                cout,
-                [2, arch.time_stride(block)],
-                arch.upsample,
-                device,
-            )
+            UpConv::new(cin, cout, arch.strides(block), arch.upsample, device)
         };
         let decoder = Decoder {
             proj: Conv2dConfig::new([shape.codebook_dim, 256], [1, 1]).init(device),
@@ -340,8 +340,8 @@ impl ConvVqvae {
     /// Encoder output `[B, D, H, W]` for a log-mel `[B, 1, n_mels, T]`.
     pub fn encode(&self, mel: Tensor<4>) -> Tensor<4> {
         let [_, _, h, w] = mel.dims();
-        let t = self.arch.time_downsample;
-        let ph = h.div_ceil(DOWNSAMPLE) * DOWNSAMPLE - h;
+        let (f, t) = (self.arch.freq_downsample, self.arch.time_downsample);
+        let ph = h.div_ceil(f) * f - h;
         let pw = w.div_ceil(t) * t - w;
         let mut x = if ph > 0 || pw > 0 {
             mel.pad([(0, ph), (0, pw)], PadMode::Constant(0.0))
@@ -443,5 +443,49 @@ impl ConvVqvae {
         let d = self.shape.codebook_dim;
         let z = self.quantizer.decode(indices.reshape([b * s, q]))?;
         Ok(z.reshape([b, grid.0, grid.1, d]).permute([0, 3, 1, 2]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_layout_keeps_the_mel_size_and_its_own_grid() {
+        let device = Device::flex();
+        let shape = VqvaeShape {
+            codebook_dim: 8,
+            codebook_size: 4,
+            num_quantizers: 2,
+            dropout: 0.0,
+        };
+        // One second of mel (128 × 94): rows follow the frequency downsampling, columns the
+        // time downsampling (rounded up: the encoder pads).
+        for (freq, time, grid) in [(16, 16, (8, 6)), (8, 16, (16, 6)), (4, 4, (32, 24))] {
+            for upsample in [Upsample::Transposed, Upsample::Resize] {
+                let arch = Architecture {
+                    time_downsample: time,
+                    freq_downsample: freq,
+                    upsample,
+                };
+                let vq = ConvVqvae::with_arch(shape, arch, &device).expect("valid layout");
+                assert_eq!(vq.grid_for(128, 94), grid);
+                let mel = Tensor::<4>::random(
+                    [2, 1, 128, 94],
+                    burn::tensor::Distribution::Uniform(0.0, 4.0),
+                    &device,
+                );
+                let out = vq.forward(mel);
+                assert_eq!(out.recon.dims(), [2, 1, 128, 94], "{arch:?}");
+                assert_eq!(out.grid, grid, "{arch:?}");
+                assert_eq!(out.indices.dims(), [2, grid.0 * grid.1, 2], "{arch:?}");
+            }
+        }
+        let bad = Architecture {
+            freq_downsample: 2,
+            ..Architecture::REFERENCE
+        };
+        let err = ConvVqvae::with_arch(shape, bad, &device).expect_err("2 is not a layout");
+        assert!(err.to_string().contains("freq_downsample"), "{err}");
     }
 }

@@ -9,6 +9,7 @@ use clap::Args;
 use metrics::Summary;
 
 use crate::backend::Backend;
+use crate::evaluate::generation::furthest_features;
 use crate::evaluate::reconstruction::ChainSummary;
 use crate::evaluate::{EvaluateOptions, FitReport, evaluate};
 use crate::generate::GenerateSettings;
@@ -178,6 +179,14 @@ fn print_text(report: &FitReport) {
         d.precision_recall.precision,
         d.precision_recall.recall,
         d.precision_recall.coverage
+    );
+    let furthest: Vec<String> = furthest_features(d, 3)
+        .into_iter()
+        .map(|(name, d)| format!("{name} {d:+.1}"))
+        .collect();
+    println!(
+        "  features furthest from the collection (effect size, Cohen's d): {}",
+        furthest.join(", ")
     );
     let n = &g.novelty;
     println!(

@@ -73,6 +73,11 @@ pub struct Novelty {
 #[derive(Debug, Clone, Serialize)]
 pub struct Distribution {
     pub features: Vec<&'static str>,
+    /// Effect size of each feature (same order as `features`): the generated sounds' mean
+    /// minus the collection's, over the pooled standard deviation of the two sets (Cohen's
+    /// d) — which features set them apart. Pooled, so a feature the collection never varies
+    /// (no energy in the top band of band-limited speech) does not read as thousands of σ.
+    pub mean_shift: Vec<f64>,
     pub mmd2: f64,
     /// MMD² between random halves of the collection: the scale `mmd2` is read against.
     pub split_half: SplitHalf,
@@ -208,6 +213,7 @@ pub fn generation(
     let (real, fake) = (standard.apply(&real)?, standard.apply(&fake)?);
     let distribution = Distribution {
         features: metrics::collection::features::FEATURE_NAMES.to_vec(),
+        mean_shift: effect_sizes(&fake),
         mmd2: mmd2_unbiased(&fake, &real)?,
         split_half: split_half_baseline(&real, options.seed)?,
         precision_recall: precision_recall_coverage(&real, &fake, PRC_K)?,
@@ -322,6 +328,36 @@ fn novelty(
 /// The file whose length the `i`-th of `count` sounds takes: the files in turn, or where the
 /// collection has more files than sounds, files spread evenly through it (the first files of
 /// a folder sorted by name may all be one kind of sound).
+/// Cohen's d of each feature of `fake`, standardised by the collection (whose features then
+/// have mean 0 and standard deviation 1, or 0 where it does not vary): the mean over the
+/// pooled standard deviation `sqrt((s_fake² + s_real²) / 2)`.
+fn effect_sizes(fake: &[Vec<f64>]) -> Vec<f64> {
+    let dim = fake.first().map_or(0, Vec::len);
+    let n = fake.len() as f64;
+    (0..dim)
+        .map(|j| {
+            let mean = fake.iter().map(|r| r[j]).sum::<f64>() / n;
+            let var = fake.iter().map(|r| (r[j] - mean).powi(2)).sum::<f64>() / n;
+            let pooled = ((var + 1.0) / 2.0).sqrt();
+            mean / pooled
+        })
+        .collect()
+}
+
+/// The `n` features whose generated mean lies furthest from the collection's, furthest
+/// first, with their shift in collection standard deviations.
+pub fn furthest_features(d: &Distribution, n: usize) -> Vec<(&'static str, f64)> {
+    let mut pairs: Vec<(&'static str, f64)> = d
+        .features
+        .iter()
+        .copied()
+        .zip(d.mean_shift.iter().copied())
+        .collect();
+    pairs.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
+    pairs.truncate(n);
+    pairs
+}
+
 fn length_source(i: usize, count: usize, files: usize) -> usize {
     if files > count {
         i * files / count
@@ -349,7 +385,10 @@ fn collection_length(file: &[f32]) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::{NEAR_SILENT_DB, at_generated_length, length_source};
+    use super::{
+        Distribution, NEAR_SILENT_DB, at_generated_length, effect_sizes, furthest_features,
+        length_source,
+    };
     use metrics::levels::near_silent_share;
 
     #[test]
@@ -386,5 +425,54 @@ mod tests {
             at_generated_length(&vec![0.1f32; 11 * rate]).len(),
             10 * rate
         );
+    }
+
+    #[test]
+    fn the_furthest_features_are_the_largest_shifts_either_way() {
+        // Standardised features of four generated sounds: the third feature sits 3 σ below
+        // the collection, the first 1 σ above, the second on it.
+        let fake = vec![
+            vec![0.5, 0.2, -2.0],
+            vec![1.5, -0.2, -4.0],
+            vec![1.0, 0.1, -3.5],
+            vec![1.0, -0.1, -2.5],
+        ];
+        let shift = effect_sizes(&fake);
+        assert_eq!(shift.len(), 3);
+        // Feature a: mean 1, variance 0.125 → d = 1 / sqrt(0.5625) = 4/3.
+        assert!((shift[0] - 4.0 / 3.0).abs() < 1e-12, "{shift:?}");
+        assert!(shift[1].abs() < 1e-12);
+        // Feature c: mean −3, variance 0.625 → d = −3 / sqrt(0.8125).
+        assert!(
+            (shift[2] + 3.0 / 0.8125f64.sqrt()).abs() < 1e-12,
+            "{shift:?}"
+        );
+        // A generated set spread as widely as it is shifted is less set apart.
+        let wide = effect_sizes(&[vec![3.0], vec![-1.0]]);
+        assert!((wide[0] - 1.0 / 2.5f64.sqrt()).abs() < 1e-12, "{wide:?}");
+        let d = Distribution {
+            features: vec!["a", "b", "c"],
+            mean_shift: shift,
+            mmd2: 0.0,
+            split_half: metrics::collection::mmd::SplitHalf {
+                mean: 0.0,
+                std: 0.0,
+                max: 0.0,
+                splits: 0,
+            },
+            precision_recall: metrics::collection::prc::Prc {
+                precision: 1.0,
+                recall: 1.0,
+                coverage: 1.0,
+                density: 1.0,
+                k: 3,
+            },
+        };
+        let furthest = furthest_features(&d, 2);
+        assert_eq!(furthest.len(), 2);
+        assert_eq!(furthest[0].0, "c");
+        assert!(furthest[0].1 < -3.0, "the sign is kept");
+        assert_eq!(furthest[1].0, "a");
+        assert!(effect_sizes(&[]).is_empty());
     }
 }
