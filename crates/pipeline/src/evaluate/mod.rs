@@ -151,6 +151,25 @@ pub fn prior_sequences(
     if order == TokenOrder::Raster {
         return grids.iter().map(|g| Ok(order.tokens(g, shape)?)).collect();
     }
+    Ok(
+        prior_sequences_by_file(order, files, grids, shape, seq_len, stride, audio)?
+            .into_iter()
+            .flatten()
+            .collect(),
+    )
+}
+
+/// [`prior_sequences`] grouped by file (files in ascending order, a file without a window
+/// left out): one group per file, in raster order one sequence per chunk.
+pub fn prior_sequences_by_file(
+    order: TokenOrder,
+    files: &[usize],
+    grids: &[Vec<i64>],
+    shape: GridShape,
+    seq_len: usize,
+    stride: usize,
+    audio: Option<&[usize]>,
+) -> anyhow::Result<Vec<Vec<Vec<i64>>>> {
     if let Some(a) = audio
         && a.len() != grids.len()
     {
@@ -164,6 +183,14 @@ pub fn prior_sequences(
         let mine: Vec<usize> = (0..grids.len().min(files.len()))
             .filter(|&i| files[i] == f)
             .collect();
+        if order == TokenOrder::Raster {
+            let chunks = mine
+                .iter()
+                .map(|&i| Ok(order.tokens(&grids[i], shape)?))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            out.push(chunks);
+            continue;
+        }
         let refs: Vec<&[i64]> = mine.iter().map(|&i| grids[i].as_slice()).collect();
         let mut stream = order.stream(&refs, shape)?;
         if let Some(a) = audio {
@@ -178,7 +205,10 @@ pub fn prior_sequences(
             let keep = (end_step * shape.tokens_per_step()).max(seq_len);
             stream.truncate(keep);
         }
-        out.extend(windows(&stream, seq_len, stride));
+        let mine = windows(&stream, seq_len, stride);
+        if !mine.is_empty() {
+            out.push(mine);
+        }
     }
     Ok(out)
 }
@@ -213,6 +243,31 @@ mod tests {
 
     fn grid(file: i64, chunk: i64) -> Vec<i64> {
         (0..8).map(|i| file * 100 + chunk * 10 + i / 2).collect()
+    }
+
+    #[test]
+    fn sequences_group_by_file_and_flatten_to_the_same_windows() {
+        let files = [1, 0, 1, 1];
+        let grids = [grid(1, 0), grid(0, 0), grid(1, 1), grid(1, 2)];
+        for order in [TokenOrder::TimeMajor, TokenOrder::Raster] {
+            let groups =
+                prior_sequences_by_file(order, &files, &grids, SHAPE, 8, 2, None).expect("groups");
+            let sizes: Vec<usize> = groups.iter().map(Vec::len).collect();
+            // Time-major: file 0's 4 steps → 1 window, file 1's 12 → 9; raster: per chunk.
+            let expected = if order == TokenOrder::Raster {
+                [1, 3]
+            } else {
+                [1, 9]
+            };
+            assert_eq!(sizes, expected, "{order:?}");
+            assert!(groups[0].iter().flatten().all(|&c| c < 100), "file 0 first");
+            assert!(groups[1].iter().flatten().all(|&c| c >= 100), "then file 1");
+            if order == TokenOrder::TimeMajor {
+                let flat =
+                    prior_sequences(order, &files, &grids, SHAPE, 8, 2, None).expect("sequences");
+                assert_eq!(groups.concat(), flat);
+            }
+        }
     }
 
     #[test]

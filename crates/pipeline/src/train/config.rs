@@ -75,7 +75,13 @@ const PRIOR_UNUSED: &[(&str, &str)] = &[
 /// Settings that a config leaves out of its serialised form while unset (so that reference
 /// files round-trip unchanged) but that a TOML file may still give.
 const VQVAE_OPTIONAL: &[&str] = &["max_steps"];
-const PRIOR_OPTIONAL: &[&str] = &["max_steps", "trim_padding", "seq_len", "num_quantizers"];
+const PRIOR_OPTIONAL: &[&str] = &[
+    "max_steps",
+    "trim_padding",
+    "balance_files",
+    "seq_len",
+    "num_quantizers",
+];
 
 /// Overlays the keys of a TOML table on a config (unknown keys are an error; keys Distill
 /// does not use are reported through `warn`).

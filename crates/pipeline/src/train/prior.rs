@@ -1,5 +1,7 @@
 //! Stage 2: the prior, trained on codes of the frozen VQ-VAE in time-major order.
 
+use std::ops::Range;
+
 use audio::mel::MelSpectrogram;
 use burn::optim::{AdamWConfig, ModuleOptimizer};
 use burn::prelude::*;
@@ -15,7 +17,9 @@ use super::data::Dataset;
 use super::events::{EpochReport, StageName};
 use super::optim::{assign_param_ids, descend};
 use super::runner::{Best, Runner, Stage, StageStart, epoch_seed};
-use crate::evaluate::{code_grids, perplexity, prior_cross_entropy, prior_sequences};
+use crate::evaluate::{
+    code_grids, perplexity, prior_cross_entropy, prior_sequences, prior_sequences_by_file,
+};
 use crate::modelfile::EpochMetrics;
 
 /// The token order of priors trained here.
@@ -117,6 +121,8 @@ pub struct PriorStage<'a> {
     pub shape: PriorShape,
     /// Every training window (one per time step of each file's stream).
     train_seqs: Vec<Vec<i64>>,
+    /// Each training file's windows in `train_seqs`.
+    train_files: Vec<Range<usize>>,
     /// Windows drawn per epoch: as many as the training data has chunks, so each training
     /// token is seen about once per epoch whatever the collection's size (every window at
     /// every time step would be steps-per-chunk times the data per epoch).
@@ -156,7 +162,7 @@ impl<'a> PriorStage<'a> {
         // Training draws from the windows at every time step. Validation: back-to-back
         // windows, so each token is scored once (as the reference's one sequence per chunk),
         // at most MAX_VAL_WINDOWS of them spread evenly (the same ones every epoch).
-        let train_seqs = prior_sequences(
+        let by_file = prior_sequences_by_file(
             ORDER,
             &files(&data.train),
             &train_codes,
@@ -165,6 +171,13 @@ impl<'a> PriorStage<'a> {
             grid.tokens_per_step(),
             train_audio.as_deref(),
         )?;
+        let mut train_files = Vec::with_capacity(by_file.len());
+        let mut train_seqs = Vec::new();
+        for group in by_file {
+            let start = train_seqs.len();
+            train_seqs.extend(group);
+            train_files.push(start..train_seqs.len());
+        }
         let val_seqs = spread(
             prior_sequences(
                 ORDER,
@@ -241,6 +254,7 @@ impl<'a> PriorStage<'a> {
             shape,
             epoch_windows: data.train.len().max(1),
             train_seqs,
+            train_files,
             val_seqs,
             first_token_distribution,
             watch: MemorisationWatch::new(data.files.len()),
@@ -258,6 +272,31 @@ impl<'a> PriorStage<'a> {
             .as_ref()
             .ok_or_else(|| anyhow::anyhow!("the prior was lost in a failed step"))
     }
+}
+
+/// An epoch's training windows: `count` indices into the windows that `files` lists (each
+/// file's range, back to back from 0), drawn with replacement. With `balance`, a file is
+/// drawn first, every file alike, then one of its windows; without, every window alike.
+fn draw_windows(
+    files: &[Range<usize>],
+    count: usize,
+    balance: bool,
+    rng: &mut StdRng,
+) -> Vec<usize> {
+    let total = files.last().map_or(0, |r| r.end);
+    if total == 0 {
+        return Vec::new();
+    }
+    (0..count)
+        .map(|_| {
+            if balance {
+                let file = files[rng.random_range(0..files.len())].clone();
+                rng.random_range(file)
+            } else {
+                rng.random_range(0..total)
+            }
+        })
+        .collect()
 }
 
 /// Pseudo-count of every code in the first-token distribution: enough that no code is
@@ -297,10 +336,12 @@ impl Stage for PriorStage<'_> {
     ) -> anyhow::Result<Option<(f64, usize)>> {
         self.train_device.seed(epoch_seed(self.seed, 11, epoch));
         let mut rng = StdRng::seed_from_u64(epoch_seed(self.seed, 12, epoch));
-        // Randomly placed windows (with replacement), drawn from the epoch's seed.
-        let order: Vec<usize> = (0..self.epoch_windows)
-            .map(|_| rng.random_range(0..self.train_seqs.len()))
-            .collect();
+        let order = draw_windows(
+            &self.train_files,
+            self.epoch_windows,
+            self.cfg.balance_files,
+            &mut rng,
+        );
         let (mut loss_sum, mut steps, mut skipped) = (0.0f64, 0usize, 0usize);
         for idx in order.chunks(self.cfg.batch_size.max(1)) {
             if run.cancelled() {
@@ -385,7 +426,36 @@ impl Stage for PriorStage<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::{MemorisationWatch, spread};
+    use super::{MemorisationWatch, draw_windows, spread};
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    #[test]
+    fn balanced_epochs_draw_every_file_alike_whatever_its_length() {
+        // A one-shot with one window and a long file with 30.
+        let files = [0..1, 1..31];
+        let share_of_the_hit = |balance: bool| {
+            let mut rng = StdRng::seed_from_u64(7);
+            let draws = draw_windows(&files, 6000, balance, &mut rng);
+            assert_eq!(draws.len(), 6000);
+            assert!(draws.iter().all(|&i| i < 31));
+            draws.iter().filter(|&&i| i == 0).count() as f64 / 6000.0
+        };
+        let (balanced, by_window) = (share_of_the_hit(true), share_of_the_hit(false));
+        assert!((balanced - 0.5).abs() < 0.03, "balanced: {balanced}");
+        assert!(
+            (by_window - 1.0 / 31.0).abs() < 0.01,
+            "by window: {by_window}"
+        );
+        // Seeded: the same draws again; nothing to draw from gives nothing.
+        let mut a = StdRng::seed_from_u64(3);
+        let mut b = StdRng::seed_from_u64(3);
+        assert_eq!(
+            draw_windows(&files, 50, true, &mut a),
+            draw_windows(&files, 50, true, &mut b)
+        );
+        assert!(draw_windows(&[], 5, true, &mut a).is_empty());
+    }
 
     #[test]
     fn validation_windows_are_spread_evenly_and_capped() {
