@@ -77,7 +77,7 @@ pub struct Distribution {
     /// minus the collection's, over the pooled standard deviation of the two sets (Cohen's
     /// d) — which features set them apart. Pooled, so a feature the collection never varies
     /// (no energy in the top band of band-limited speech) does not read as thousands of σ.
-    pub mean_shift: Vec<f64>,
+    pub effect_size: Vec<f64>,
     pub mmd2: f64,
     /// MMD² between random halves of the collection: the scale `mmd2` is read against.
     pub split_half: SplitHalf,
@@ -213,7 +213,7 @@ pub fn generation(
     let (real, fake) = (standard.apply(&real)?, standard.apply(&fake)?);
     let distribution = Distribution {
         features: metrics::collection::features::FEATURE_NAMES.to_vec(),
-        mean_shift: effect_sizes(&fake),
+        effect_size: effect_sizes(&real, &fake),
         mmd2: mmd2_unbiased(&fake, &real)?,
         split_half: split_half_baseline(&real, options.seed)?,
         precision_recall: precision_recall_coverage(&real, &fake, PRC_K)?,
@@ -325,39 +325,47 @@ fn novelty(
     })
 }
 
-/// The file whose length the `i`-th of `count` sounds takes: the files in turn, or where the
-/// collection has more files than sounds, files spread evenly through it (the first files of
-/// a folder sorted by name may all be one kind of sound).
-/// Cohen's d of each feature of `fake`, standardised by the collection (whose features then
-/// have mean 0 and standard deviation 1, or 0 where it does not vary): the mean over the
-/// pooled standard deviation `sqrt((s_fake² + s_real²) / 2)`.
-fn effect_sizes(fake: &[Vec<f64>]) -> Vec<f64> {
+/// Cohen's d of each feature: the mean of `fake` minus the mean of `real`, over the pooled
+/// standard deviation `sqrt((s_fake² + s_real²) / 2)` (0 where neither set varies). Rows are
+/// sounds, columns features, as many in both sets.
+fn effect_sizes(real: &[Vec<f64>], fake: &[Vec<f64>]) -> Vec<f64> {
+    let moments = |rows: &[Vec<f64>], j: usize| {
+        let n = rows.len().max(1) as f64;
+        let mean = rows.iter().map(|r| r[j]).sum::<f64>() / n;
+        let var = rows.iter().map(|r| (r[j] - mean).powi(2)).sum::<f64>() / n;
+        (mean, var)
+    };
     let dim = fake.first().map_or(0, Vec::len);
-    let n = fake.len() as f64;
     (0..dim)
         .map(|j| {
-            let mean = fake.iter().map(|r| r[j]).sum::<f64>() / n;
-            let var = fake.iter().map(|r| (r[j] - mean).powi(2)).sum::<f64>() / n;
-            let pooled = ((var + 1.0) / 2.0).sqrt();
-            mean / pooled
+            let ((mf, vf), (mr, vr)) = (moments(fake, j), moments(real, j));
+            let pooled = ((vf + vr) / 2.0).sqrt();
+            if pooled > 0.0 {
+                (mf - mr) / pooled
+            } else {
+                0.0
+            }
         })
         .collect()
 }
 
-/// The `n` features whose generated mean lies furthest from the collection's, furthest
-/// first, with their shift in collection standard deviations.
+/// The `n` features that set the generated sounds furthest apart from the collection, by
+/// the size of their effect (either sign), largest first.
 pub fn furthest_features(d: &Distribution, n: usize) -> Vec<(&'static str, f64)> {
     let mut pairs: Vec<(&'static str, f64)> = d
         .features
         .iter()
         .copied()
-        .zip(d.mean_shift.iter().copied())
+        .zip(d.effect_size.iter().copied())
         .collect();
     pairs.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
     pairs.truncate(n);
     pairs
 }
 
+/// The file whose length the `i`-th of `count` sounds takes: the files in turn, or where the
+/// collection has more files than sounds, files spread evenly through it (the first files of
+/// a folder sorted by name may all be one kind of sound).
 fn length_source(i: usize, count: usize, files: usize) -> usize {
     if files > count {
         i * files / count
@@ -437,9 +445,11 @@ mod tests {
             vec![1.0, 0.1, -3.5],
             vec![1.0, -0.1, -2.5],
         ];
-        let shift = effect_sizes(&fake);
+        // The collection, standardised: every feature mean 0, standard deviation 1.
+        let real = vec![vec![-1.0; 3], vec![1.0; 3]];
+        let shift = effect_sizes(&real, &fake);
         assert_eq!(shift.len(), 3);
-        // Feature a: mean 1, variance 0.125 → d = 1 / sqrt(0.5625) = 4/3.
+        // Feature a: mean 1, variance 0.125 → d = 1 / sqrt((0.125 + 1) / 2) = 4/3.
         assert!((shift[0] - 4.0 / 3.0).abs() < 1e-12, "{shift:?}");
         assert!(shift[1].abs() < 1e-12);
         // Feature c: mean −3, variance 0.625 → d = −3 / sqrt(0.8125).
@@ -448,11 +458,14 @@ mod tests {
             "{shift:?}"
         );
         // A generated set spread as widely as it is shifted is less set apart.
-        let wide = effect_sizes(&[vec![3.0], vec![-1.0]]);
+        let wide = effect_sizes(&real[..], &[vec![3.0; 3], vec![-1.0; 3]]);
         assert!((wide[0] - 1.0 / 2.5f64.sqrt()).abs() < 1e-12, "{wide:?}");
+        // A feature neither set varies: no effect rather than a division by zero.
+        let flat = effect_sizes(&[vec![0.0], vec![0.0]], &[vec![0.0], vec![0.0]]);
+        assert_eq!(flat, [0.0]);
         let d = Distribution {
             features: vec!["a", "b", "c"],
-            mean_shift: shift,
+            effect_size: shift,
             mmd2: 0.0,
             split_half: metrics::collection::mmd::SplitHalf {
                 mean: 0.0,
@@ -473,6 +486,6 @@ mod tests {
         assert_eq!(furthest[0].0, "c");
         assert!(furthest[0].1 < -3.0, "the sign is kept");
         assert_eq!(furthest[1].0, "a");
-        assert!(effect_sizes(&[]).is_empty());
+        assert!(effect_sizes(&real, &[]).is_empty());
     }
 }
