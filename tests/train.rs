@@ -59,6 +59,24 @@ fn config_event(o: &Output) -> serde_json::Value {
         .expect("config event")
 }
 
+/// A tiny prior trained on the VQ-VAE in `vq` (in `dir`, as `NAME.distill`): the run's output
+/// and the model file's `distill info --json`.
+fn prior_on(
+    vq: &Path,
+    data: &Path,
+    name: &str,
+    seed: &str,
+    extra: &[&str],
+) -> (Output, serde_json::Value) {
+    let out = vq.with_file_name(format!("{name}.distill"));
+    let mut args = vec!["--stage", "prior", "--model", vq.to_str().expect("utf-8")];
+    args.extend_from_slice(extra);
+    let o = train(data, &out, seed, &args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let i = distill(&["info", out.to_str().expect("utf-8"), "--json"]);
+    (o, serde_json::from_slice(&i.stdout).expect("json"))
+}
+
 /// The `--json` events of one kind (`epoch`, `stage_finished`, …) from one stage.
 fn events(o: &Output, event: &str, stage: &str) -> Vec<serde_json::Value> {
     String::from_utf8_lossy(&o.stdout)
@@ -434,15 +452,9 @@ fn the_native_prior_learns_no_padding_after_a_file_ends() {
     let o = train(&data, &vq, "5", &["--stage", "vqvae"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let prior = |name: &str, extra: &[&str]| {
-        let out = dir.path().join(format!("{name}.distill"));
-        let mut args = vec!["--stage", "prior", "--model", vq.to_str().expect("utf-8")];
-        args.extend_from_slice(extra);
-        let o = train(&data, &out, "5", &args);
-        assert!(o.status.success(), "{}", stderr(&o));
+        let (o, info) = prior_on(&vq, &data, name, "5", extra);
         let finished = events(&o, "stage_finished", "prior");
         assert_eq!(finished.len(), 1, "the prior stage finishes once");
-        let o = distill(&["info", out.to_str().expect("utf-8"), "--json"]);
-        let info: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
         let trim = info["prior_config"]["trim_padding"].as_bool();
         (finished[0]["val_sequences"].as_u64().expect("count"), trim)
     };
@@ -580,4 +592,41 @@ fn a_finer_frequency_layout_flows_through_training_encoding_and_generation() {
         serde_json::from_slice(&std::fs::read(sidecar).expect("sidecar")).expect("json");
     assert_eq!(s["codes"]["shape"]["rows"], 16);
     assert_eq!(s["codes"]["shape"]["steps"], 9, "1.5 s of 16-frame columns");
+}
+
+#[test]
+fn the_native_prior_draws_its_windows_file_by_file() {
+    // 0.6 … 2.7 s: the long files have several windows each, the short ones one.
+    let (dir, data) = sounds(8);
+    let vq = dir.path().join("vq.distill");
+    let o = train(&data, &vq, "4", &["--stage", "vqvae"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let prior = |name: &str, extra: &[&str]| {
+        let (_, info) = prior_on(&vq, &data, name, "4", extra);
+        let balance = info["prior_config"]["balance_files"].as_bool();
+        let history = &info["prior_metadata"]["history"];
+        let losses: Vec<f64> = history
+            .as_array()
+            .expect("history")
+            .iter()
+            .map(|e| e["train_loss"].as_f64().expect("train loss"))
+            .collect();
+        (balance, losses)
+    };
+    let (balance, by_file) = prior("native", &[]);
+    assert_eq!(balance, Some(true), "recorded in the model file");
+    let config = dir.path().join("alike.toml");
+    std::fs::write(&config, "[prior]\nbalance_files = false\n").expect("write");
+    let (balance, alike) = prior("alike", &["--config", config.to_str().expect("utf-8")]);
+    assert_eq!(balance, None, "off is the reference's: not written");
+    // Same seed, model and data: only the draw of windows differs, so the first epoch's
+    // batches, and with them its training loss, differ.
+    assert_eq!(by_file.len(), alike.len());
+    assert_ne!(
+        by_file[0], alike[0],
+        "the flag must change which windows train the prior"
+    );
+    // And the draw is seeded: the same run again gives the same losses.
+    let (_, again) = prior("native-again", &[]);
+    assert_eq!(again, by_file);
 }
