@@ -1,8 +1,9 @@
 //! The convolutional VQ-VAE: the reference `ConvVQVAE`, and Distill's own layouts of it.
 //!
 //! Encoder: input right/bottom-padded to a multiple of the downsampling, four Conv2d(k3, p1)
-//! blocks 1→32→64→128→256 (BatchNorm, ReLU, channel dropout), each halving frequency and
-//! halving time or not ([`Architecture::time_downsample`]), 1×1 projection to
+//! blocks 1→32→64→128→256 (BatchNorm, ReLU, channel dropout), each halving frequency or not
+//! and time or not ([`Architecture::freq_downsample`], [`Architecture::time_downsample`]; the
+//! reference halves both in all four), 1×1 projection to
 //! `codebook_dim`. Residual VQ over the `H×W` grid in raster order (position `p = h·W + w`,
 //! frequency-row major — the reference's order, which imported priors depend on).
 //! Decoder: 1×1 projection to 256, three upsampling blocks 256→128→64→32 (BatchNorm, ReLU,
@@ -23,8 +24,7 @@ use crate::rvq::{ResidualVq, RvqTraining};
 use rand::rngs::StdRng;
 
 const CHANNELS: [usize; 5] = [1, 32, 64, 128, 256];
-/// Frequency downsampling of the encoder (four stride-2 convolutions); the reference's time
-/// downsampling too.
+/// The reference's downsampling of frequency and of time (four stride-2 convolutions).
 pub const DOWNSAMPLE: usize = 16;
 
 /// How the decoder upsamples.
