@@ -1,13 +1,7 @@
 //! End-to-end tests of the `distill` binary.
 
-use crate::util::{distill, fixture_model, root, stderr, stdout};
+use crate::util::{distill, fixture_model, info_json, json_file, root, stderr, stdout};
 use std::path::Path;
-
-fn info_json(path: &Path) -> serde_json::Value {
-    let o = distill(&["info", path.to_str().expect("utf-8 path"), "--json"]);
-    assert!(o.status.success(), "info failed: {}", stderr(&o));
-    serde_json::from_str(&stdout(&o)).expect("info --json prints JSON")
-}
 
 #[test]
 fn help_names_the_default_backend_and_the_train_flags() {
@@ -200,8 +194,7 @@ fn encode_matches_the_reference_codes_and_decode_writes_audio() {
         codes.to_str().expect("utf-8"),
     ]);
     assert!(o.status.success(), "encode failed: {}", stderr(&o));
-    let j: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&codes).expect("codes written")).expect("json");
+    let j = json_file(&codes);
     assert_eq!(j["grid"], serde_json::json!([8, 12]));
     assert_eq!(j["shape"], serde_json::json!([96, 3]));
     assert_eq!(j["time_major"].as_array().map(Vec::len), Some(3));

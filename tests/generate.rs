@@ -1,6 +1,6 @@
 //! `distill generate` end to end.
 
-use crate::util::{distill, fixture_model, wavs};
+use crate::util::{distill, fixture_model, json_file, wavs};
 use std::path::Path;
 use std::process::Output;
 
@@ -61,9 +61,7 @@ fn same_seed_gives_identical_files_of_the_exact_length() {
         (29_000..=29_300).contains(&peak),
         "peak {peak} should sit at -1 dBFS"
     );
-    let sidecar: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(wa[0].with_extension("json")).expect("sidecar"))
-            .expect("json");
+    let sidecar = json_file(&wa[0].with_extension("json"));
     assert_eq!(sidecar["seed"], 42);
     assert_eq!(sidecar["token_order"], "raster");
     assert_eq!(sidecar["top_p"], 0.9);
@@ -332,9 +330,7 @@ fn a_file_from_a_batch_regenerates_exactly_from_its_sidecar_seed() {
     let files = wavs(&batch);
     assert_eq!(files.len(), 3);
     let second = &files[1];
-    let sidecar: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(second.with_extension("json")).expect("sidecar"))
-            .expect("json");
+    let sidecar = json_file(&second.with_extension("json"));
     let seed = sidecar["seed"].as_u64().expect("seed").to_string();
     let mut args = vec![
         "generate",

@@ -1,6 +1,6 @@
 //! `distill train` end to end on tiny synthetic collections.
 
-use crate::util::{distill, stderr, synthetic_collection};
+use crate::util::{distill, info_json, json_file, stderr, synthetic_collection};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -73,8 +73,7 @@ fn prior_on(
     args.extend_from_slice(extra);
     let o = train(data, &out, seed, &args);
     assert!(o.status.success(), "{}", stderr(&o));
-    let i = distill(&["info", out.to_str().expect("utf-8"), "--json"]);
-    (o, serde_json::from_slice(&i.stdout).expect("json"))
+    (o, info_json(&out))
 }
 
 /// The `--json` events of one kind (`epoch`, `stage_finished`, …) from one stage.
@@ -136,9 +135,7 @@ fn trains_both_stages_deterministically_and_skips_broken_files() {
     );
 
     // The result is a complete model: info reads it, with the time-major token order.
-    let o = distill(&["info", a.to_str().expect("utf-8"), "--json"]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let info: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let info = info_json(&a);
     assert_eq!(info["has_prior"], true);
     assert_eq!(info["token_order"], "time_major");
     // The health stored is that of the kept (best) VQ-VAE epoch.
@@ -294,9 +291,7 @@ fn an_interrupted_run_resumes_to_the_same_model() {
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert_eq!(epochs(&o, "prior").len(), 1);
     let ckpt = dir.path().join("late.distill.ckpt");
-    let meta: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(ckpt.join("checkpoint.json")).expect("checkpoint"))
-            .expect("json");
+    let meta = json_file(&ckpt.join("checkpoint.json"));
     assert_eq!(
         (meta["stage"].as_str(), meta["epoch"].as_u64()),
         (Some("prior"), Some(1))
@@ -425,8 +420,7 @@ fn the_log_power_weight_reaches_the_training_loss_and_the_model_file() {
             ],
         );
         assert!(o.status.success(), "{}", stderr(&o));
-        let o = distill(&["info", out.to_str().expect("utf-8"), "--json"]);
-        let info: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+        let info = info_json(&out);
         assert_eq!(
             info["vqvae_config"]["log_power_weight"].as_f64(),
             weight.parse::<f64>().ok(),
@@ -501,8 +495,7 @@ fn a_step_budget_caps_the_epochs_and_explicit_epochs_lift_it() {
         assert_eq!(resolved[&key]["max_epochs"], expected, "{stage}");
         assert_eq!(epochs(&o, stage).len(), expected, "{stage}");
     }
-    let info = distill(&["info", out.to_str().expect("utf-8"), "--json"]);
-    let info: serde_json::Value = serde_json::from_slice(&info.stdout).expect("json");
+    let info = info_json(&out);
     assert_eq!(
         info["vqvae_config"]["max_steps"], 9,
         "the budget is recorded"
@@ -532,8 +525,7 @@ fn a_finer_frequency_layout_flows_through_training_encoding_and_generation() {
     );
     assert!(o.status.success(), "{}", stderr(&o));
     let m = model.to_str().expect("utf-8");
-    let o = distill(&["info", m, "--json"]);
-    let info: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let info = info_json(&model);
     assert_eq!(info["vqvae_config"]["freq_downsample"], 8, "recorded");
     // 128 mels in rows of 8 bands: 16 rows; the prior's context is one second of them.
     assert_eq!(info["prior_config"]["seq_len"], 16 * 6 * 3);
@@ -554,8 +546,7 @@ fn a_finer_frequency_layout_flows_through_training_encoding_and_generation() {
         codes.to_str().expect("utf-8"),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let j: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&codes).expect("codes")).expect("json");
+    let j = json_file(&codes);
     assert_eq!(j["grid"][0], 16, "{}", j["grid"]);
     let decoded = dir.path().join("decoded.wav");
     let o = distill(&[
@@ -588,8 +579,7 @@ fn a_finer_frequency_layout_flows_through_training_encoding_and_generation() {
         .map(|e| e.path())
         .find(|p| p.extension().is_some_and(|e| e == "json"))
         .expect("a sidecar");
-    let s: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(sidecar).expect("sidecar")).expect("json");
+    let s = json_file(&sidecar);
     assert_eq!(s["codes"]["shape"]["rows"], 16);
     assert_eq!(s["codes"]["shape"]["steps"], 9, "1.5 s of 16-frame columns");
 }

@@ -65,3 +65,16 @@ pub fn synthetic_collection(dir: &Path, n: usize) {
         w.finalize().expect("finalize");
     }
 }
+
+/// `distill info PATH --json`, which must succeed, parsed.
+pub fn info_json(path: &Path) -> serde_json::Value {
+    let o = distill(&["info", path.to_str().expect("utf-8 path"), "--json"]);
+    assert!(o.status.success(), "info failed: {}", stderr(&o));
+    serde_json::from_str(&stdout(&o)).expect("info --json prints JSON")
+}
+
+/// A JSON file (code grid, sidecar, checkpoint metadata), parsed.
+pub fn json_file(path: &Path) -> serde_json::Value {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
