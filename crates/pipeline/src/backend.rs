@@ -71,6 +71,14 @@ impl Backend {
     }
 }
 
+/// Whether `device` (with or without autodiff) computes on the CPU.
+pub fn computes_on_host(device: &Device) -> bool {
+    let plain = device.clone().without_autodiff();
+    #[allow(deprecated)] // deprecated in Burn 0.22, still supported
+    let ndarray = Device::ndarray();
+    plain == Device::flex() || plain == ndarray
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,7 +18,10 @@ fn main() -> ExitCode {
 /// Training allocates and frees the same multi-megabyte tensors every step. By default glibc
 /// maps each from the kernel and unmaps it when freed, so every step faults its pages in
 /// again; keeping freed blocks in the heap for reuse halves the page faults (measured).
-/// 32 MiB is the largest threshold glibc accepts on 64-bit systems.
+/// 32 MiB is the largest threshold glibc accepts on 64-bit systems. One arena: training
+/// steps run their parts on two threads (train::parts), and a second arena per thread held
+/// its own freed blocks — a large collection's prior peaked at 1.91 GB instead of 1.46 GB,
+/// with the same step time (measured).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn keep_freed_memory_for_reuse() {
     const THRESHOLD: libc::c_int = 32 << 20;
@@ -26,6 +29,7 @@ fn keep_freed_memory_for_reuse() {
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, THRESHOLD);
         libc::mallopt(libc::M_TRIM_THRESHOLD, THRESHOLD);
+        libc::mallopt(libc::M_ARENA_MAX, 1);
     }
 }
 

@@ -21,6 +21,7 @@ use burn::tensor::ops::PadMode;
 
 use crate::VqvaeError;
 use crate::rvq::{ResidualVq, RvqTraining};
+use rand::Rng;
 use rand::rngs::StdRng;
 
 const CHANNELS: [usize; 5] = [1, 32, 64, 128, 256];
@@ -101,14 +102,20 @@ impl ChannelDropout {
         }
     }
 
-    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        if !x.device().is_autodiff() || self.inner.prob == 0.0 {
+    /// Drops whole channels with masks drawn from `rng` (kept ones scaled by 1/(1 − p));
+    /// identity without an `rng`. Masks come from the caller's stream rather than the
+    /// backend's, so batches trained in concurrent parts stay deterministic.
+    fn forward(&self, x: Tensor<4>, rng: Option<&mut StdRng>) -> Tensor<4> {
+        let p = self.inner.prob;
+        let Some(rng) = rng.filter(|_| p > 0.0) else {
             return x;
-        }
+        };
         let [b, c, _, _] = x.dims();
-        // Burn's dropout on a [B, C, 1, 1] tensor of ones gives the per-channel mask (ones,
-        // unchanged, when the layer is not training).
-        let mask = self.inner.forward(Tensor::ones([b, c, 1, 1], &x.device()));
+        let keep = (1.0 / (1.0 - p)) as f32;
+        let mask: Vec<f32> = (0..b * c)
+            .map(|_| if rng.random::<f64>() < p { 0.0 } else { keep })
+            .collect();
+        let mask = Tensor::<4>::from_data(TensorData::new(mask, [b, c, 1, 1]), &x.device());
         x * mask
     }
 }
@@ -339,6 +346,15 @@ impl ConvVqvae {
 
     /// Encoder output `[B, D, H, W]` for a log-mel `[B, 1, n_mels, T]`.
     pub fn encode(&self, mel: Tensor<4>) -> Tensor<4> {
+        self.encode_with(mel, None)
+    }
+
+    /// [`encode`](Self::encode) in training: channel dropout with masks from `rng`.
+    pub fn encode_train(&self, mel: Tensor<4>, rng: &mut StdRng) -> Tensor<4> {
+        self.encode_with(mel, Some(rng))
+    }
+
+    fn encode_with(&self, mel: Tensor<4>, mut dropout: Option<&mut StdRng>) -> Tensor<4> {
         let [_, _, h, w] = mel.dims();
         let (f, t) = (self.arch.freq_downsample, self.arch.time_downsample);
         let ph = h.div_ceil(f) * f - h;
@@ -349,16 +365,41 @@ impl ConvVqvae {
             mel
         };
         for b in &self.encoder.blocks {
-            x = b.dropout.forward(relu(b.bn.forward(b.conv.forward(x))));
+            x = b.dropout.forward(
+                relu(b.bn.forward(b.conv.forward(x))),
+                dropout.as_deref_mut(),
+            );
         }
         self.encoder.proj.forward(x)
     }
 
     /// Decodes embeddings `[B, D, H, W]` to a log-mel cropped to `(n_mels, frames)`.
     pub fn decode(&self, z: Tensor<4>, target: (usize, usize)) -> Tensor<4> {
+        self.decode_with(z, target, None)
+    }
+
+    /// [`decode`](Self::decode) in training: channel dropout with masks from `rng`.
+    pub fn decode_train(
+        &self,
+        z: Tensor<4>,
+        target: (usize, usize),
+        rng: &mut StdRng,
+    ) -> Tensor<4> {
+        self.decode_with(z, target, Some(rng))
+    }
+
+    fn decode_with(
+        &self,
+        z: Tensor<4>,
+        target: (usize, usize),
+        mut dropout: Option<&mut StdRng>,
+    ) -> Tensor<4> {
         let mut x = self.decoder.proj.forward(z);
         for b in &self.decoder.blocks {
-            x = b.dropout.forward(relu(b.bn.forward(b.deconv.forward(x))));
+            x = b.dropout.forward(
+                relu(b.bn.forward(b.deconv.forward(x))),
+                dropout.as_deref_mut(),
+            );
         }
         let x = softplus(self.decoder.out.forward(x), 1.0);
         let [bsz, c, _, _] = x.dims();
@@ -384,6 +425,15 @@ impl ConvVqvae {
 
     /// Training pass: the quantiser updates its codebooks (k-means init, EMA, dead-code
     /// restarts) and returns the weighted commitment loss; gradients pass straight through.
+    /// Dropout masks and the quantiser's random choices come from `rng`. A caller that runs
+    /// a batch in concurrent parts composes the same steps itself: [`encode_train`] and
+    /// [`flatten`] per part, [`ResidualVq::assign_train`] once, then
+    /// [`Assignment::output`](crate::rvq::Assignment::output) and [`decode_train`] per part.
+    ///
+    /// [`encode_train`]: Self::encode_train
+    /// [`decode_train`]: Self::decode_train
+    /// [`flatten`]: Self::flatten
+    /// [`ResidualVq::assign_train`]: crate::rvq::ResidualVq::assign_train
     pub fn forward_train(
         &mut self,
         mel: Tensor<4>,
@@ -391,18 +441,33 @@ impl ConvVqvae {
         rng: &mut StdRng,
     ) -> VqvaeOutput {
         let [_, _, n_mels, frames] = mel.dims();
-        let z = self.encode(mel);
-        let [b, d, h, w] = z.dims();
-        let flat = z.permute([0, 2, 3, 1]).reshape([b * h * w, d]);
+        let z = self.encode_train(mel, rng);
+        let (flat, (b, h, w)) = Self::flatten(z);
         let q = self.quantizer.forward_train(flat, rvq, rng);
-        let quantized = q.quantized.reshape([b, h, w, d]).permute([0, 3, 1, 2]);
-        let recon = self.decode(quantized, (n_mels, frames));
+        let recon = self.decode_train(
+            Self::unflatten(q.quantized, (b, h, w)),
+            (n_mels, frames),
+            rng,
+        );
         VqvaeOutput {
             recon,
             indices: q.indices.reshape([b, h * w, self.shape.num_quantizers]),
             commit_loss: q.commit_loss,
             grid: (h, w),
         }
+    }
+
+    /// Encoder output `[B, D, H, W]` as the quantiser's rows `[B·H·W, D]` (batch-major),
+    /// with `(B, H, W)`.
+    pub fn flatten(z: Tensor<4>) -> (Tensor<2>, (usize, usize, usize)) {
+        let [b, d, h, w] = z.dims();
+        (z.permute([0, 2, 3, 1]).reshape([b * h * w, d]), (b, h, w))
+    }
+
+    /// The inverse of [`flatten`](Self::flatten): rows `[B·H·W, D]` back to `[B, D, H, W]`.
+    pub fn unflatten(rows: Tensor<2>, (b, h, w): (usize, usize, usize)) -> Tensor<4> {
+        let [_, d] = rows.dims();
+        rows.reshape([b, h, w, d]).permute([0, 3, 1, 2])
     }
 
     /// Quantises encoder output `[B, D, H, W]` (eval mode): the summed codes in the same
@@ -449,6 +514,34 @@ impl ConvVqvae {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn channel_dropout_drops_whole_channels_from_the_callers_stream() {
+        let device = Device::flex();
+        let drop = ChannelDropout::new(0.5);
+        let x = Tensor::<4>::ones([4, 16, 3, 5], &device);
+        let host = |t: Tensor<4>| {
+            t.into_data()
+                .convert::<f32>()
+                .try_to_vec::<f32>()
+                .expect("f32")
+        };
+        assert_eq!(
+            host(drop.forward(x.clone(), None)),
+            host(x.clone()),
+            "identity without a stream"
+        );
+        let out = host(drop.forward(x.clone(), Some(&mut StdRng::seed_from_u64(1))));
+        // Each channel's 15 cells share one value: dropped (0) or kept and scaled by 2.
+        let channels: Vec<f32> = out.chunks(15).map(|c| c[0]).collect();
+        assert!(out.chunks(15).all(|c| c.iter().all(|v| *v == c[0])));
+        assert!(channels.iter().all(|v| *v == 0.0 || *v == 2.0));
+        let dropped = channels.iter().filter(|v| **v == 0.0).count();
+        assert!((16..=48).contains(&dropped), "{dropped} of 64 dropped");
+        let again = host(drop.forward(x, Some(&mut StdRng::seed_from_u64(1))));
+        assert_eq!(out, again, "the same stream gives the same masks");
+    }
 
     #[test]
     fn every_layout_keeps_the_mel_size_and_its_own_grid() {

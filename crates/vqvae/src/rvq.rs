@@ -297,6 +297,69 @@ pub struct RvqOutput {
     pub restarted: Vec<usize>,
 }
 
+/// Codes chosen for a training batch by [`ResidualVq::assign_train`].
+#[derive(Debug, Clone)]
+pub struct Assignment {
+    n: usize,
+    d: usize,
+    /// Per level, the chosen code vectors `[N, D]` row-major.
+    chosen: Vec<Vec<f32>>,
+    /// Per level, the chosen code per row.
+    indices: Vec<Vec<i64>>,
+    restarted: Vec<usize>,
+    commitment_weight: f32,
+}
+
+impl Assignment {
+    /// Straight-through output and commitment loss for `rows` of the batch, given those
+    /// rows' encoder output `x` (`[rows, D]`). The loss is weighted by the rows' share of
+    /// the batch, so the parts of a batch add up to the whole batch's loss.
+    pub fn output(&self, x: Tensor<2>, rows: std::ops::Range<usize>) -> RvqOutput {
+        let device = x.device();
+        let (d, m) = (self.d, rows.len());
+        let mut residual = x.clone();
+        let mut total: Option<Tensor<2>> = None;
+        let mut loss: Option<Tensor<1>> = None;
+        for chosen in &self.chosen {
+            let part = chosen[rows.start * d..rows.end * d].to_vec();
+            let q = Tensor::<2>::from_data(TensorData::new(part, [m, d]), &device);
+            let level_loss = (q.clone() - residual.clone()).powi_scalar(2).mean();
+            loss = Some(match loss {
+                Some(l) => l + level_loss,
+                None => level_loss,
+            });
+            residual = residual - q.clone();
+            total = Some(match total {
+                Some(t) => t + q,
+                None => q,
+            });
+        }
+        let indices: Vec<Tensor<2, Int>> = self
+            .indices
+            .iter()
+            .map(|level| {
+                let idx = level[rows.clone()].to_vec();
+                Tensor::<2, Int>::from_data(TensorData::new(idx, [m, 1]), &device)
+            })
+            .collect();
+        let total = total.unwrap_or_else(|| x.zeros_like());
+        // Straight-through: forward value is the quantised sum, gradient flows to `x`.
+        let quantized = x.clone() + (total - x).detach();
+        let mut commit = loss
+            .map(|l| l.mul_scalar(self.commitment_weight))
+            .unwrap_or_else(|| Tensor::zeros([1], &device));
+        if m != self.n {
+            commit = commit.mul_scalar(m as f32 / self.n.max(1) as f32);
+        }
+        RvqOutput {
+            quantized,
+            indices: Tensor::cat(indices, 1),
+            commit_loss: commit,
+            restarted: self.restarted.clone(),
+        }
+    }
+}
+
 #[derive(Module, Debug)]
 pub struct ResidualVq {
     pub levels: Vec<Codebook>,
@@ -348,15 +411,30 @@ impl ResidualVq {
         cfg: &RvqTraining,
         rng: &mut StdRng,
     ) -> RvqOutput {
-        let device = x.device();
         let [n, d] = x.dims();
-        let mut residual = x.clone();
-        let mut total: Option<Tensor<2>> = None;
-        let mut loss: Option<Tensor<1>> = None;
+        let assignment = self.assign_train(&to_vec(x.clone().detach()), d, cfg, rng, &x.device());
+        assignment.output(x, 0..n)
+    }
+
+    /// The host half of [`forward_train`](Self::forward_train) for a whole batch `x`
+    /// (`[N, D]` row-major): k-means init on the first call, nearest codes per level, EMA
+    /// updates and dead-code restarts. A batch whose encoder ran in parts is assigned here
+    /// at once, so the codebooks learn from the whole batch; [`Assignment::output`] then
+    /// gives each part its differentiable output.
+    pub fn assign_train(
+        &mut self,
+        x: &[f32],
+        d: usize,
+        cfg: &RvqTraining,
+        rng: &mut StdRng,
+        device: &Device,
+    ) -> Assignment {
+        let n = x.len() / d.max(1);
+        let mut r_host = x.to_vec();
+        let mut chosen_levels = Vec::with_capacity(self.levels.len());
         let mut indices = Vec::with_capacity(self.levels.len());
         let mut restarted = Vec::with_capacity(self.levels.len());
         for cb in &mut self.levels {
-            let r_host = to_vec(residual.clone().detach());
             let k = cb.embed.shape().dims::<2>()[0];
             let mut state = HostCodebook {
                 k,
@@ -377,7 +455,7 @@ impl ResidualVq {
                     .collect();
                 state.embed = centres;
                 state.cluster_size = counts;
-                cb.initted = buffer(Tensor::ones([1], &device));
+                cb.initted = buffer(Tensor::ones([1], device));
             }
             let assign = nearest_host(&r_host, &state.embed, d);
             let chosen: Vec<f32> = assign
@@ -394,12 +472,6 @@ impl ResidualVq {
             } else {
                 Vec::new()
             };
-            let q = Tensor::<2>::from_data(TensorData::new(chosen, [n, d]), &device);
-            let level_loss = (q.clone() - residual.clone()).powi_scalar(2).mean();
-            loss = Some(match loss {
-                Some(l) => l + level_loss,
-                None => level_loss,
-            });
             state.ema_update(&r_host, &assign, cfg.decay);
             restarted.push(state.restart_dead(
                 &r_host,
@@ -410,40 +482,31 @@ impl ResidualVq {
             ));
             cb.embed = buffer(Tensor::from_data(
                 TensorData::new(state.embed, [k, d]),
-                &device,
+                device,
             ));
             cb.embed_avg = buffer(Tensor::from_data(
                 TensorData::new(state.embed_avg, [k, d]),
-                &device,
+                device,
             ));
             cb.cluster_size = buffer(Tensor::from_data(
                 TensorData::new(state.cluster_size, [k]),
-                &device,
+                device,
             ));
-            let idx: Vec<i64> = assign.iter().map(|&a| a as i64).collect();
-            indices.push(Tensor::<2, Int>::from_data(
-                TensorData::new(idx, [n, 1]),
-                &device,
-            ));
-            residual = residual - q.clone();
-            total = Some(match total {
-                Some(t) => t + q,
-                None => q,
-            });
+            indices.push(assign.iter().map(|&a| a as i64).collect::<Vec<_>>());
+            for (r, c) in r_host.iter_mut().zip(&chosen) {
+                *r -= c;
+            }
+            chosen_levels.push(chosen);
         }
-        let total = total.unwrap_or_else(|| x.zeros_like());
-        // Straight-through: forward value is the quantised sum, gradient flows to `x`.
-        let quantized = x.clone() + (total - x).detach();
-        RvqOutput {
-            quantized,
-            indices: Tensor::cat(indices, 1),
-            commit_loss: loss
-                .map(|l| l.mul_scalar(cfg.commitment_weight))
-                .unwrap_or_else(|| Tensor::zeros([1], &device)),
+        Assignment {
+            n,
+            d,
+            chosen: chosen_levels,
+            indices,
             restarted,
+            commitment_weight: cfg.commitment_weight,
         }
     }
-
     /// Sum of the codes `indices [N, Q]` → `[N, D]`.
     pub fn decode(&self, indices: Tensor<2, Int>) -> Result<Tensor<2>, VqvaeError> {
         let [n, q] = indices.dims();

@@ -244,3 +244,49 @@ fn the_commitment_weight_is_applied_once_to_every_level() {
         }
     }
 }
+
+/// A batch assigned at once and output in two parts: the parts' rows, codes and gradients
+/// are the whole batch's, and their commitment losses add up to its loss.
+#[test]
+fn a_batch_output_in_parts_adds_up_to_the_whole() {
+    let device = Device::flex().autodiff();
+    let mut rng = StdRng::seed_from_u64(4);
+    let (x, _) = clustered(40, 5, 4, &mut rng);
+    let mut whole = ResidualVq::new(3, 8, 4, &device);
+    let mut split = whole.clone();
+    let input = Tensor::<2>::from_data(TensorData::new(x.clone(), [40, 4]), &device).require_grad();
+    let full = whole.forward_train(input.clone(), &cfg(), &mut StdRng::seed_from_u64(9));
+    let grads = full.commit_loss.clone().backward();
+    let full_grad = host(input.grad(&grads).expect("gradient"));
+
+    let assignment = split.assign_train(&x, 4, &cfg(), &mut StdRng::seed_from_u64(9), &device);
+    let (mut loss, mut quantized, mut indices, mut grad) = (0.0, vec![], vec![], vec![]);
+    for rows in [0..25, 25..40] {
+        let part = Tensor::<2>::from_data(
+            TensorData::new(x[rows.start * 4..rows.end * 4].to_vec(), [rows.len(), 4]),
+            &device,
+        )
+        .require_grad();
+        let out = assignment.output(part.clone(), rows);
+        loss += host(out.commit_loss.clone())[0];
+        quantized.extend(host(out.quantized));
+        indices.extend(host(out.indices.float()));
+        let g = out.commit_loss.backward();
+        grad.extend(host(part.grad(&g).expect("gradient")));
+    }
+    assert_eq!(quantized, host(full.quantized));
+    assert_eq!(indices, host(full.indices.float()));
+    let full_loss = host(full.commit_loss)[0];
+    assert!(
+        (loss - full_loss).abs() < 1e-5 * full_loss.abs().max(1.0),
+        "{loss} vs {full_loss}"
+    );
+    for (a, b) in grad.iter().zip(&full_grad) {
+        assert!((a - b).abs() < 1e-6, "gradient {a} vs {b}");
+    }
+    // The codebooks learned the same from both.
+    for (a, b) in whole.levels.iter().zip(&split.levels) {
+        assert_eq!(host(a.embed.val()), host(b.embed.val()));
+        assert_eq!(host(a.cluster_size.val()), host(b.cluster_size.val()));
+    }
+}

@@ -11,6 +11,7 @@ pub mod config;
 pub mod data;
 pub mod events;
 pub mod optim;
+pub mod parts;
 mod plots;
 pub mod prior;
 pub mod runner;

@@ -15,7 +15,8 @@ use weights::StateDict;
 use super::checkpoint::StageCheckpoint;
 use super::data::Dataset;
 use super::events::{EpochReport, StageName};
-use super::optim::{assign_param_ids, descend};
+use super::optim::assign_param_ids;
+use super::parts::{descend_parts, parts_for, split_batch};
 use super::runner::{Best, Runner, Stage, StageStart, epoch_seed};
 use crate::evaluate::{
     code_grids, perplexity, prior_cross_entropy, prior_sequences, prior_sequences_by_file,
@@ -132,6 +133,8 @@ pub struct PriorStage<'a> {
     /// its first token from it.
     pub first_token_distribution: Vec<f64>,
     watch: MemorisationWatch,
+    /// Concurrent parts per batch (see `descend_parts`).
+    parts: usize,
 }
 
 impl<'a> PriorStage<'a> {
@@ -258,6 +261,7 @@ impl<'a> PriorStage<'a> {
             val_seqs,
             first_token_distribution,
             watch: MemorisationWatch::new(data.files.len()),
+            parts: parts_for(device),
         };
         Ok((stage, start))
     }
@@ -352,14 +356,19 @@ impl Stage for PriorStage<'_> {
                 .prior
                 .take()
                 .ok_or_else(|| anyhow::anyhow!("the prior was lost in a failed step"))?;
-            let (loss, _) = prior.next_token_loss(&batch, Some(&mut rng))?;
-            let (updated, value) = descend(
+            let parts = split_batch(&batch, self.parts, 1, &mut rng);
+            let n = batch.len() as f32;
+            let (updated, value) = descend_parts(
                 prior,
-                loss,
+                parts,
+                |p: &CodePrior, (seqs, mut rng): (&[Vec<i64>], StdRng)| {
+                    let (loss, _) = p.next_token_loss(seqs, Some(&mut rng))?;
+                    Ok(loss.mul_scalar(seqs.len() as f32 / n))
+                },
                 &mut self.optim,
                 lr,
                 self.cfg.gradient_clip_norm,
-            );
+            )?;
             self.prior = Some(updated);
             let Some(value) = value else {
                 skipped += 1;
