@@ -28,6 +28,18 @@ use crate::modelfile::EpochMetrics;
 /// statistics); parts of two trained drums20's default codec as well as one pass (measured).
 const MIN_PART_CHUNKS: usize = 2;
 
+/// Concurrent parts per VQ-VAE batch. One pass for more than 100 files: parts normalise by
+/// their own chunks' statistics, and a mixed collection's parts differ more than one kind of
+/// sound's — on 741 mixed files (14 epochs, same seed) validation loss settled ~10 % higher
+/// in two parts (0.41–0.44 against 0.37–0.38), for an epoch only 11 % faster.
+fn vq_parts(files: usize, device: &Device) -> usize {
+    if prior_config::DatasetTier::for_file_count(files) == prior_config::DatasetTier::Large {
+        1
+    } else {
+        parts_for(device)
+    }
+}
+
 /// Validation chunks shown in reconstruction previews.
 const PREVIEW_CHUNKS: usize = 2;
 
@@ -196,7 +208,7 @@ impl<'a> VqStage<'a> {
             rvq,
             low_use: LowUtilisation::default(),
             health: Vec::new(),
-            parts: parts_for(device),
+            parts: vq_parts(data.files.len(), device),
         };
         Ok((stage, start))
     }
@@ -414,6 +426,14 @@ impl Stage for VqStage<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn large_collections_train_the_vq_vae_in_one_pass() {
+        let cpu = Device::flex().autodiff();
+        assert_eq!(vq_parts(20, &cpu), crate::train::parts::HOST_PARTS);
+        assert_eq!(vq_parts(100, &cpu), crate::train::parts::HOST_PARTS);
+        assert_eq!(vq_parts(101, &cpu), 1);
+    }
 
     fn health(uses: &[f64]) -> Vec<LevelHealth> {
         uses.iter()
