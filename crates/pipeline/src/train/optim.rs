@@ -47,13 +47,8 @@ pub fn descend<M: Module>(
     lr: f64,
     clip: f64,
 ) -> (M, Option<f64>) {
-    let value = f64::from(loss.clone().into_scalar::<f32>());
-    if !value.is_finite() {
-        return (model, None);
-    }
-    let mut grads = GradientsParams::from_grads(loss.backward(), &model);
-    clip_global_norm(&model, &mut grads, clip);
-    (optim.step(lr, model, grads), Some(value))
+    let part = super::parts::backward(&model, loss);
+    super::parts::step(model, vec![part], optim, lr, clip)
 }
 
 /// Clips the gradients' global L2 norm to `max` (like `torch.nn.utils.clip_grad_norm_`;
