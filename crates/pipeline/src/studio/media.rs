@@ -184,6 +184,23 @@ pub fn zip_files(files: &[(String, std::path::PathBuf)]) -> anyhow::Result<Vec<u
 mod tests {
     use super::*;
 
+    /// Exports `wav` as FLAC and asserts every sample comes back (within 24-bit rounding).
+    fn assert_flac_keeps_every_sample(wav: &Path) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let flac = dir.path().join("a.flac");
+        std::fs::write(&flac, flac_bytes(wav).expect("encodes")).expect("write");
+        let back = decode_file(&flac).expect("decodes");
+        let orig = decode_file(wav).expect("decodes");
+        assert_eq!(back.samples.len(), orig.samples.len());
+        let err = back
+            .samples
+            .iter()
+            .zip(&orig.samples)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(err < 1e-6, "{err}");
+    }
+
     #[test]
     fn flac_round_trips_through_the_decoder() {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -191,18 +208,7 @@ mod tests {
         let tone: Vec<f32> = (0..48_000).map(|i| (i as f32 * 0.05).sin() * 0.5).collect();
         let opts = audio::wav::WavOptions::default();
         std::fs::write(&wav, audio::wav::encode_wav(&tone, &opts).expect("wav")).expect("write");
-        let flac = dir.path().join("a.flac");
-        std::fs::write(&flac, flac_bytes(&wav).expect("encodes")).expect("write");
-        let back = decode_file(&flac).expect("decodes");
-        let orig = decode_file(&wav).expect("decodes");
-        assert_eq!(back.samples.len(), orig.samples.len());
-        let err = back
-            .samples
-            .iter()
-            .zip(&orig.samples)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
-        assert!(err < 1e-6, "{err}");
+        assert_flac_keeps_every_sample(&wav);
         assert!(mel_png(&wav, 100).expect("png").starts_with(b"\x89PNG"));
     }
 
@@ -210,20 +216,8 @@ mod tests {
     /// subframes were allowed: every sample comes back.
     #[test]
     fn a_sound_that_once_lost_frames_exports_whole() {
-        let wav = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        let wav = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../tests/fixtures/flac-export/generated.wav");
-        let dir = tempfile::tempdir().expect("temp dir");
-        let flac = dir.path().join("a.flac");
-        std::fs::write(&flac, flac_bytes(&wav).expect("encodes")).expect("write");
-        let back = decode_file(&flac).expect("decodes");
-        let orig = decode_file(&wav).expect("decodes");
-        assert_eq!(back.samples.len(), orig.samples.len());
-        let err = back
-            .samples
-            .iter()
-            .zip(&orig.samples)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
-        assert!(err < 1e-6, "{err}");
+        assert_flac_keeps_every_sample(&wav);
     }
 }
