@@ -339,6 +339,15 @@ impl ConvVqvae {
         self.arch
     }
 
+    /// Sets how far each training step moves every batch norm's running statistics
+    /// (a training schedule's choice; the model file does not record it).
+    pub fn set_batch_norm_momentum(&mut self, momentum: f64) {
+        let encoder = self.encoder.blocks.iter_mut().map(|b| &mut b.bn);
+        for bn in encoder.chain(self.decoder.blocks.iter_mut().map(|b| &mut b.bn)) {
+            bn.momentum = momentum;
+        }
+    }
+
     /// Code grid `(H, W)` for a mel of `n_mels × frames`.
     pub fn grid_for(&self, n_mels: usize, frames: usize) -> (usize, usize) {
         self.arch.grid_for(n_mels, frames)
@@ -541,6 +550,48 @@ mod tests {
         assert!((16..=48).contains(&dropped), "{dropped} of 64 dropped");
         let again = host(drop.forward(x, Some(&mut StdRng::seed_from_u64(1))));
         assert_eq!(out, again, "the same stream gives the same masks");
+    }
+
+    #[test]
+    fn batch_norm_momentum_reaches_every_batch_norm() {
+        let device = Device::flex().autodiff();
+        let shape = VqvaeShape {
+            codebook_dim: 8,
+            codebook_size: 4,
+            num_quantizers: 2,
+            dropout: 0.0,
+        };
+        let mut vq = ConvVqvae::new(shape, &device).expect("valid shape");
+        let mel = Tensor::<4>::random(
+            [2, 1, 128, 94],
+            burn::tensor::Distribution::Uniform(0.0, 4.0),
+            &device,
+        );
+        // Every batch norm's running mean, one list per layer.
+        let running = |vq: &ConvVqvae| -> Vec<Vec<f32>> {
+            let enc = vq.encoder.blocks.iter().map(|b| &b.bn);
+            enc.chain(vq.decoder.blocks.iter().map(|b| &b.bn))
+                .map(|bn| {
+                    let data = bn.running_mean.value_sync().into_data().convert::<f32>();
+                    data.try_to_vec::<f32>().expect("f32")
+                })
+                .collect()
+        };
+        let mut rng = StdRng::seed_from_u64(1);
+        let mut train_pass = |vq: &ConvVqvae| {
+            let z = vq.encode_train(mel.clone(), &mut rng);
+            let _ = vq.decode_train(z, (128, 94), &mut rng);
+        };
+        let initial = running(&vq);
+        assert_eq!(initial.len(), 7);
+        vq.set_batch_norm_momentum(0.0);
+        train_pass(&vq);
+        assert_eq!(running(&vq), initial, "momentum 0 keeps the statistics");
+        vq.set_batch_norm_momentum(1.0);
+        train_pass(&vq);
+        for (layer, (now, before)) in running(&vq).iter().zip(&initial).enumerate() {
+            assert_ne!(now, before, "layer {layer} kept its initial statistics");
+        }
     }
 
     #[test]

@@ -40,6 +40,22 @@ fn vq_parts(files: usize, device: &Device) -> usize {
     }
 }
 
+/// Momentum of the batch norms' running statistics after their first updates (Burn's and
+/// PyTorch's default).
+const BATCH_NORM_MOMENTUM: f64 = 0.1;
+
+/// Momentum for the `update`-th (0-based) update of the batch norms' running statistics:
+/// the plain mean of every batch so far until that would weigh a batch less than
+/// [`BATCH_NORM_MOMENTUM`], then that fixed rate. The fixed rate from the start keeps part
+/// of the initial mean 0 / variance 1 for ~30 updates, so validation (which normalises
+/// with the running statistics) judged a model far worse than the one training had
+/// reached: the reference preset on drums20 (one step per epoch) kept its validation loss
+/// at 6.3 for 30 epochs while the training loss halved; now 3.5 after 9 epochs, and
+/// native drums20 starts at 2.2 instead of 4.3. Training itself is unchanged.
+fn batch_norm_momentum(update: usize) -> f64 {
+    (1.0 / (update + 1) as f64).max(BATCH_NORM_MOMENTUM)
+}
+
 /// Validation chunks shown in reconstruction previews.
 const PREVIEW_CHUNKS: usize = 2;
 
@@ -311,7 +327,10 @@ impl Stage for VqStage<'_> {
         let mut rng = StdRng::seed_from_u64(epoch_seed(self.seed, 2, epoch));
         order.shuffle(&mut rng);
         let (mut loss_sum, mut steps, mut skipped) = (0.0f64, 0usize, 0usize);
-        for idx in order.chunks(self.cfg.batch_size.max(1)) {
+        let batch = self.cfg.batch_size.max(1);
+        // Every epoch has the same number of steps, so a resumed run continues the schedule.
+        let first_update = epoch * order.len().div_ceil(batch);
+        for (i, idx) in order.chunks(batch).enumerate() {
             if run.cancelled() {
                 return Ok(None);
             }
@@ -325,10 +344,11 @@ impl Stage for VqStage<'_> {
                     )
                 })
                 .collect();
-            let model = self
+            let mut model = self
                 .model
                 .take()
                 .ok_or_else(|| anyhow::anyhow!("the VQ-VAE was lost in a failed step"))?;
+            model.set_batch_norm_momentum(batch_norm_momentum(first_update + i));
             let (updated, value) = self.step(model, &augmented, lr, &mut rng)?;
             self.model = Some(updated);
             let Some(value) = value else {
@@ -433,6 +453,25 @@ mod tests {
         assert_eq!(vq_parts(20, &cpu), crate::train::parts::HOST_PARTS);
         assert_eq!(vq_parts(100, &cpu), crate::train::parts::HOST_PARTS);
         assert_eq!(vq_parts(101, &cpu), 1);
+    }
+
+    #[test]
+    fn batch_norm_statistics_average_the_first_batches_then_follow_the_fixed_rate() {
+        let rates: Vec<f64> = (0..12).map(batch_norm_momentum).collect();
+        assert_eq!(
+            rates[0], 1.0,
+            "the first batch replaces the initial statistics"
+        );
+        assert_eq!(rates[3], 0.25);
+        assert_eq!(&rates[9..], &[BATCH_NORM_MOMENTUM; 3]);
+        assert_eq!(batch_norm_momentum(10_000), BATCH_NORM_MOMENTUM);
+        // A running mean under this schedule is the plain mean of the first batches.
+        let batches = [4.0, 1.0, 7.0, 2.0];
+        let mean = batches
+            .iter()
+            .enumerate()
+            .fold(0.0, |m, (i, &x)| m + (x - m) * batch_norm_momentum(i));
+        assert!((mean - 3.5f64).abs() < 1e-12, "{mean}");
     }
 
     fn health(uses: &[f64]) -> Vec<LevelHealth> {
