@@ -99,8 +99,8 @@ fn evaluate_reports_reconstruction_generation_and_flags_a_memorising_prior() {
     // prior at its best *validation* epoch, before it memorises files unlike the validation
     // files; so the memorising model learns four takes of one sound (only their noise
     // differs), where memorising the training takes also predicts the validation take: its
-    // best epoch comes late (115–121 of 150 over three seeds), and it writes the training
-    // takes' codes back. No dropout, a high rate, and the files' padding trained too.
+    // best epoch comes late (115–121 of 150 over three seeds on such takes), and it writes
+    // the training takes' codes back. No dropout, a high rate, the files' padding trained too.
     let takes = dir.path().join("takes");
     std::fs::create_dir(&takes).expect("mkdir");
     takes_of_one_sound(&takes, 4);
