@@ -123,7 +123,7 @@ fn run_train(
     };
     let report_dir = t.output.with_extension("report");
     let mut on_event = |e: &Event| {
-        // Checkpoints are written after every epoch; the job records the last one at the end.
+        // Checkpoints are written during the run; the job records the last one at the end.
         if matches!(e, Event::Checkpoint { .. }) {
             return;
         }
