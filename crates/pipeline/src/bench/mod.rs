@@ -9,8 +9,11 @@ use audio::SpectrogramConfig;
 use serde_json::json;
 
 mod audio_bench;
+mod generate_bench;
+mod process;
 mod train_bench;
 pub use audio_bench::audio;
+pub use generate_bench::versus_original;
 pub use train_bench::train;
 
 /// Samples per second of every model.

@@ -8,107 +8,19 @@
 //! validation losses then compare directly); `--preset native` measures Distill's own.
 //! Without the original installed the report says so and compares nothing.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::process::Command;
 
 use anyhow::{Context, bail};
 use serde_json::{Value as Json, json};
 
-use super::secs;
-
-/// Seeds and launches the original's command line, as `../shared/reference/distill_seeded.py`
-/// does (python, numpy and torch seeded; torch's thread count set).
-const LAUNCHER: &str = r#"
-import os, random, sys
-seed = os.environ.get('DISTILL_SEED', ''); threads = os.environ.get('DISTILL_THREADS', '')
-import torch
-if threads:
-    torch.set_num_threads(int(threads))
-if seed:
-    import numpy as np
-    s = int(seed); random.seed(s); np.random.seed(s); torch.manual_seed(s)
-from distill.cli import main
-sys.argv[0] = 'distill'
-main()
-"#;
-
-/// What the operating system measured of a child process.
-struct Measured {
-    wall_s: f64,
-    cpu_s: f64,
-    peak_rss_mb: f64,
-    stdout: String,
-    stderr: String,
-    ok: bool,
-}
-
-/// Runs `cmd` to completion, measuring it.
-fn measure(mut cmd: Command) -> anyhow::Result<Measured> {
-    let started = Instant::now();
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("starting a benchmark process")?;
-    let mut out_pipe = child.stdout.take().context("stdout")?;
-    let mut err_pipe = child.stderr.take().context("stderr")?;
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out_pipe.read_to_string(&mut s);
-        s
-    });
-    let mut stderr = String::new();
-    let _ = err_pipe.read_to_string(&mut stderr);
-    let stdout = reader.join().unwrap_or_default();
-    let (ok, cpu_s, peak_rss_mb) = wait_with_usage(child.id())?;
-    Ok(Measured {
-        wall_s: secs(started),
-        cpu_s,
-        peak_rss_mb,
-        stdout,
-        stderr,
-        ok,
-    })
-}
-
-/// Reaps child `pid`: (exited successfully, user + system seconds, peak RSS in MiB).
-#[cfg(unix)]
-fn wait_with_usage(pid: u32) -> anyhow::Result<(bool, f64, f64)> {
-    let mut status: libc::c_int = 0;
-    // SAFETY: an all-zero rusage is a valid value for wait4 to fill in.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `pid` is our own child, not yet reaped; both pointers are valid.
-    let r = unsafe { libc::wait4(pid as libc::pid_t, &mut status, 0, &mut usage) };
-    if r < 0 {
-        bail!("waiting for the benchmark process failed");
-    }
-    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 * 1e-6;
-    let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
-    // ru_maxrss is in KiB on Linux.
-    Ok((
-        ok,
-        t(usage.ru_utime) + t(usage.ru_stime),
-        usage.ru_maxrss as f64 / 1024.0,
-    ))
-}
-
-#[cfg(not(unix))]
-fn wait_with_usage(_pid: u32) -> anyhow::Result<(bool, f64, f64)> {
-    bail!("bench train measures processes with wait4 (Unix only)")
-}
-
-/// Threads both systems use: all cores (torch's own default).
-fn threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
+use super::process::{
+    Measured, distill_exe, last_json, measure, original_command, original_config, threads,
+};
 
 /// Distill's run and per-stage summaries.
 fn ours(data: &Path, epochs: Option<usize>, preset: &str, dir: &Path) -> anyhow::Result<Json> {
-    let exe =
-        std::env::current_exe()?.with_file_name(format!("distill{}", std::env::consts::EXE_SUFFIX));
-    let mut cmd = Command::new(exe);
+    let mut cmd = Command::new(distill_exe()?);
     cmd.args([
         "train",
         "--seed",
@@ -172,39 +84,10 @@ fn original(
     epochs: Option<usize>,
     dir: &Path,
 ) -> anyhow::Result<Json> {
-    let python = install.join("venv/bin/python");
-    if !python.exists() {
-        bail!(
-            "{}: no venv/bin/python (install the original with ../shared/reference/install.sh)",
-            install.display()
-        );
-    }
-    // The original finds no audio under hidden folders; give it a plain copy of the corpus path.
-    let config = dir.join("config.toml");
+    let config = original_config(dir)?;
     let models = dir.join("models");
-    std::fs::create_dir_all(&models)?;
-    std::fs::write(
-        &config,
-        format!(
-            "[general]\nproject_name = \"Distill\"\nfirst_run_complete = true\n\n[paths]\ndatasets = \"{d}/datasets\"\nmodels = \"{m}\"\ngenerated = \"{d}/generated\"\npresets = \"{d}/presets\"\nhistory = \"{d}/history\"\n\n[hardware]\ndevice = \"cpu\"\nmax_batch_size = 0\nmemory_limit_gb = 0.0\n",
-            d = dir.display(),
-            m = models.display()
-        ),
-    )?;
     let run = |args: &[&str]| -> anyhow::Result<Measured> {
-        let mut cmd = Command::new(&python);
-        let t = threads().to_string();
-        cmd.arg("-c")
-            .arg(LAUNCHER)
-            .args(args)
-            .env("DISTILL_SEED", "1234")
-            .env("DISTILL_THREADS", &t)
-            .env("OMP_NUM_THREADS", &t)
-            .env("MKL_NUM_THREADS", &t)
-            .env("PYTHONUNBUFFERED", "1")
-            .env("NO_COLOR", "1")
-            .env("COLUMNS", "120");
-        let m = measure(cmd)?;
+        let m = measure(original_command(install, args)?)?;
         if !m.ok {
             bail!(
                 "the original's `{}` failed: {}",
@@ -248,16 +131,7 @@ fn original(
     }
     prior_args.extend(["--device", "cpu", "--json", model_s, data_s]);
     let prior = run(&prior_args)?;
-    let result = |stdout: &str| -> Json {
-        // The --json result is the last top-level JSON value among upstream's prints.
-        let lines: Vec<&str> = stdout.lines().collect();
-        (0..lines.len())
-            .rev()
-            .filter(|&i| lines[i] == "{")
-            .find_map(|i| serde_json::from_str(&lines[i..].join("\n")).ok())
-            .unwrap_or(Json::Null)
-    };
-    let (vq_result, prior_result) = (result(&vq.stdout), result(&prior.stdout));
+    let (vq_result, prior_result) = (last_json(&vq.stdout), last_json(&prior.stdout));
     Ok(json!({
         "wall_s": vq.wall_s + prior.wall_s,
         "cpu_s": vq.cpu_s + prior.cpu_s,
