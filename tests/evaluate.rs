@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::util::{distill, stderr, synthetic_collection};
+use crate::util::{distill, fixture_model, stderr, synthetic_collection};
 
 fn train(args: &[&str]) {
     let o = distill(args);
@@ -157,6 +157,71 @@ fn evaluate_reports_reconstruction_generation_and_flags_a_memorising_prior() {
         g["novelty"]["copied_share"]["max"]
             .as_f64()
             .is_some_and(|v| v > 0.5)
+    );
+}
+
+#[test]
+fn evaluate_compares_a_folder_of_sounds_with_the_collection() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("sounds");
+    std::fs::create_dir(&data).expect("mkdir");
+    synthetic_collection(&data, 4);
+    // The collection's own files, at half the level: every window has a match (windows are
+    // compared after peak normalisation; only the 16-bit rounding differs), so the ratio is
+    // ≈ 0 and the level shape is the collection's.
+    let quieter = dir.path().join("quieter");
+    std::fs::create_dir(&quieter).expect("mkdir");
+    for i in 0..4 {
+        let name = format!("hit{i}.wav");
+        let mut r = hound::WavReader::open(data.join(&name)).expect("wav");
+        let spec = r.spec();
+        let mut w = hound::WavWriter::create(quieter.join(&name), spec).expect("create");
+        for v in r.samples::<i16>() {
+            w.write_sample(v.expect("sample") / 2).expect("write");
+        }
+        w.finalize().expect("finalize");
+    }
+    let model = fixture_model();
+    let run = |sounds: &Path| {
+        distill(&[
+            "evaluate",
+            "--model",
+            model.to_str().expect("utf-8"),
+            "--data",
+            data.to_str().expect("utf-8"),
+            "--generate",
+            "0",
+            "--sounds",
+            sounds.to_str().expect("utf-8"),
+            "--json",
+        ])
+    };
+    let o = run(&quieter);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    let s = &report["sounds"];
+    assert_eq!(s["count"], 4);
+    assert!(
+        s["closeness"]["ratio"].as_f64().is_some_and(|r| r < 0.01),
+        "{s}"
+    );
+    assert_eq!(
+        s["near_silent_share"]["generated"]["median"],
+        s["near_silent_share"]["collection"]["median"]
+    );
+    let verdicts = s["verdicts"].to_string();
+    assert!(verdicts.contains("possible copies"), "{verdicts}");
+    assert!(report["generation"].is_null());
+
+    // A folder without sounds is named in a one-line error.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).expect("mkdir");
+    let o = run(&empty);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("empty") && err.contains("no usable audio files"),
+        "{err}"
     );
 }
 

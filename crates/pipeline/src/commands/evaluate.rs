@@ -9,10 +9,13 @@ use clap::Args;
 use metrics::Summary;
 
 use crate::backend::Backend;
-use crate::evaluate::generation::furthest_features;
+use crate::evaluate::generation::{
+    Compared, Distribution, GenerationReport, SoundsReport, furthest_features,
+};
 use crate::evaluate::reconstruction::ChainSummary;
 use crate::evaluate::{EvaluateOptions, FitReport, evaluate};
 use crate::generate::GenerateSettings;
+use metrics::collection::nn::NnRatio;
 
 #[derive(Debug, Args)]
 pub struct EvaluateArgs {
@@ -38,6 +41,11 @@ pub struct EvaluateArgs {
     /// Nucleus sampling mass of the generated sounds (0 or 1 = off).
     #[arg(long, default_value_t = 0.9)]
     pub top_p: f64,
+    /// Also compare the sounds in this folder (made by any tool, any format) with the
+    /// collection: closeness, level shape and feature distribution (no copy measure: their
+    /// codes are unknown).
+    #[arg(long)]
+    pub sounds: Option<PathBuf>,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
@@ -56,6 +64,7 @@ pub fn run(args: &EvaluateArgs, backend: Backend, device: &Device) -> anyhow::Re
             ..GenerateSettings::default()
         },
         decoding: backend.decoding(),
+        sounds: args.sounds.clone(),
     };
     let report = evaluate(&options, device)?;
     if args.json {
@@ -144,9 +153,15 @@ fn print_text(report: &FitReport) {
             "  nearest-neighbour ratio of the training files through the codec: {c:.2} (about the best generated sounds can reach)"
         );
     }
-    let Some(g) = &report.generation else {
-        return;
-    };
+    if let Some(g) = &report.generation {
+        print_generation(g);
+    }
+    if let Some(s) = &report.sounds {
+        print_sounds(s);
+    }
+}
+
+fn print_generation(g: &GenerationReport) {
     println!(
         "\nGeneration: {} sounds of {} s (seed {}, temperature {}, top-p {}), {:.1} s to generate",
         g.count,
@@ -156,37 +171,12 @@ fn print_text(report: &FitReport) {
         g.settings.top_p,
         g.generation_s
     );
-    println!(
-        "  nearest-neighbour ratio {:.2} (≈1: as close as a new recording of the collection; ≫1: far from it)",
-        g.closeness.ratio
-    );
-    println!(
-        "  near-silent frames: generated {}, collection {}",
-        spread(&g.near_silent_share.generated, 2),
-        spread(&g.near_silent_share.collection, 2)
-    );
-    println!(
-        "  onsets per second: generated {}, collection {}",
-        spread(&g.onsets_per_s.generated, 2),
-        spread(&g.onsets_per_s.collection, 2)
-    );
-    let d = &g.distribution;
-    println!(
-        "  feature MMD² {:.3} (collection split in half: {:.3} ± {:.3}); precision {:.2}, recall {:.2}, coverage {:.2}",
-        d.mmd2,
-        d.split_half.mean,
-        d.split_half.std,
-        d.precision_recall.precision,
-        d.precision_recall.recall,
-        d.precision_recall.coverage
-    );
-    let furthest: Vec<String> = furthest_features(d, 3)
-        .into_iter()
-        .map(|(name, d)| format!("{name} {d:+.1}"))
-        .collect();
-    println!(
-        "  features furthest from the collection (effect size, Cohen's d): {}",
-        furthest.join(", ")
+    print_resemblance(
+        "generated",
+        &g.closeness,
+        &g.near_silent_share,
+        &g.onsets_per_s,
+        &g.distribution,
     );
     let n = &g.novelty;
     println!(
@@ -205,8 +195,72 @@ fn print_text(report: &FitReport) {
             c.training_file
         );
     }
+    print_verdicts(&g.verdicts);
+}
+
+fn print_verdicts(verdicts: &[String]) {
     println!("  verdicts (heuristics):");
-    for v in &g.verdicts {
+    for v in verdicts {
         println!("    - {v}");
     }
+}
+
+/// The sounds of `--sounds` against the collection.
+fn print_sounds(s: &SoundsReport) {
+    println!(
+        "\nSounds in {}: {} of {} s",
+        s.folder,
+        s.count,
+        spread(&s.duration_s, 2)
+    );
+    let r = &s.resemblance;
+    print_resemblance(
+        "these",
+        &r.closeness,
+        &r.near_silent_share,
+        &r.onsets_per_s,
+        &r.distribution,
+    );
+    print_verdicts(&s.verdicts);
+}
+
+/// Closeness, level shape and feature distribution of sounds (`who`) against the collection.
+fn print_resemblance(
+    who: &str,
+    closeness: &NnRatio,
+    near_silent_share: &Compared,
+    onsets_per_s: &Compared,
+    d: &Distribution,
+) {
+    println!(
+        "  nearest-neighbour ratio {:.2} (≈1: as close as a new recording of the collection; ≫1: far from it)",
+        closeness.ratio
+    );
+    println!(
+        "  near-silent frames: {who} {}, collection {}",
+        spread(&near_silent_share.generated, 2),
+        spread(&near_silent_share.collection, 2)
+    );
+    println!(
+        "  onsets per second: {who} {}, collection {}",
+        spread(&onsets_per_s.generated, 2),
+        spread(&onsets_per_s.collection, 2)
+    );
+    println!(
+        "  feature MMD² {:.3} (collection split in half: {:.3} ± {:.3}); precision {:.2}, recall {:.2}, coverage {:.2}",
+        d.mmd2,
+        d.split_half.mean,
+        d.split_half.std,
+        d.precision_recall.precision,
+        d.precision_recall.recall,
+        d.precision_recall.coverage
+    );
+    let furthest: Vec<String> = furthest_features(d, 3)
+        .into_iter()
+        .map(|(name, d)| format!("{name} {d:+.1}"))
+        .collect();
+    println!(
+        "  features furthest from the collection (effect size, Cohen's d): {}",
+        furthest.join(", ")
+    );
 }

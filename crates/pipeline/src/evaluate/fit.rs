@@ -13,7 +13,9 @@ use prior_model::TokenOrder;
 use serde::Serialize;
 use vqvae::LevelHealth;
 
-use super::generation::{GenerationOptions, GenerationReport, TrainingCodes, generation};
+use super::generation::{
+    GenerationOptions, GenerationReport, SoundsReport, TrainingCodes, generation, sounds_in_folder,
+};
 use super::reconstruction::{ReconstructionReport, reconstruction};
 use super::{code_grids, perplexity, prior_cross_entropy, prior_sequences, vq_eval};
 use crate::backend::Decoding;
@@ -33,6 +35,8 @@ pub struct EvaluateOptions {
     pub duration_s: Option<f64>,
     pub settings: GenerateSettings,
     pub decoding: Decoding,
+    /// A folder of sounds (from any tool) to compare with the collection as well.
+    pub sounds: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -64,6 +68,8 @@ pub struct FitReport {
     pub reconstruction: ReconstructionReport,
     /// Generated sounds against the collection (models with a prior).
     pub generation: Option<GenerationReport>,
+    /// The sounds of [`EvaluateOptions::sounds`] against the collection.
+    pub sounds: Option<SoundsReport>,
 }
 
 /// Chunks batched through the models at once.
@@ -196,6 +202,11 @@ pub fn evaluate(options: &EvaluateOptions, device: &Device) -> anyhow::Result<Fi
             (Some(fit), generation)
         }
     };
+    let sounds = options
+        .sounds
+        .as_deref()
+        .map(|folder| sounds_in_folder(folder, &recordings, &mel, options.seed))
+        .transpose()?;
     Ok(FitReport {
         model: options.model.display().to_string(),
         data: options.data.display().to_string(),
@@ -208,5 +219,6 @@ pub fn evaluate(options: &EvaluateOptions, device: &Device) -> anyhow::Result<Fi
         prior,
         reconstruction,
         generation,
+        sounds,
     })
 }

@@ -13,7 +13,10 @@
 //! Verdicts are heuristics (thresholds from `metrics::verdict`).
 
 use std::borrow::Cow;
+use std::path::Path;
 use std::time::Instant;
+
+use anyhow::{Context, bail};
 
 use audio::mel::MelSpectrogram;
 use metrics::Summary;
@@ -102,6 +105,28 @@ pub struct GenerationReport {
     pub verdicts: Vec<String>,
 }
 
+/// How a set of sounds compares with the collection: everything the generation report
+/// measures except copying (which needs the codes that made each sound).
+#[derive(Debug, Clone, Serialize)]
+pub struct Resemblance {
+    pub closeness: NnRatio,
+    pub near_silent_share: Compared,
+    pub onsets_per_s: Compared,
+    pub distribution: Distribution,
+}
+
+/// Sounds from a folder (made by any tool) against the collection.
+#[derive(Debug, Clone, Serialize)]
+pub struct SoundsReport {
+    pub folder: String,
+    pub count: usize,
+    pub duration_s: Summary,
+    #[serde(flatten)]
+    pub resemblance: Resemblance,
+    /// Plain-language heuristics.
+    pub verdicts: Vec<String>,
+}
+
 /// What to generate.
 #[derive(Debug, Clone, Copy)]
 pub struct GenerationOptions {
@@ -176,78 +201,22 @@ pub fn generation(
     let generation_s = started.elapsed().as_secs_f64();
     let audio: Vec<Vec<f32>> = sounds.iter().map(|s| s.audio.clone()).collect();
 
-    let closeness = nearest_neighbour_ratio(&audio, collection, mel)?;
-    let per = |sounds: &[&[f32]], f: &dyn Fn(&[f32]) -> metrics::Result<f64>| {
-        let values = sounds
-            .iter()
-            .map(|s| f(s))
-            .collect::<metrics::Result<Vec<f64>>>()?;
-        Summary::of(&values)
-    };
-    // Level statistics compare like with like: where the sounds take the files' lengths, each
-    // file is measured at the length its sounds get (a 0.2-s hit generated as 0.5 s is a hit
-    // and then silence, as is the file padded to 0.5 s).
-    let levelled: Vec<Cow<[f32]>> = collection
-        .iter()
-        .map(|f| match options.samples {
-            Some(_) => Cow::Borrowed(f.as_slice()),
-            None => at_generated_length(f),
-        })
-        .collect();
-    let levelled: Vec<&[f32]> = levelled.iter().map(|f| f.as_ref()).collect();
-    let generated: Vec<&[f32]> = audio.iter().map(Vec::as_slice).collect();
-    let silent = |s: &[f32]| near_silent_share(s, NEAR_SILENT_DB);
-    let onsets = |s: &[f32]| onset_rate(s, mel);
-    let near_silent_share = Compared {
-        generated: per(&generated, &silent)?,
-        collection: per(&levelled, &silent)?,
-    };
-    let onsets_per_s = Compared {
-        generated: per(&generated, &onsets)?,
-        collection: per(&levelled, &onsets)?,
-    };
-
-    let real = sound_features_all(collection, mel)?;
-    let fake = sound_features_all(&audio, mel)?;
-    let standard = Standardiser::fit(&real)?;
-    let (real, fake) = (standard.apply(&real)?, standard.apply(&fake)?);
-    let distribution = Distribution {
-        features: metrics::collection::features::FEATURE_NAMES.to_vec(),
-        effect_size: effect_sizes(&real, &fake),
-        mmd2: mmd2_unbiased(&fake, &real)?,
-        split_half: split_half_baseline(&real, options.seed)?,
-        precision_recall: precision_recall_coverage(&real, &fake, PRC_K)?,
-    };
+    let r = resemblance(
+        &audio,
+        collection,
+        options.samples.is_none(),
+        mel,
+        options.seed,
+    )?;
 
     // Seconds of audio per code column.
     let column_s = (options.time_downsample * mel.config.hop_length) as f64
         / f64::from(mel.config.sample_rate);
     let novelty = novelty(generator.token_order(), &sounds, &seeds, training, column_s)?;
 
-    let mut verdicts = vec![
-        verdict::closeness(closeness.ratio).to_string(),
-        verdict::copy_risk(novelty.copied_share.max).to_string(),
-        verdict::distribution(distribution.mmd2, &distribution.split_half).to_string(),
-    ];
-    verdicts.extend(
-        verdict::fidelity_diversity(
-            distribution.precision_recall.precision,
-            distribution.precision_recall.recall,
-        )
-        .into_iter()
-        .map(str::to_string),
-    );
-    let (g, c) = (
-        near_silent_share.generated.median,
-        near_silent_share.collection.median,
-    );
-    if (g - c).abs() > LEVEL_TOLERANCE {
-        verdicts.push(format!(
-            "level shape unlike the collection: {:.0}% of frames near-silent, the collection {:.0}%",
-            g * 100.0,
-            c * 100.0
-        ));
-    }
+    let mut verdicts = resemblance_verdicts(&r);
+    // The copy verdict reads second, after closeness.
+    verdicts.insert(1, verdict::copy_risk(novelty.copied_share.max).to_string());
     Ok(GenerationReport {
         count: options.count,
         seed: options.seed,
@@ -260,11 +229,128 @@ pub fn generation(
         settings: *generator.settings(),
         token_order: generator.token_order(),
         generation_s,
+        closeness: r.closeness,
+        near_silent_share: r.near_silent_share,
+        onsets_per_s: r.onsets_per_s,
+        distribution: r.distribution,
+        novelty,
+        verdicts,
+    })
+}
+
+/// Compares `sounds` (48 kHz mono) with `collection`. With `at_collection_lengths`, each
+/// sound took the length of a collection file, and level statistics measure each file at
+/// the length its sounds get (a 0.2-s hit generated as 0.5 s is a hit and then silence, as
+/// is the file padded to 0.5 s); otherwise files are measured as they are.
+pub fn resemblance(
+    sounds: &[Vec<f32>],
+    collection: &[Vec<f32>],
+    at_collection_lengths: bool,
+    mel: &MelSpectrogram,
+    seed: u64,
+) -> anyhow::Result<Resemblance> {
+    let closeness = nearest_neighbour_ratio(sounds, collection, mel)?;
+    let per = |sounds: &[&[f32]], f: &dyn Fn(&[f32]) -> metrics::Result<f64>| {
+        let values = sounds
+            .iter()
+            .map(|s| f(s))
+            .collect::<metrics::Result<Vec<f64>>>()?;
+        Summary::of(&values)
+    };
+    let levelled: Vec<Cow<[f32]>> = collection
+        .iter()
+        .map(|f| match at_collection_lengths {
+            true => at_generated_length(f),
+            false => Cow::Borrowed(f.as_slice()),
+        })
+        .collect();
+    let levelled: Vec<&[f32]> = levelled.iter().map(|f| f.as_ref()).collect();
+    let generated: Vec<&[f32]> = sounds.iter().map(Vec::as_slice).collect();
+    let silent = |s: &[f32]| near_silent_share(s, NEAR_SILENT_DB);
+    let onsets = |s: &[f32]| onset_rate(s, mel);
+    let near_silent_share = Compared {
+        generated: per(&generated, &silent)?,
+        collection: per(&levelled, &silent)?,
+    };
+    let onsets_per_s = Compared {
+        generated: per(&generated, &onsets)?,
+        collection: per(&levelled, &onsets)?,
+    };
+    let real = sound_features_all(collection, mel)?;
+    let fake = sound_features_all(sounds, mel)?;
+    let standard = Standardiser::fit(&real)?;
+    let (real, fake) = (standard.apply(&real)?, standard.apply(&fake)?);
+    let distribution = Distribution {
+        features: metrics::collection::features::FEATURE_NAMES.to_vec(),
+        effect_size: effect_sizes(&real, &fake),
+        mmd2: mmd2_unbiased(&fake, &real)?,
+        split_half: split_half_baseline(&real, seed)?,
+        precision_recall: precision_recall_coverage(&real, &fake, PRC_K)?,
+    };
+    Ok(Resemblance {
         closeness,
         near_silent_share,
         onsets_per_s,
         distribution,
-        novelty,
+    })
+}
+
+/// The heuristic verdicts on a [`Resemblance`]: closeness, feature distribution,
+/// fidelity / diversity, and the level shape where it differs.
+fn resemblance_verdicts(r: &Resemblance) -> Vec<String> {
+    let d = &r.distribution;
+    let mut verdicts = vec![
+        verdict::closeness(r.closeness.ratio).to_string(),
+        verdict::distribution(d.mmd2, &d.split_half).to_string(),
+    ];
+    verdicts.extend(
+        verdict::fidelity_diversity(d.precision_recall.precision, d.precision_recall.recall)
+            .into_iter()
+            .map(str::to_string),
+    );
+    let (g, c) = (
+        r.near_silent_share.generated.median,
+        r.near_silent_share.collection.median,
+    );
+    if (g - c).abs() > LEVEL_TOLERANCE {
+        verdicts.push(format!(
+            "level shape unlike the collection: {:.0}% of frames near-silent, the collection {:.0}%",
+            g * 100.0,
+            c * 100.0
+        ));
+    }
+    verdicts
+}
+
+/// The sounds of `folder` (every usable audio file, any format, resampled to 48 kHz mono)
+/// against `collection`, as they are (their own lengths).
+pub fn sounds_in_folder(
+    folder: &Path,
+    collection: &[Vec<f32>],
+    mel: &MelSpectrogram,
+    seed: u64,
+) -> anyhow::Result<SoundsReport> {
+    let scan = audio::scan::scan_dataset(folder)
+        .with_context(|| format!("scanning {}", folder.display()))?;
+    let paths: Vec<_> = scan.usable().map(|f| f.path.clone()).collect();
+    if paths.is_empty() {
+        bail!("{}: no usable audio files to compare", folder.display());
+    }
+    let sounds: Vec<Vec<f32>> = paths
+        .iter()
+        .map(|p| audio::load_48k(p).with_context(|| format!("reading {}", p.display())))
+        .collect::<anyhow::Result<_>>()?;
+    let resemblance = resemblance(&sounds, collection, false, mel, seed)?;
+    let verdicts = resemblance_verdicts(&resemblance);
+    let seconds: Vec<f64> = sounds
+        .iter()
+        .map(|s| s.len() as f64 / f64::from(audio::SAMPLE_RATE))
+        .collect();
+    Ok(SoundsReport {
+        folder: folder.display().to_string(),
+        count: sounds.len(),
+        duration_s: Summary::of(&seconds)?,
+        resemblance,
         verdicts,
     })
 }
