@@ -59,17 +59,29 @@ fn training_through_the_library_reports_in_order_and_resumes_after_a_cancel() {
     )
     .expect("trains");
     assert!(matches!(outcome, TrainOutcome::Finished { ref model, .. } if *model == full));
+    // Checkpoints are written at most every 10 s and when a stage ends: the last epoch's comes
+    // last (a slow machine may write others between epochs).
     let mut expected = vec!["config".to_string()];
     for stage in ["vqvae", "prior"] {
         expected.push(format!("start {stage}"));
         for epoch in 1..=3 {
             expected.push(format!("epoch {stage} {epoch}"));
-            expected.push(format!("checkpoint {stage} {epoch}"));
         }
+        expected.push(format!("checkpoint {stage} 3"));
         expected.push(format!("finished {stage}"));
     }
     expected.push("done".into());
-    assert_eq!(trace(&events), expected);
+    let traced = trace(&events);
+    let kept: Vec<String> = traced
+        .iter()
+        .enumerate()
+        .filter(|(i, t)| {
+            !t.starts_with("checkpoint")
+                || traced.get(i + 1).is_some_and(|n| n.starts_with("finished"))
+        })
+        .map(|(_, t)| t.clone())
+        .collect();
+    assert_eq!(kept, expected, "{traced:?}");
 
     // Cancelled from the event stream after the second VQ-VAE epoch.
     let part = dir.path().join("part.distill");
