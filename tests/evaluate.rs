@@ -2,25 +2,32 @@
 //! telling a memorising prior from a normally trained one.
 
 use std::path::Path;
+use std::process::Output;
 
-use crate::util::{distill, fixture_model, stderr, synthetic_collection};
+use crate::util::{distill, fixture_model, stderr, synthetic_collection, tone_with_noise_burst};
 
 fn train(args: &[&str]) {
     let o = distill(args);
     assert!(o.status.success(), "train failed: {}", stderr(&o));
 }
 
-fn evaluate(model: &Path, data: &Path) -> serde_json::Value {
-    let o = distill(&[
+/// `distill evaluate --model M --data D --json` with `extra` arguments.
+fn run_evaluate(model: &Path, data: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
         "evaluate",
         "--model",
         model.to_str().expect("utf-8"),
         "--data",
         data.to_str().expect("utf-8"),
-        "--generate",
-        "4",
         "--json",
-    ]);
+    ];
+    args.extend(extra);
+    distill(&args)
+}
+
+/// The report of evaluating with 4 generated sounds, which must succeed.
+fn evaluate(model: &Path, data: &Path) -> serde_json::Value {
+    let o = run_evaluate(model, data, &["--generate", "4"]);
     assert!(o.status.success(), "evaluate failed: {}", stderr(&o));
     serde_json::from_slice(&o.stdout).expect("one JSON report")
 }
@@ -183,18 +190,8 @@ fn evaluate_compares_a_folder_of_sounds_with_the_collection() {
     }
     let model = fixture_model();
     let run = |sounds: &Path| {
-        distill(&[
-            "evaluate",
-            "--model",
-            model.to_str().expect("utf-8"),
-            "--data",
-            data.to_str().expect("utf-8"),
-            "--generate",
-            "0",
-            "--sounds",
-            sounds.to_str().expect("utf-8"),
-            "--json",
-        ])
+        let sounds = sounds.to_str().expect("utf-8");
+        run_evaluate(&model, &data, &["--generate", "0", "--sounds", sounds])
     };
     let o = run(&quieter);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -228,24 +225,12 @@ fn evaluate_compares_a_folder_of_sounds_with_the_collection() {
 /// `n` takes of one decaying 220 Hz tone with a noise burst: the same sound, with
 /// different noise.
 fn takes_of_one_sound(dir: &Path, n: usize) {
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 44_100,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
     for i in 0..n {
-        let mut w =
-            hound::WavWriter::create(dir.join(format!("take{i}.wav")), spec).expect("create");
-        let mut noise = 777u32 + i as u32;
-        for s in 0..52_920 {
-            let t = s as f32 / 44_100.0;
-            noise = noise.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-            let white = (noise >> 8) as f32 / (1u32 << 24) as f32 - 0.5;
-            let v = (2.0 * std::f32::consts::PI * 220.0 * t).sin() * (-t * 4.0).exp()
-                + white * (-t * 30.0).exp();
-            w.write_sample((v * 12_000.0) as i16).expect("sample");
-        }
-        w.finalize().expect("finalize");
+        tone_with_noise_burst(
+            &dir.join(format!("take{i}.wav")),
+            220.0,
+            52_920,
+            777 + i as u32,
+        );
     }
 }

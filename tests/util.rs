@@ -44,26 +44,37 @@ pub fn wavs(dir: &Path) -> Vec<PathBuf> {
 /// Writes `n` short synthetic sounds (decaying tones with a noise burst) as 44.1 kHz WAVs.
 pub fn synthetic_collection(dir: &Path, n: usize) {
     for i in 0..n {
-        let spec = hound::WavSpec {
-            channels: 1,
-            sample_rate: 44_100,
-            bits_per_sample: 16,
-            sample_format: hound::SampleFormat::Int,
-        };
-        let mut w =
-            hound::WavWriter::create(dir.join(format!("hit{i}.wav")), spec).expect("create");
+        let samples = (44_100.0 * (0.6 + 0.3 * i as f32)) as usize;
         let freq = 110.0 * (1.0 + i as f32 * 0.37);
-        let mut noise = 12345u32 + i as u32;
-        for s in 0..(44_100.0 * (0.6 + 0.3 * i as f32)) as usize {
-            let t = s as f32 / 44_100.0;
-            noise = noise.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-            let white = (noise >> 8) as f32 / (1u32 << 24) as f32 - 0.5;
-            let v = (2.0 * std::f32::consts::PI * freq * t).sin() * (-t * 4.0).exp()
-                + white * (-t * 30.0).exp();
-            w.write_sample((v * 12_000.0) as i16).expect("sample");
-        }
-        w.finalize().expect("finalize");
+        tone_with_noise_burst(
+            &dir.join(format!("hit{i}.wav")),
+            freq,
+            samples,
+            12345 + i as u32,
+        );
     }
+}
+
+/// A 44.1 kHz 16-bit WAV of `samples` samples: a sine at `freq` Hz decaying over ~1 s plus a
+/// short noise burst drawn from `noise_seed`.
+pub fn tone_with_noise_burst(path: &Path, freq: f32, samples: usize, noise_seed: u32) {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 44_100,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).expect("create");
+    let mut noise = noise_seed;
+    for s in 0..samples {
+        let t = s as f32 / 44_100.0;
+        noise = noise.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        let white = (noise >> 8) as f32 / (1u32 << 24) as f32 - 0.5;
+        let v = (2.0 * std::f32::consts::PI * freq * t).sin() * (-t * 4.0).exp()
+            + white * (-t * 30.0).exp();
+        w.write_sample((v * 12_000.0) as i16).expect("sample");
+    }
+    w.finalize().expect("finalize");
 }
 
 /// `distill info PATH --json`, which must succeed, parsed.
