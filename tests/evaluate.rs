@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Output;
 
-use crate::util::{distill, fixture_model, stderr, synthetic_collection, tone_with_noise_burst};
+use crate::util::{distill, fixture_model, sounds, stderr, tone_with_noise_burst};
 
 fn train(args: &[&str]) {
     let o = distill(args);
@@ -34,10 +34,7 @@ fn evaluate(model: &Path, data: &Path) -> serde_json::Value {
 
 #[test]
 fn evaluate_reports_reconstruction_generation_and_flags_a_memorising_prior() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let data = dir.path().join("sounds");
-    std::fs::create_dir(&data).expect("mkdir");
-    synthetic_collection(&data, 4);
+    let (dir, data) = sounds(4);
     let s = |p: &Path| p.to_str().expect("utf-8").to_string();
     let normal = dir.path().join("normal.distill");
     let common = [
@@ -169,10 +166,7 @@ fn evaluate_reports_reconstruction_generation_and_flags_a_memorising_prior() {
 
 #[test]
 fn evaluate_compares_a_folder_of_sounds_with_the_collection() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let data = dir.path().join("sounds");
-    std::fs::create_dir(&data).expect("mkdir");
-    synthetic_collection(&data, 4);
+    let (dir, data) = sounds(4);
     // The collection's own files, at half the level: every window has a match (windows are
     // compared after peak normalisation; only the 16-bit rounding differs), so the ratio is
     // ≈ 0 and the level shape is the collection's.

@@ -5,7 +5,7 @@ use burn::prelude::Device;
 use pipeline::cancel::CancelToken;
 use pipeline::train::{ConfigOverrides, Event, StageName, TrainOptions, TrainOutcome, train};
 
-use crate::util::synthetic_collection;
+use crate::util::sounds;
 
 fn tiny(data: &std::path::Path, out: &std::path::Path) -> TrainOptions {
     TrainOptions {
@@ -43,10 +43,7 @@ fn trace(events: &[Event]) -> Vec<String> {
 
 #[test]
 fn training_through_the_library_reports_in_order_and_resumes_after_a_cancel() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let data = dir.path().join("sounds");
-    std::fs::create_dir(&data).expect("mkdir");
-    synthetic_collection(&data, 3);
+    let (dir, data) = sounds(3);
     let device = Device::flex();
 
     let full = dir.path().join("full.distill");

@@ -1,6 +1,6 @@
 //! `distill train` end to end on tiny synthetic collections.
 
-use crate::util::{distill, info_json, json_file, stderr, synthetic_collection};
+use crate::util::{distill, info_json, json_file, sounds, stderr, synthetic_collection};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -39,15 +39,6 @@ fn train_json(data: &Path, out: &Path, extra: &[&str]) -> Output {
     ];
     args.extend_from_slice(extra);
     distill(&args)
-}
-
-/// A temporary folder holding a `sounds/` folder of `files` synthetic recordings.
-fn sounds(files: usize) -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let data = dir.path().join("sounds");
-    std::fs::create_dir(&data).expect("mkdir");
-    synthetic_collection(&data, files);
-    (dir, data)
 }
 
 /// The `--json` run's `config` event (the resolved settings).

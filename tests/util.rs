@@ -41,6 +41,15 @@ pub fn wavs(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
+/// A temporary folder holding a `sounds/` folder of `files` synthetic recordings.
+pub fn sounds(files: usize) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("sounds");
+    std::fs::create_dir(&data).expect("mkdir");
+    synthetic_collection(&data, files);
+    (dir, data)
+}
+
 /// Writes `n` short synthetic sounds (decaying tones with a noise burst) as 44.1 kHz WAVs.
 pub fn synthetic_collection(dir: &Path, n: usize) {
     for i in 0..n {
