@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use serde_json::{Value as Json, json};
 
 use super::process::{
-    Measured, distill_exe, last_json, measure, original_command, original_config,
+    Measured, distill_exe, last_json, measure, original_command, original_config, ratio,
 };
 
 /// Seed of every sound (the original's reference runs use 42).
@@ -48,11 +48,6 @@ fn summary(m: &Measured, audio_s: f64) -> Json {
     })
 }
 
-fn failed(who: &str, m: &Measured) -> anyhow::Error {
-    let tail: Vec<&str> = m.stderr.lines().rev().take(5).collect();
-    anyhow::anyhow!("{who} generate failed: {}", tail.join(" | "))
-}
-
 /// Distill generating `count` sounds of `duration` seconds from `model`.
 fn ours(model: &Path, count: usize, duration: f64, dir: &Path) -> anyhow::Result<Json> {
     let mut cmd = Command::new(distill_exe()?);
@@ -66,7 +61,7 @@ fn ours(model: &Path, count: usize, duration: f64, dir: &Path) -> anyhow::Result
         .args(["--seed", SEED, "--json"]);
     let m = measure(cmd)?;
     if !m.ok {
-        return Err(failed("Distill's", &m));
+        return Err(m.failure("Distill's generate"));
     }
     let files = result_files(&last_json(&m.stdout));
     if files.len() != count {
@@ -116,7 +111,7 @@ fn original(
         ],
     )?)?;
     if !m.ok {
-        return Err(failed("the original's", &m));
+        return Err(m.failure("the original's generate"));
     }
     let files = result_files(&last_json(&m.stdout));
     if files.is_empty() {
@@ -153,10 +148,7 @@ pub fn versus_original(model: &Path, count: usize, duration: f64) -> anyhow::Res
         Some(Err(e)) => report["original"] = json!(format!("original not measured: {e:#}")),
         Some(Ok(orig)) => {
             let d = &report["distill"];
-            let ratio = |k: &str| match (d[k].as_f64(), orig[k].as_f64()) {
-                (Some(a), Some(b)) if b > 0.0 => json!(a / b),
-                _ => Json::Null,
-            };
+            let ratio = |k: &str| ratio(&d[k], &orig[k]);
             // The original delivers less audio than asked (9.47 s of 10): compare the
             // time per second of audio as well as the whole.
             let per_audio_s = |j: &Json| {

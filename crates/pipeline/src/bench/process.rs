@@ -37,6 +37,22 @@ pub struct Measured {
     pub ok: bool,
 }
 
+impl Measured {
+    /// An error naming what failed, with the last lines the process wrote to stderr.
+    pub fn failure(&self, what: &str) -> anyhow::Error {
+        let tail: Vec<&str> = self.stderr.lines().rev().take(5).collect();
+        anyhow::anyhow!("{what} failed: {}", tail.join(" | "))
+    }
+}
+
+/// `a / b` as JSON, or null where either is missing or `b` is not positive.
+pub fn ratio(a: &serde_json::Value, b: &serde_json::Value) -> serde_json::Value {
+    match (a.as_f64(), b.as_f64()) {
+        (Some(a), Some(b)) if b > 0.0 => serde_json::json!(a / b),
+        _ => serde_json::Value::Null,
+    }
+}
+
 /// Runs `cmd` to completion, measuring it.
 pub fn measure(mut cmd: Command) -> anyhow::Result<Measured> {
     let started = Instant::now();
@@ -157,6 +173,15 @@ pub fn last_json(stdout: &str) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ratios_are_null_where_they_cannot_be_formed() {
+        use serde_json::{Value, json};
+        assert_eq!(ratio(&json!(1.0), &json!(4.0)), json!(0.25));
+        assert_eq!(ratio(&json!(1.0), &json!(0.0)), Value::Null);
+        assert_eq!(ratio(&Value::Null, &json!(2.0)), Value::Null);
+        assert_eq!(ratio(&json!(3.0), &json!("n/a")), Value::Null);
+    }
 
     #[test]
     fn the_last_printed_json_value_is_the_result() {

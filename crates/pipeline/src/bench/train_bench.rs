@@ -15,7 +15,7 @@ use anyhow::{Context, bail};
 use serde_json::{Value as Json, json};
 
 use super::process::{
-    Measured, distill_exe, last_json, measure, original_command, original_config, threads,
+    Measured, distill_exe, last_json, measure, original_command, original_config, ratio, threads,
 };
 
 /// Distill's run and per-stage summaries.
@@ -89,16 +89,7 @@ fn original(
     let run = |args: &[&str]| -> anyhow::Result<Measured> {
         let m = measure(original_command(install, args)?)?;
         if !m.ok {
-            bail!(
-                "the original's `{}` failed: {}",
-                args[0],
-                m.stderr
-                    .lines()
-                    .rev()
-                    .take(5)
-                    .collect::<Vec<_>>()
-                    .join(" | ")
-            );
+            return Err(m.failure(&format!("the original's `{}`", args[0])));
         }
         Ok(m)
     };
@@ -194,10 +185,6 @@ pub fn train(data: &Path, epochs: Option<usize>, preset: &str) -> anyhow::Result
                 &orig["prior"]["result"],
                 &["best_perplexity", "final_perplexity"],
             );
-            let ratio = |a: &Json, b: &Json| match (a.as_f64(), b.as_f64()) {
-                (Some(a), Some(b)) if b > 0.0 => json!(a / b),
-                _ => Json::Null,
-            };
             let reach_vq = vq_best.and_then(|t| time_to(&report["distill"]["vqvae"], t));
             let reach_prior = prior_ppl.and_then(|p| time_to(&report["distill"]["prior"], p.ln()));
             report["ratios_distill_over_original"] = json!({
