@@ -85,6 +85,17 @@ fn evaluate_reports_reconstruction_generation_and_flags_a_memorising_prior() {
         r["vocoder"]["log_mel_l1"]["median"].as_f64()
             < r["codec_mel"]["log_mel_l1"]["median"].as_f64()
     );
+    // The codec's level shape is measured on the training files, each through the codec
+    // and as recorded.
+    let level = &r["codec_level"]["near_silent_share"];
+    let (files, held_out) = (4, r["files"].as_array().map_or(0, Vec::len) as u64);
+    let training = Some(if held_out == files {
+        files
+    } else {
+        files - held_out
+    });
+    assert_eq!(level["generated"]["n"].as_u64(), training, "{level}");
+    assert_eq!(level["collection"]["n"].as_u64(), training, "{level}");
     let g = &report["generation"];
     assert_eq!(g["count"], 4);
     assert!(g["closeness"]["ratio"].as_f64().is_some_and(|v| v > 0.0));

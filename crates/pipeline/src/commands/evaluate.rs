@@ -153,6 +153,15 @@ fn print_text(report: &FitReport) {
             "  nearest-neighbour ratio of the training files through the codec: {c:.2} (about the best generated sounds can reach)"
         );
     }
+    if let Some(level) = &r.codec_level {
+        println!(
+            "  the training files through the codec: near-silent frames {} (the files {}), onsets per second {} (the files {})",
+            spread(&level.near_silent_share.generated, 2),
+            spread(&level.near_silent_share.collection, 2),
+            spread(&level.onsets_per_s.generated, 2),
+            spread(&level.onsets_per_s.collection, 2)
+        );
+    }
     if let Some(g) = &report.generation {
         print_generation(g);
     }

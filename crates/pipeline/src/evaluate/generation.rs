@@ -250,13 +250,6 @@ pub fn resemblance(
     seed: u64,
 ) -> anyhow::Result<Resemblance> {
     let closeness = nearest_neighbour_ratio(sounds, collection, mel)?;
-    let per = |sounds: &[&[f32]], f: &dyn Fn(&[f32]) -> metrics::Result<f64>| {
-        let values = sounds
-            .iter()
-            .map(|s| f(s))
-            .collect::<metrics::Result<Vec<f64>>>()?;
-        Summary::of(&values)
-    };
     let levelled: Vec<Cow<[f32]>> = collection
         .iter()
         .map(|f| match at_collection_lengths {
@@ -266,16 +259,10 @@ pub fn resemblance(
         .collect();
     let levelled: Vec<&[f32]> = levelled.iter().map(|f| f.as_ref()).collect();
     let generated: Vec<&[f32]> = sounds.iter().map(Vec::as_slice).collect();
-    let silent = |s: &[f32]| near_silent_share(s, NEAR_SILENT_DB);
-    let onsets = |s: &[f32]| onset_rate(s, mel);
-    let near_silent_share = Compared {
-        generated: per(&generated, &silent)?,
-        collection: per(&levelled, &silent)?,
-    };
-    let onsets_per_s = Compared {
-        generated: per(&generated, &onsets)?,
-        collection: per(&levelled, &onsets)?,
-    };
+    let LevelShape {
+        near_silent_share,
+        onsets_per_s,
+    } = level_shape(&generated, &levelled, mel)?;
     let real = sound_features_all(collection, mel)?;
     let fake = sound_features_all(sounds, mel)?;
     let standard = Standardiser::fit(&real)?;
@@ -292,6 +279,42 @@ pub fn resemblance(
         near_silent_share,
         onsets_per_s,
         distribution,
+    })
+}
+
+/// The level shape of a set of sounds against reference sounds: the share of near-silent
+/// frames and the onset rate, per sound.
+#[derive(Debug, Clone, Serialize)]
+pub struct LevelShape {
+    pub near_silent_share: Compared,
+    pub onsets_per_s: Compared,
+}
+
+/// [`LevelShape`] of `sounds` (the `generated` side) against `references` (the
+/// `collection` side), each sound measured as it is.
+pub fn level_shape(
+    sounds: &[&[f32]],
+    references: &[&[f32]],
+    mel: &MelSpectrogram,
+) -> anyhow::Result<LevelShape> {
+    let per = |sounds: &[&[f32]], f: &dyn Fn(&[f32]) -> metrics::Result<f64>| {
+        let values = sounds
+            .iter()
+            .map(|s| f(s))
+            .collect::<metrics::Result<Vec<f64>>>()?;
+        Summary::of(&values)
+    };
+    let silent = |s: &[f32]| near_silent_share(s, NEAR_SILENT_DB);
+    let onsets = |s: &[f32]| onset_rate(s, mel);
+    Ok(LevelShape {
+        near_silent_share: Compared {
+            generated: per(sounds, &silent)?,
+            collection: per(references, &silent)?,
+        },
+        onsets_per_s: Compared {
+            generated: per(sounds, &onsets)?,
+            collection: per(references, &onsets)?,
+        },
     })
 }
 
@@ -481,7 +504,7 @@ fn collection_length(file: &[f32]) -> usize {
 mod tests {
     use super::{
         Distribution, NEAR_SILENT_DB, at_generated_length, effect_sizes, furthest_features,
-        length_source,
+        length_source, level_shape,
     };
     use metrics::levels::near_silent_share;
 
@@ -519,6 +542,35 @@ mod tests {
             at_generated_length(&vec![0.1f32; 11 * rate]).len(),
             10 * rate
         );
+    }
+
+    #[test]
+    fn level_shape_measures_each_side_per_sound() {
+        let rate = audio::SAMPLE_RATE as usize;
+        let mel = audio::mel::MelSpectrogram::new(audio::SpectrogramConfig::default());
+        // Four 0.25-s tone bursts, each followed by as much silence; and a steady tone.
+        let tone = |n: usize| -> Vec<f32> {
+            (0..n)
+                .map(|i| (i as f32 * 440.0 * std::f32::consts::TAU / rate as f32).sin())
+                .collect()
+        };
+        let bursts: Vec<f32> = (0..4)
+            .flat_map(|_| {
+                let mut b = tone(rate / 4);
+                b.resize(rate / 2, 0.0);
+                b
+            })
+            .collect();
+        let steady = tone(2 * rate);
+        let shape = level_shape(&[&bursts, &bursts], &[&steady], &mel).expect("level shape");
+        let ns = &shape.near_silent_share;
+        assert_eq!((ns.generated.n, ns.collection.n), (2, 1));
+        assert!((0.45..=0.55).contains(&ns.generated.median), "{ns:?}");
+        assert_eq!(ns.collection.median, 0.0);
+        // Each burst starts with an onset: at least two per second, the steady tone fewer.
+        let onsets = &shape.onsets_per_s;
+        assert!(onsets.generated.median >= 2.0, "{onsets:?}");
+        assert!(onsets.collection.median < 2.0, "{onsets:?}");
     }
 
     #[test]

@@ -23,6 +23,7 @@ use serde::Serialize;
 use vqvae::ConvVqvae;
 
 use super::floats;
+use super::generation::{LevelShape, level_shape};
 
 /// One file through one chain.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -95,6 +96,11 @@ pub struct ReconstructionReport {
     /// collection: what a prior that wrote exactly the training codes would score (the
     /// ceiling the codec and vocoder put on generation).
     pub codec_closeness: Option<f64>,
+    /// The level shape of the same codec outputs against the training files themselves:
+    /// silences and onsets the codec and vocoder lose, no prior can bring back (a grid of
+    /// one code column per 170 ms smooths speech's syllable onsets away).
+    /// `None` without training files.
+    pub codec_level: Option<LevelShape>,
 }
 
 /// Seed of the reference recipe's random phases (fixed, so reports repeat).
@@ -208,6 +214,14 @@ pub fn reconstruction(
         .iter()
         .map(|r| through_codec(vq, r, &ours, mel, device))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let codec_level = match training.is_empty() {
+        true => None,
+        false => Some(level_shape(
+            &outputs.iter().map(Vec::as_slice).collect::<Vec<_>>(),
+            &training.iter().map(Vec::as_slice).collect::<Vec<_>>(),
+            mel,
+        )?),
+    };
     Ok(ReconstructionReport {
         files: recordings.iter().map(|(n, _)| n.clone()).collect(),
         input_noise_floor: Summary::of(&floors)?,
@@ -229,5 +243,6 @@ pub fn reconstruction(
         )
         .ok()
         .map(|r| r.ratio),
+        codec_level,
     })
 }
