@@ -97,8 +97,8 @@ pub struct ReconstructionReport {
     /// ceiling the codec and vocoder put on generation).
     pub codec_closeness: Option<f64>,
     /// The level shape of the same codec outputs against the training files themselves:
-    /// silences and onsets the codec and vocoder lose, no prior can bring back (a grid of
-    /// one code column per 170 ms smooths speech's syllable onsets away).
+    /// silences and onsets the codec and vocoder lose, no prior can bring back (speech30's
+    /// round trips keep its pauses but under a third of its syllable onsets).
     /// `None` without training files.
     pub codec_level: Option<LevelShape>,
 }
