@@ -9,13 +9,10 @@ use clap::Args;
 use metrics::Summary;
 
 use crate::backend::Backend;
-use crate::evaluate::generation::{
-    Compared, Distribution, GenerationReport, SoundsReport, furthest_features,
-};
+use crate::evaluate::generation::{GenerationReport, Resemblance, SoundsReport, furthest_features};
 use crate::evaluate::reconstruction::ChainSummary;
 use crate::evaluate::{EvaluateOptions, FitReport, evaluate};
 use crate::generate::GenerateSettings;
-use metrics::collection::nn::NnRatio;
 
 #[derive(Debug, Args)]
 pub struct EvaluateArgs {
@@ -180,13 +177,7 @@ fn print_generation(g: &GenerationReport) {
         g.settings.top_p,
         g.generation_s
     );
-    print_resemblance(
-        "generated",
-        &g.closeness,
-        &g.near_silent_share,
-        &g.onsets_per_s,
-        &g.distribution,
-    );
+    print_resemblance("generated", &g.resemblance);
     let n = &g.novelty;
     println!(
         "  longest copied code run: {} s ({} of a sound); {}-gram overlap {}",
@@ -222,25 +213,18 @@ fn print_sounds(s: &SoundsReport) {
         s.count,
         spread(&s.duration_s, 2)
     );
-    let r = &s.resemblance;
-    print_resemblance(
-        "these",
+    print_resemblance("these", &s.resemblance);
+    print_verdicts(&s.verdicts);
+}
+
+/// Closeness, level shape and feature distribution of sounds (`who`) against the collection.
+fn print_resemblance(who: &str, r: &Resemblance) {
+    let (closeness, near_silent_share, onsets_per_s, d) = (
         &r.closeness,
         &r.near_silent_share,
         &r.onsets_per_s,
         &r.distribution,
     );
-    print_verdicts(&s.verdicts);
-}
-
-/// Closeness, level shape and feature distribution of sounds (`who`) against the collection.
-fn print_resemblance(
-    who: &str,
-    closeness: &NnRatio,
-    near_silent_share: &Compared,
-    onsets_per_s: &Compared,
-    d: &Distribution,
-) {
     println!(
         "  nearest-neighbour ratio {:.2} (≈1: as close as a new recording of the collection; ≫1: far from it)",
         closeness.ratio

@@ -96,10 +96,8 @@ pub struct GenerationReport {
     pub settings: GenerateSettings,
     pub token_order: TokenOrder,
     pub generation_s: f64,
-    pub closeness: NnRatio,
-    pub near_silent_share: Compared,
-    pub onsets_per_s: Compared,
-    pub distribution: Distribution,
+    #[serde(flatten)]
+    pub resemblance: Resemblance,
     pub novelty: Novelty,
     /// Plain-language heuristics.
     pub verdicts: Vec<String>,
@@ -229,10 +227,7 @@ pub fn generation(
         settings: *generator.settings(),
         token_order: generator.token_order(),
         generation_s,
-        closeness: r.closeness,
-        near_silent_share: r.near_silent_share,
-        onsets_per_s: r.onsets_per_s,
-        distribution: r.distribution,
+        resemblance: r,
         novelty,
         verdicts,
     })
