@@ -431,7 +431,8 @@ fn the_log_power_weight_reaches_the_training_loss_and_the_model_file() {
 
 #[test]
 fn the_native_prior_learns_no_padding_after_a_file_ends() {
-    // 0.6 … 2.7 s: at least two of the four validation files are longer than the 1-s window.
+    // 0.6 … 2.7 s: the one validation file (native models hold out 10 % below 50 files, at
+    // least one) is longer than the 1-s window, so its padding would make a second window.
     let (dir, data) = sounds(8);
     let vq = dir.path().join("vq.distill");
     let o = train(&data, &vq, "5", &["--stage", "vqvae"]);
