@@ -174,8 +174,8 @@ pub const NATIVE_LARGE_STEPS: usize = 4000;
 /// Share of a small collection's files the native preset holds out for validation (at least
 /// one file). The reference holds out 30 % of a collection of 10–49 files and half of a smaller
 /// one: files the models never learn, so no generated sound can resemble them. On drums20
-/// (2 files held out instead of 6) generated sounds came nearer the collection over three
-/// training seeds; on notes96 (9 instead of 19 of 96) nothing changed beyond a seed's noise,
+/// (2 files held out instead of 6) generated sounds came nearer the collection on average
+/// over five training seeds, and at equal training time over three; on notes96 (9 instead of 19 of 96) nothing changed beyond a seed's noise,
 /// hence the reference's 20 % from 50 files on. See README, "Validation files".
 pub const NATIVE_SMALL_VAL_FRACTION: f64 = 0.1;
 /// Collections with fewer files than this hold out [`NATIVE_SMALL_VAL_FRACTION`].
