@@ -65,6 +65,7 @@ fn same_seed_gives_identical_files_of_the_exact_length() {
     assert_eq!(sidecar["seed"], 42);
     assert_eq!(sidecar["token_order"], "raster");
     assert_eq!(sidecar["top_p"], 0.9);
+    assert_eq!(sidecar["candidates"], 1);
 }
 
 #[test]
@@ -500,4 +501,63 @@ fn generated_streams_decode_in_the_order_the_prior_was_trained_on() {
         order.grid(&windows[0], transposed).expect("same size"),
         order.grid(&windows[0], shape).expect("fits")
     );
+}
+
+#[test]
+fn candidates_keep_one_of_the_streams_their_seeds_give_and_refuse_bad_counts() {
+    use pipeline::backend::Decoding;
+    use pipeline::generate::{GenerateSettings, Generator};
+    use rand::{Rng, SeedableRng};
+    let path = crate::util::root().join("tests/fixtures/drums20-time-major/model.distill");
+    let model = pipeline::modelfile::ModelFile::load(&path).expect("fixture model loads");
+    let device = burn::prelude::Device::flex();
+    let with = |candidates: usize| GenerateSettings {
+        iterations: 1,
+        candidates,
+        ..GenerateSettings::default()
+    };
+    let samples = 48_000;
+    let chosen = Generator::new(&model, &device, Decoding::Host, with(3))
+        .expect("generator")
+        .render_seed(samples, 4, &mut || {})
+        .expect("renders");
+    // Candidate i is the single-candidate sound of the i-th seed drawn from the sound's seed.
+    let single = Generator::new(&model, &device, Decoding::Host, with(1)).expect("generator");
+    let mut parent = rand::rngs::StdRng::seed_from_u64(4);
+    let grids: Vec<Vec<i64>> = (0..3)
+        .map(|_| {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(parent.random());
+            let sound = single
+                .render(samples, &mut rng, &mut || {})
+                .expect("renders");
+            sound.codes.grids[0].clone()
+        })
+        .collect();
+    assert!(
+        grids.windows(2).all(|w| w[0] != w[1]),
+        "the candidates are distinct draws"
+    );
+    assert!(
+        grids.contains(&chosen.codes.grids[0]),
+        "the kept sound is one of its candidates"
+    );
+    let again = Generator::new(&model, &device, Decoding::Host, with(3))
+        .expect("generator")
+        .render_seed(samples, 4, &mut || {})
+        .expect("renders");
+    assert_eq!(again.codes, chosen.codes, "a seed gives the same choice");
+
+    for bad in [0, pipeline::generate::MAX_CANDIDATES + 1] {
+        let err = Generator::new(&model, &device, Decoding::Host, with(bad))
+            .err()
+            .expect("refused");
+        assert!(err.to_string().contains("candidates"), "{err}");
+    }
+    // A reference (raster-order) model writes independent 1 s grids: no candidates.
+    let reference = crate::util::root().join("tests/fixtures/upstream-drums20/model.distill");
+    let reference = pipeline::modelfile::ModelFile::load(&reference).expect("fixture loads");
+    let err = Generator::new(&reference, &device, Decoding::Host, with(2))
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("time-major"), "{err}");
 }

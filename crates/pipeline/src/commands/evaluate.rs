@@ -38,6 +38,9 @@ pub struct EvaluateArgs {
     /// Nucleus sampling mass of the generated sounds (0 or 1 = off).
     #[arg(long, default_value_t = 0.9)]
     pub top_p: f64,
+    /// Candidates per generated sound (as `distill generate --candidates`).
+    #[arg(long, default_value_t = 1)]
+    pub candidates: usize,
     /// Also compare the sounds in this folder (made by any tool, any format) with the
     /// collection: closeness, level shape and feature distribution (no copy measure: their
     /// codes are unknown).
@@ -58,6 +61,7 @@ pub fn run(args: &EvaluateArgs, backend: Backend, device: &Device) -> anyhow::Re
         settings: GenerateSettings {
             temperature: args.temperature,
             top_p: args.top_p,
+            candidates: args.candidates,
             ..GenerateSettings::default()
         },
         decoding: backend.decoding(),

@@ -68,6 +68,11 @@ pub struct GenerateArgs {
     /// Nucleus sampling mass (0 or 1 = off).
     #[arg(long, default_value_t = 0.9)]
     pub top_p: f64,
+    /// Candidates sampled per sound, of which the one the model finds most plausible
+    /// throughout is kept (its least likely moment is the likeliest): closer to the collection,
+    /// but more often copying it and quieter; each candidate costs a sampling pass.
+    #[arg(long, default_value_t = 1)]
+    pub candidates: usize,
     /// Output sample rate (resampled properly).
     #[arg(long, default_value_t = audio::SAMPLE_RATE)]
     pub sample_rate: u32,
@@ -98,6 +103,7 @@ pub fn run(args: &GenerateArgs, backend: Backend, device: &Device) -> anyhow::Re
         top_k: args.top_k,
         top_p: args.top_p,
         iterations: args.iterations,
+        candidates: args.candidates,
     };
     let format = WavFormat {
         sample_rate: args.sample_rate,

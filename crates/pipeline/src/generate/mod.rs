@@ -48,7 +48,13 @@ pub struct GenerateSettings {
     pub top_p: f64,
     /// Griffin-Lim iterations of the vocoder.
     pub iterations: usize,
+    /// Candidates sampled per sound; the one whose least likely code column is most likely
+    /// under the prior is kept (1 = the first, as sampled).
+    pub candidates: usize,
 }
+
+/// Most candidates per sound (each costs a full sampling pass).
+pub const MAX_CANDIDATES: usize = 16;
 
 impl Default for GenerateSettings {
     fn default() -> Self {
@@ -58,6 +64,7 @@ impl Default for GenerateSettings {
             top_k: 0,
             top_p: 0.9,
             iterations: audio::vocoder::DEFAULT_ITERATIONS,
+            candidates: 1,
         }
     }
 }
@@ -82,6 +89,12 @@ impl GenerateSettings {
         }
         if !(0.0..=1.0).contains(&self.top_p) {
             bail!("top-p must be between 0 and 1, got {}", self.top_p);
+        }
+        if !(1..=MAX_CANDIDATES).contains(&self.candidates) {
+            bail!(
+                "candidates must be between 1 and {MAX_CANDIDATES}, got {}",
+                self.candidates
+            );
         }
         if !(1..=1000).contains(&self.iterations) {
             bail!(
@@ -143,6 +156,12 @@ impl Generator {
         settings: GenerateSettings,
     ) -> anyhow::Result<Self> {
         settings.validate()?;
+        if settings.candidates > 1 && model.token_order() == TokenOrder::Raster {
+            bail!(
+                "candidates need a model trained by Distill (time-major codes); this model's \
+                 prior writes independent 1 s grids"
+            );
+        }
         let prior = crate::models::prior(model, device)?;
         let vq = crate::models::vqvae(model, device)?;
         let k = prior.shape().codebook_size;
@@ -250,10 +269,12 @@ impl Generator {
         self.window_columns()
     }
 
-    /// Tokens one sound of `samples` samples needs.
+    /// Tokens sampled for one sound of `samples` samples (every candidate's).
     pub fn tokens_for(&self, samples: usize) -> usize {
         match self.order {
-            TokenOrder::TimeMajor => self.steps_for(samples) * self.grid.tokens_per_step(),
+            TokenOrder::TimeMajor => {
+                self.steps_for(samples) * self.grid.tokens_per_step() * self.settings.candidates
+            }
             TokenOrder::Raster => Self::chunks_for(samples) * self.prior.shape().seq_len,
         }
     }
@@ -334,7 +355,8 @@ impl Generator {
             let tokens = self
                 .continue_all(&[Vec::new()], seq_len, std::slice::from_mut(rng), on_token)?
                 .pop()
-                .ok_or_else(|| anyhow::anyhow!("no tokens were sampled"))?;
+                .ok_or_else(|| anyhow::anyhow!("no tokens were sampled"))?
+                .tokens;
             let grid = self.order.grid(&tokens, shape)?;
             let mel = self.decode(&grid, shape, chunk_frames)?;
             chunks.push(self.vocoder.synthesize(&mel, chunk_frames, Some(RATE)));

@@ -103,6 +103,7 @@ pub fn write_sound(dir: &Path, sound: &Sound, file: &SoundFile) -> anyhow::Resul
         "temperature": s.temperature,
         "top_k": s.top_k,
         "top_p": s.top_p,
+        "candidates": s.candidates,
         "sample_rate": file.format.sample_rate,
         "bit_depth": match file.format.bit_depth {
             BitDepth::Pcm16 => "Pcm16",

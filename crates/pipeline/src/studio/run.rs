@@ -53,6 +53,7 @@ impl GenerateJob {
             top_k: self.top_k,
             top_p: self.top_p,
             iterations: self.iterations,
+            ..GenerateSettings::default()
         }
     }
 }
