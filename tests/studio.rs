@@ -753,6 +753,10 @@ async fn train_generate_keep_export_rename_and_delete() {
             StatusCode::BAD_REQUEST,
         ),
         (
+            json!({"model": "tiny.distill", "candidates": 0}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
             json!({"model": "tiny.distill", "bogus": 1}),
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
@@ -767,7 +771,7 @@ async fn train_generate_keep_export_rename_and_delete() {
         assert_eq!(s, status, "{body}: {v}");
         assert!(v["error"].is_string());
     }
-    let settings = json!({"model": "tiny.distill", "duration": 1.5, "count": 2, "seed": 11, "temperature": 0.9, "top_k": 0, "top_p": 0.9, "iterations": 4});
+    let settings = json!({"model": "tiny.distill", "duration": 1.5, "count": 2, "seed": 11, "temperature": 0.9, "top_k": 0, "top_p": 0.9, "iterations": 4, "candidates": 2});
     let (s, v) = app.call("POST", "/api/jobs/generate", Some(settings)).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let gen_job = v["job"].as_u64().expect("job");
@@ -784,6 +788,7 @@ async fn train_generate_keep_export_rename_and_delete() {
         (first["duration_s"].as_f64(), first["temperature"].as_f64()),
         (Some(1.5), Some(0.9))
     );
+    assert_eq!(first["candidates"], 2, "the result records its candidates");
     let seed: u64 = first["seed"]
         .as_str()
         .and_then(|s| s.parse().ok())
@@ -860,7 +865,7 @@ async fn train_generate_keep_export_rename_and_delete() {
     assert_eq!(s, StatusCode::NOT_FOUND);
 
     // Regenerating one result from its seed gives the same file.
-    let again = json!({"model": "tiny.distill", "duration": 1.5, "count": 1, "seed": seed.to_string(), "temperature": 0.9, "top_k": 0, "top_p": 0.9, "iterations": 4});
+    let again = json!({"model": "tiny.distill", "duration": 1.5, "count": 1, "seed": seed.to_string(), "temperature": 0.9, "top_k": 0, "top_p": 0.9, "iterations": 4, "candidates": 2});
     let (_, v) = app.call("POST", "/api/jobs/generate", Some(again)).await;
     let regen = v["job"].as_u64().expect("job");
     app.events(regen).await;

@@ -44,6 +44,13 @@ pub struct GenerateJob {
     pub top_k: usize,
     pub top_p: f64,
     pub iterations: usize,
+    /// Candidates per sound (jobs saved before it existed had one).
+    #[serde(default = "one")]
+    pub candidates: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 impl GenerateJob {
@@ -53,7 +60,7 @@ impl GenerateJob {
             top_k: self.top_k,
             top_p: self.top_p,
             iterations: self.iterations,
-            ..GenerateSettings::default()
+            candidates: self.candidates,
         }
     }
 }

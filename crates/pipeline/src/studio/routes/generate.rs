@@ -31,6 +31,9 @@ fn default_top_p() -> f64 {
 fn default_iterations() -> usize {
     audio::vocoder::DEFAULT_ITERATIONS
 }
+fn default_candidates() -> usize {
+    1
+}
 fn default_duration() -> f64 {
     2.0
 }
@@ -84,6 +87,8 @@ pub struct GenerateRequest {
     pub top_p: f64,
     #[serde(default = "default_iterations")]
     pub iterations: usize,
+    #[serde(default = "default_candidates")]
+    pub candidates: usize,
 }
 
 /// Queues a generation job.
@@ -115,6 +120,7 @@ pub async fn start(
         top_k: req.top_k,
         top_p: req.top_p,
         iterations: req.iterations,
+        candidates: req.candidates,
     };
     job.settings()
         .validate()
@@ -190,6 +196,8 @@ pub fn result_info(s: &Studio, job: u64, sidecar: &Path) -> anyhow::Result<Json_
         "top_k": side["top_k"],
         "top_p": side["top_p"],
         "iterations": side["griffin_lim_iterations"],
+        // Sidecars written before candidates existed had one.
+        "candidates": side["candidates"].as_u64().unwrap_or(1),
         "kept": kept_seeds(dir).contains(&seed),
     }))
 }
