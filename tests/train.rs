@@ -612,3 +612,60 @@ fn the_native_prior_draws_its_windows_file_by_file() {
     let (_, again) = prior("native-again", &[]);
     assert_eq!(again, by_file);
 }
+
+#[test]
+fn speed_copies_are_opt_in_recorded_and_change_what_the_prior_learns() {
+    let (dir, data) = sounds(8);
+    let vq = dir.path().join("vq.distill");
+    let o = train(&data, &vq, "4", &["--stage", "vqvae"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let first_loss = |info: &serde_json::Value| {
+        info["prior_metadata"]["history"][0]["train_loss"]
+            .as_f64()
+            .expect("train loss")
+    };
+    let (plain_out, plain) = prior_on(&vq, &data, "plain", "4", &[]);
+    assert!(
+        plain["prior_config"].get("augment_speeds").is_none(),
+        "off by default, and not written when off"
+    );
+    let config = dir.path().join("speeds.toml");
+    std::fs::write(&config, "[prior]\naugment_speeds = [0.9, 1.1]\n").expect("write");
+    let args = ["--config", config.to_str().expect("utf-8")];
+    let (o, copies) = prior_on(&vq, &data, "copies", "4", &args);
+    assert_eq!(
+        copies["prior_config"]["augment_speeds"],
+        serde_json::json!([0.9, 1.1])
+    );
+    // Same seed and VQ-VAE: the copies add windows to draw from, so the first epoch differs.
+    assert_ne!(first_loss(&plain), first_loss(&copies));
+    // Validation is on the recorded files only, and an epoch draws as many windows: the
+    // counts the stage reports are the same either way.
+    let counts = |o: &Output| {
+        let finished = events(o, "stage_finished", "prior");
+        (
+            finished[0]["train_sequences"].clone(),
+            finished[0]["val_sequences"].clone(),
+        )
+    };
+    assert_eq!(counts(&plain_out), counts(&o));
+
+    std::fs::write(&config, "[prior]\naugment_speeds = [3.0]\n").expect("write");
+    let out = dir.path().join("bad.distill");
+    let vq_arg = vq.to_str().expect("utf-8");
+    let o = train(
+        &data,
+        &out,
+        "4",
+        &[
+            "--stage",
+            "prior",
+            "--model",
+            vq_arg,
+            "--config",
+            config.to_str().expect("utf-8"),
+        ],
+    );
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("augment_speeds"), "{}", stderr(&o));
+}

@@ -63,6 +63,13 @@ pub struct PriorConfig {
     /// size. Not written when unset (reference configurations round-trip unchanged).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_steps: Option<usize>,
+    /// Speeds at which the prior also learns each training file (pitch and tempo shifted
+    /// together, as a tape played faster or slower): more code sequences of the same sounds
+    /// for a prior that otherwise sees a few dozen. Measured to help drum hits and to hurt
+    /// pitched notes (README, "Speed copies"), so no tier sets it. Empty (not written): the
+    /// files only as recorded.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub augment_speeds: Vec<f64>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -88,6 +95,7 @@ impl Default for PriorConfig {
             trim_padding: false,
             balance_files: false,
             max_steps: None,
+            augment_speeds: Vec::new(),
         }
     }
 }
@@ -213,6 +221,13 @@ impl PriorConfig {
     /// Checks that the configuration describes a buildable, trainable model.
     pub fn validate(&self) -> Result<(), PriorConfigError> {
         let invalid = |m: String| Err(PriorConfigError::Invalid(m));
+        if let Some(s) = self
+            .augment_speeds
+            .iter()
+            .find(|s| !(0.5..=2.0).contains(*s))
+        {
+            return invalid(format!("augment_speeds must lie in 0.5–2, got {s}"));
+        }
         for (name, value) in [
             ("hidden_size", self.hidden_size),
             ("num_layers", self.num_layers),
@@ -382,6 +397,8 @@ mod tests {
                 );
             }
             // Everything else (the model's shape above all) is the reference tier's.
+            // Speed copies are opt-in: they help drums and hurt pitched notes (README).
+            assert!(native.augment_speeds.is_empty(), "{n} files");
             let same = PriorConfig {
                 trim_padding: true,
                 balance_files: true,
@@ -445,6 +462,8 @@ mod tests {
         assert!(bad(|c| c.dropout = 1.5).contains("dropout"));
         assert!(bad(|c| c.val_fraction = 0.0).contains("val_fraction"));
         assert!(bad(|c| c.batch_size = 0).contains("batch_size"));
+        assert!(bad(|c| c.augment_speeds = vec![1.1, 3.0]).contains("augment_speeds"));
+        assert!(bad(|c| c.augment_speeds = vec![f64::NAN]).contains("augment_speeds"));
         assert!(
             bad(|c| {
                 c.seq_len = Some(10);

@@ -264,8 +264,15 @@ impl Printer {
                 }
                 let p = &r.prior_config;
                 if r.train_prior {
+                    let speeds = if p.augment_speeds.is_empty() {
+                        String::new()
+                    } else {
+                        let list: Vec<String> =
+                            p.augment_speeds.iter().map(|s| s.to_string()).collect();
+                        format!(", speed copies {}", list.join("/"))
+                    };
                     self.line(&format!(
-                        "prior: hidden {}, {} layers, {} heads, dropout {}, {}, lr {}, batch {}",
+                        "prior: hidden {}, {} layers, {} heads, dropout {}, {}, lr {}, batch {}{speeds}",
                         p.hidden_size,
                         p.num_layers,
                         p.num_heads,

@@ -79,6 +79,7 @@ const PRIOR_OPTIONAL: &[&str] = &[
     "max_steps",
     "trim_padding",
     "balance_files",
+    "augment_speeds",
     "seq_len",
     "num_quantizers",
 ];

@@ -100,18 +100,7 @@ pub fn augment(x: &[f32], rng: &mut StdRng, norm: Normalisation) -> Vec<f32> {
     if rng.random_bool(SPEED_P) {
         let f = SPEED_FACTORS[rng.random_range(0..SPEED_FACTORS.len())];
         if f != 1.0 {
-            // Playing faster by `f` = reading the signal at positions i·f (linear interpolation).
-            let n = ((x.len() as f32) / f) as usize;
-            y = (0..n)
-                .map(|i| {
-                    let p = i as f32 * f;
-                    let j = p as usize;
-                    let t = p - j as f32;
-                    let a = x.get(j).copied().unwrap_or(0.0);
-                    let b = x.get(j + 1).copied().unwrap_or(0.0);
-                    a + (b - a) * t
-                })
-                .collect();
+            y = play_at_speed(x, f);
         }
     }
     if rng.random_bool(NOISE_P) {
@@ -140,6 +129,22 @@ pub fn augment(x: &[f32], rng: &mut StdRng, norm: Normalisation) -> Vec<f32> {
         }
     }
     y
+}
+
+/// `x` played `f` times faster, as a tape: reading the signal at positions i·f (linear
+/// interpolation), so pitch and tempo change together and the length becomes len/f.
+pub fn play_at_speed(x: &[f32], f: f32) -> Vec<f32> {
+    let n = ((x.len() as f32) / f) as usize;
+    (0..n)
+        .map(|i| {
+            let p = i as f32 * f;
+            let j = p as usize;
+            let t = p - j as f32;
+            let a = x.get(j).copied().unwrap_or(0.0);
+            let b = x.get(j + 1).copied().unwrap_or(0.0);
+            a + (b - a) * t
+        })
+        .collect()
 }
 
 fn peak(x: &[f32]) -> f32 {

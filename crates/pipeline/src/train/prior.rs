@@ -2,6 +2,7 @@
 
 use std::ops::Range;
 
+use audio::chunk::{CHUNK_SAMPLES, audio_in_chunk};
 use audio::mel::MelSpectrogram;
 use burn::optim::{AdamWConfig, ModuleOptimizer};
 use burn::prelude::*;
@@ -13,7 +14,7 @@ use vqvae::ConvVqvae;
 use weights::StateDict;
 
 use super::checkpoint::StageCheckpoint;
-use super::data::Dataset;
+use super::data::{Chunk, Dataset, play_at_speed};
 use super::events::{EpochReport, StageName};
 use super::optim::assign_param_ids;
 use super::parts::{descend_parts, parts_for, split_batch};
@@ -161,14 +162,36 @@ impl<'a> PriorStage<'a> {
             cfg.trim_padding
                 .then(|| which.iter().map(|c| c.audio).collect())
         };
-        let (train_audio, val_audio) = (audio(&data.train), audio(&data.val));
+        let (val_audio, val_files) = (audio(&data.val), files(&data.val));
+        // Speed copies join the training data as files of their own (ids past the
+        // collection's), so no window mixes a file with its copy.
+        let extra = speed_copies(&data.train, &cfg.augment_speeds, data.files.len());
+        let extra_refs: Vec<&[f32]> = extra.iter().map(|c| c.samples.as_slice()).collect();
+        let (extra_codes, _) = if extra.is_empty() {
+            (Vec::new(), grid)
+        } else {
+            code_grids(vq, &extra_refs, mel, CODE_BATCH, device)?
+        };
+        // Which file each training chunk belongs to and how much of it is audio (no samples).
+        let all_train: Vec<Chunk> = data
+            .train
+            .iter()
+            .chain(extra.iter())
+            .map(|c| Chunk {
+                file: c.file,
+                samples: Vec::new(),
+                audio: c.audio,
+            })
+            .collect();
+        let all_codes: Vec<Vec<i64>> = train_codes.iter().cloned().chain(extra_codes).collect();
+        let train_audio = audio(&all_train);
         // Training draws from the windows at every time step. Validation: back-to-back
         // windows, so each token is scored once (as the reference's one sequence per chunk),
         // at most MAX_VAL_WINDOWS of them spread evenly (the same ones every epoch).
         let by_file = prior_sequences_by_file(
             ORDER,
-            &files(&data.train),
-            &train_codes,
+            &files(&all_train),
+            &all_codes,
             grid,
             seq_len,
             grid.tokens_per_step(),
@@ -184,7 +207,7 @@ impl<'a> PriorStage<'a> {
         let val_seqs = spread(
             prior_sequences(
                 ORDER,
-                &files(&data.val),
+                &val_files,
                 &val_codes,
                 grid,
                 seq_len,
@@ -276,6 +299,40 @@ impl<'a> PriorStage<'a> {
             .as_ref()
             .ok_or_else(|| anyhow::anyhow!("the prior was lost in a failed step"))
     }
+}
+
+/// Copies of each file of `chunks` (its chunks back to back) played at each speed, re-cut
+/// into chunks at the same level (no new normalisation); copy `k` gets the file id
+/// `file + (k+1)·files`.
+fn speed_copies(chunks: &[Chunk], speeds: &[f64], files: usize) -> Vec<Chunk> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < chunks.len() {
+        let file = chunks[start].file;
+        let end = start
+            + chunks[start..]
+                .iter()
+                .take_while(|c| c.file == file)
+                .count();
+        let x: Vec<f32> = chunks[start..end]
+            .iter()
+            .flat_map(|c| c.samples[..c.audio.min(c.samples.len())].iter().copied())
+            .collect();
+        for (k, &f) in speeds.iter().enumerate() {
+            let y = play_at_speed(&x, f as f32);
+            for (j, piece) in y.chunks(CHUNK_SAMPLES).enumerate() {
+                let mut samples = piece.to_vec();
+                samples.resize(CHUNK_SAMPLES, 0.0);
+                out.push(Chunk {
+                    file: file + (k + 1) * files,
+                    samples,
+                    audio: audio_in_chunk(y.len(), CHUNK_SAMPLES, j),
+                });
+            }
+        }
+        start = end;
+    }
+    out
 }
 
 /// An epoch's training windows: `count` indices into the windows that `files` lists (each
@@ -435,7 +492,7 @@ impl Stage for PriorStage<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::{MemorisationWatch, draw_windows, spread};
+    use super::{CHUNK_SAMPLES, Chunk, MemorisationWatch, draw_windows, speed_copies, spread};
     use rand::SeedableRng;
     use rand::rngs::StdRng;
 
@@ -512,5 +569,42 @@ mod tests {
         let mut watch = MemorisationWatch::new(500);
         let message = watch.check(None, 1.0, 1.0).unwrap_or_default();
         assert!(message.contains("below 5.0 for 500 files"), "{message}");
+    }
+
+    #[test]
+    fn speed_copies_are_whole_files_at_each_speed_under_their_own_ids() {
+        // File 0: 1.5 s across two chunks (a ramp, so positions are checkable); file 3: 0.5 s.
+        let ramp: Vec<f32> = (0..72_000).map(|i| i as f32 / 72_000.0).collect();
+        let chunk = |file: usize, x: &[f32]| {
+            let mut samples = x.to_vec();
+            samples.resize(CHUNK_SAMPLES, 0.0);
+            Chunk {
+                file,
+                samples,
+                audio: x.len(),
+            }
+        };
+        let chunks = vec![
+            chunk(0, &ramp[..48_000]),
+            chunk(0, &ramp[48_000..]),
+            chunk(3, &vec![0.5; 24_000]),
+        ];
+        let copies = speed_copies(&chunks, &[0.5, 2.0], 10);
+        let of =
+            |file: usize| -> Vec<&Chunk> { copies.iter().filter(|c| c.file == file).collect() };
+        // Half speed: 3 s of file 0 in three chunks (id 10), 1 s of file 3 (id 13); double
+        // speed: 0.75 s (id 20) and 0.25 s (id 23).
+        let audio = |file| of(file).iter().map(|c| c.audio).collect::<Vec<_>>();
+        assert_eq!(audio(10), vec![48_000, 48_000, 48_000]);
+        assert_eq!(audio(13), vec![48_000]);
+        assert_eq!(audio(20), vec![36_000]);
+        assert_eq!(audio(23), vec![12_000]);
+        assert_eq!(copies.len(), 6);
+        // The copy reads the whole file across its chunk boundary: at double speed sample i
+        // is the ramp at 2i; at half speed the second chunk starts at ramp position 24 000.
+        assert!((of(20)[0].samples[30_000] - ramp[60_000]).abs() < 1e-4);
+        assert!((of(10)[1].samples[0] - ramp[24_000]).abs() < 1e-4);
+        assert!(of(20)[0].samples[36_000..].iter().all(|&v| v == 0.0));
+        assert!(speed_copies(&chunks, &[], 10).is_empty());
     }
 }
