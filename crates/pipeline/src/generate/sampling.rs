@@ -12,7 +12,8 @@ use super::Generator;
 use crate::evaluate::floats;
 
 /// Tokens sampled after a context, with the prior's log-probability of each (temperature 1,
-/// no truncation: the model's own likelihood, whatever the sampling settings).
+/// no truncation: the model's own likelihood, whatever the sampling settings; zeros when
+/// there is a single candidate).
 pub(super) struct Sampled {
     pub tokens: Vec<i64>,
     pub log_probs: Vec<f32>,
@@ -31,15 +32,15 @@ fn log_prob(logits: &[f32], token: usize) -> f32 {
 /// one column's tokens, `per_step` of them) is most likely. A sum over the whole sound would
 /// favour near-silence (highly predictable) and verbatim copies; the weakest column singles
 /// out candidates with an implausible burst. Ties keep the earlier candidate.
-fn pick_candidate(log_probs: &[Vec<f32>], per_step: usize) -> usize {
-    let worst = |lp: &Vec<f32>| -> f64 {
+fn pick_candidate<'a>(log_probs: impl IntoIterator<Item = &'a [f32]>, per_step: usize) -> usize {
+    let worst = |lp: &[f32]| -> f64 {
         lp.chunks(per_step.max(1))
             .map(|c| c.iter().map(|&v| f64::from(v)).sum::<f64>())
             .fold(f64::INFINITY, f64::min)
     };
     let mut best = 0;
     let mut best_score = f64::NEG_INFINITY;
-    for (i, lp) in log_probs.iter().enumerate() {
+    for (i, lp) in log_probs.into_iter().enumerate() {
         let score = worst(lp);
         if score > best_score {
             best = i;
@@ -70,9 +71,17 @@ impl Generator {
         }
     }
 
-    /// The next token and its log-probability: from the stored first-token distribution, or
-    /// sampled from logits.
+    /// The next token and its log-probability (only when candidates are compared: 0
+    /// otherwise, keeping the softmax off the single-candidate path): from the stored
+    /// first-token distribution, or sampled from logits.
     fn next_token(&self, logits: Option<&[f32]>, rng: &mut StdRng) -> (usize, f32) {
+        if self.settings.candidates <= 1 {
+            let t = match logits {
+                Some(l) => sample(l, &self.sampling, rng),
+                None => sample_distribution(&self.first_token, rng),
+            };
+            return (t, 0.0);
+        }
         match logits {
             Some(l) => {
                 let t = sample(l, &self.sampling, rng);
@@ -204,8 +213,7 @@ impl Generator {
         let per_step = self.grid.tokens_per_step();
         let mut kept = Vec::with_capacity(rngs.len());
         for group in streams.chunks_mut(n) {
-            let scores: Vec<Vec<f32>> = group.iter().map(|s| s.log_probs.clone()).collect();
-            let best = pick_candidate(&scores, per_step);
+            let best = pick_candidate(group.iter().map(|s| s.log_probs.as_slice()), per_step);
             kept.push(std::mem::take(&mut group[best].tokens));
         }
         Ok(kept)
@@ -284,11 +292,12 @@ mod tests {
             vec![-0.6, -0.6, -0.6, -0.6, -0.6, -0.6],
             vec![-0.7, -0.7, -1.5, -1.5, -0.9, -0.9],
         ];
-        assert_eq!(pick_candidate(&candidates, 2), 1);
+        let pick = |c: &[Vec<f32>], per_step| pick_candidate(c.iter().map(Vec::as_slice), per_step);
+        assert_eq!(pick(&candidates, 2), 1);
         // A whole-sound sum would have kept candidate 0: the column grouping matters.
-        assert_eq!(pick_candidate(&candidates, 6), 0);
+        assert_eq!(pick(&candidates, 6), 0);
         // Ties keep the earlier candidate.
-        assert_eq!(pick_candidate(&[vec![-1.0; 4], vec![-1.0; 4]], 2), 0);
+        assert_eq!(pick(&[vec![-1.0; 4], vec![-1.0; 4]], 2), 0);
     }
 
     #[test]
