@@ -172,8 +172,12 @@ fn print_text(report: &FitReport) {
 }
 
 fn print_generation(g: &GenerationReport) {
+    let candidates = match g.settings.candidates {
+        1 => String::new(),
+        n => format!(", best of {n} candidates"),
+    };
     println!(
-        "\nGeneration: {} sounds of {} s (seed {}, temperature {}, top-p {}), {:.1} s to generate",
+        "\nGeneration: {} sounds of {} s (seed {}, temperature {}, top-p {}{candidates}), {:.1} s to generate",
         g.count,
         spread(&g.duration_s, 2),
         g.seed,
