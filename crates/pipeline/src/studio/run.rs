@@ -45,11 +45,12 @@ pub struct GenerateJob {
     pub top_p: f64,
     pub iterations: usize,
     /// Candidates per sound (jobs saved before it existed had one).
-    #[serde(default = "one")]
+    #[serde(default = "default_candidates")]
     pub candidates: usize,
 }
 
-fn one() -> usize {
+/// One candidate per sound: the default of requests and of jobs saved before the field.
+pub fn default_candidates() -> usize {
     1
 }
 

@@ -31,9 +31,6 @@ fn default_top_p() -> f64 {
 fn default_iterations() -> usize {
     audio::vocoder::DEFAULT_ITERATIONS
 }
-fn default_candidates() -> usize {
-    1
-}
 fn default_duration() -> f64 {
     2.0
 }
@@ -87,7 +84,7 @@ pub struct GenerateRequest {
     pub top_p: f64,
     #[serde(default = "default_iterations")]
     pub iterations: usize,
-    #[serde(default = "default_candidates")]
+    #[serde(default = "crate::studio::run::default_candidates")]
     pub candidates: usize,
 }
 
