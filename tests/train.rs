@@ -614,7 +614,7 @@ fn the_native_prior_draws_its_windows_file_by_file() {
 }
 
 #[test]
-fn speed_copies_are_opt_in_recorded_and_change_what_the_prior_learns() {
+fn small_collections_learn_semitone_copies_recorded_and_switchable_off() {
     let (dir, data) = sounds(8);
     let vq = dir.path().join("vq.distill");
     let o = train(&data, &vq, "4", &["--stage", "vqvae"]);
@@ -624,18 +624,19 @@ fn speed_copies_are_opt_in_recorded_and_change_what_the_prior_learns() {
             .as_f64()
             .expect("train loss")
     };
-    let (plain_out, plain) = prior_on(&vq, &data, "plain", "4", &[]);
-    assert!(
-        plain["prior_config"].get("augment_speeds").is_none(),
-        "off by default, and not written when off"
-    );
-    let config = dir.path().join("speeds.toml");
-    std::fs::write(&config, "[prior]\naugment_speeds = [0.9, 1.1]\n").expect("write");
-    let args = ["--config", config.to_str().expect("utf-8")];
-    let (o, copies) = prior_on(&vq, &data, "copies", "4", &args);
+    // Eight files: the small tier, whose prior also learns every file a semitone down and up.
+    let (copies_out, copies) = prior_on(&vq, &data, "copies", "4", &[]);
     assert_eq!(
         copies["prior_config"]["augment_speeds"],
-        serde_json::json!([0.9, 1.1])
+        serde_json::json!(prior_config::SEMITONE_COPIES)
+    );
+    let config = dir.path().join("speeds.toml");
+    std::fs::write(&config, "[prior]\naugment_speeds = []\n").expect("write");
+    let args = ["--config", config.to_str().expect("utf-8")];
+    let (plain_out, plain) = prior_on(&vq, &data, "plain", "4", &args);
+    assert!(
+        plain["prior_config"].get("augment_speeds").is_none(),
+        "switched off, and not written when off"
     );
     // Same seed and VQ-VAE: the copies add windows to draw from, so the first epoch differs.
     assert_ne!(first_loss(&plain), first_loss(&copies));
@@ -648,7 +649,7 @@ fn speed_copies_are_opt_in_recorded_and_change_what_the_prior_learns() {
             finished[0]["val_sequences"].clone(),
         )
     };
-    assert_eq!(counts(&plain_out), counts(&o));
+    assert_eq!(counts(&plain_out), counts(&copies_out));
 
     std::fs::write(&config, "[prior]\naugment_speeds = [3.0]\n").expect("write");
     let out = dir.path().join("bad.distill");

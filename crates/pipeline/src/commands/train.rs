@@ -267,8 +267,15 @@ impl Printer {
                     let speeds = if p.augment_speeds.is_empty() {
                         String::new()
                     } else {
-                        let list: Vec<String> =
-                            p.augment_speeds.iter().map(|s| s.to_string()).collect();
+                        // Three decimals: a semitone (2^(1/12)) reads 1.059, 0.97 stays 0.97.
+                        let list: Vec<String> = p
+                            .augment_speeds
+                            .iter()
+                            .map(|s| {
+                                let t = format!("{s:.3}");
+                                t.trim_end_matches('0').trim_end_matches('.').to_string()
+                            })
+                            .collect();
                         format!(", speed copies {}", list.join("/"))
                     };
                     self.line(&format!(
