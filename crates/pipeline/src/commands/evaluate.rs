@@ -127,6 +127,13 @@ fn print_text(report: &FitReport) {
         spread(&r.codec_mel.lsd_db, 1),
         spread(&r.codec_mel.lsd_high_db, 1)
     );
+    if let Some(bias) = &r.codec_mel.loud_bias {
+        println!(
+            "  codec level on loud cells (true log-mel ≥ {}): {} (negative: peaks flattened)",
+            metrics::spectral::LOUD_LOG_MEL,
+            spread(bias, 2)
+        );
+    }
     println!(
         "  checkerboard energy (2-periodic pattern): decoded {}, recordings {}",
         spread(&r.checkerboard.decoded, 4),

@@ -16,8 +16,8 @@ use audio::vocoder::Vocoder;
 use burn::prelude::*;
 use metrics::Summary;
 use metrics::spectral::{
-    HIGH_BAND_HZ, band_above_hz, checkerboard_energy, log_mel_l1, log_spectral_distance,
-    multi_resolution_stft_distance, noise_floor,
+    HIGH_BAND_HZ, LOUD_LOG_MEL, band_above_hz, checkerboard_energy, log_mel_l1,
+    log_spectral_distance, loud_bias, multi_resolution_stft_distance, noise_floor,
 };
 use serde::Serialize;
 use vqvae::ConvVqvae;
@@ -70,6 +70,9 @@ pub struct CodecSummary {
     pub log_mel_l1: Summary,
     pub lsd_db: Summary,
     pub lsd_high_db: Summary,
+    /// Mean `decoded − true` over the loud cells ([`metrics::spectral::loud_bias`]) of the
+    /// files that have any: how far the codec flattens the peaks. `None` when none has.
+    pub loud_bias: Option<Summary>,
 }
 
 /// The 2-periodic ("checkerboard") pattern's energy in decoded mels and in the true ones.
@@ -170,6 +173,7 @@ pub fn reconstruction(
     let (mut floors, mut codec_l1, mut codec_lsd, mut codec_lsd_high) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut board_decoded, mut board_true) = (Vec::new(), Vec::new());
+    let mut loud = Vec::new();
     for (_, recording) in recordings {
         let mut x = recording.clone();
         audio::chunk::peak_normalise(&mut x);
@@ -184,6 +188,7 @@ pub fn reconstruction(
         board_decoded.push(checkerboard_energy(&decoded, n_mels, frames)?);
         board_true.push(checkerboard_energy(&true_mel, n_mels, frames)?);
         codec_l1.push(log_mel_l1(&decoded, &true_mel)?);
+        loud.extend(loud_bias(&decoded, &true_mel, LOUD_LOG_MEL)?);
         codec_lsd.push(log_spectral_distance(
             &decoded, &true_mel, n_mels, frames, 0,
         )?);
@@ -229,6 +234,7 @@ pub fn reconstruction(
             log_mel_l1: Summary::of(&codec_l1)?,
             lsd_db: Summary::of(&codec_lsd)?,
             lsd_high_db: Summary::of(&codec_lsd_high)?,
+            loud_bias: (!loud.is_empty()).then(|| Summary::of(&loud)).transpose()?,
         },
         checkerboard: Checkerboard {
             decoded: Summary::of(&board_decoded)?,
