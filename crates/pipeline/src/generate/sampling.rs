@@ -19,6 +19,15 @@ pub(super) struct Sampled {
     pub log_probs: Vec<f32>,
 }
 
+impl Sampled {
+    fn with_capacity(n: usize) -> Self {
+        Self {
+            tokens: Vec::with_capacity(n),
+            log_probs: Vec::with_capacity(n),
+        }
+    }
+}
+
 /// Natural log-probability of `token` under the softmax of `logits`.
 fn log_prob(logits: &[f32], token: usize) -> f32 {
     let max = logits.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
@@ -156,10 +165,7 @@ impl Generator {
             });
         }
         let mut out: Vec<Sampled> = (0..contexts.len())
-            .map(|_| Sampled {
-                tokens: Vec::with_capacity(count),
-                log_probs: Vec::with_capacity(count),
-            })
+            .map(|_| Sampled::with_capacity(count))
             .collect();
         for produced in 1..=count {
             let (next, lps): (Vec<usize>, Vec<f32>) = logits
@@ -231,10 +237,7 @@ impl Generator {
         let want = steps * per_step;
         let mut contexts: Vec<Vec<i64>> = vec![Vec::new(); rngs.len()];
         let mut streams: Vec<Sampled> = (0..rngs.len())
-            .map(|_| Sampled {
-                tokens: Vec::with_capacity(want),
-                log_probs: Vec::with_capacity(want),
-            })
+            .map(|_| Sampled::with_capacity(want))
             .collect();
         for (_, columns) in self.window_plan(steps)? {
             let more = self.continue_all(&contexts, columns * per_step, rngs, on_token)?;
