@@ -42,7 +42,8 @@ pub fn write_report(
 
 /// `bench generate`: prior sampling speed with and without the key/value cache (same
 /// process, same model), and end-to-end real-time factor (sampling + decoding + vocoder),
-/// for each size tier with randomly initialised models.
+/// for each size tier with randomly initialised models of the shapes `distill train` gives
+/// (the native tiers).
 pub fn generate(seconds: f64) -> anyhow::Result<serde_json::Value> {
     use burn::prelude::*;
     use prior_model::sample::{SamplingParams, sample};
@@ -58,8 +59,8 @@ pub fn generate(seconds: f64) -> anyhow::Result<serde_json::Value> {
         (60, "21-100 files"),
         (200, ">100 files"),
     ] {
-        let pc = prior_config::get_adaptive_prior_config(files);
-        let vc = vqvae::get_adaptive_vqvae_config(files);
+        let pc = prior_config::native_prior_config(files);
+        let vc = vqvae::native_vqvae_config(files);
         device.seed(1);
         let shape = PriorShape {
             codebook_size: vc.codebook_size,
@@ -160,6 +161,7 @@ pub fn generate(seconds: f64) -> anyhow::Result<serde_json::Value> {
     Ok(json!({
         "bench": "generate",
         "backend": "flex",
+        "preset": "native",
         "vocoder_iterations": audio::vocoder::DEFAULT_ITERATIONS,
         "tiers": tiers,
         "targets": {"tokens_per_s_small_tier": 2000, "real_time_factor": 10},

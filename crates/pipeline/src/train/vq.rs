@@ -78,7 +78,8 @@ impl LowUtilisation {
         let newly_low = low.iter().any(|q| !self.warned.contains(q));
         let levels: Vec<String> = low
             .iter()
-            .map(|&q| format!("level {q} {:.0}%", health[q].utilization * 100.0))
+            // One decimal: 19 of 64 codes (29.7 %) rounded to "30%" read as no reason to warn.
+            .map(|&q| format!("level {q} {:.1}%", health[q].utilization * 100.0))
             .collect();
         self.warned = low;
         newly_low.then(|| {
@@ -501,7 +502,7 @@ mod tests {
         .collect();
         assert_eq!(warned, [false, true, false, true, false, false, true]);
         let mut low = LowUtilisation::default();
-        let message = low.check(&health(&[0.05, 0.5])).unwrap_or_default();
-        assert!(message.contains("below 30%: level 0 5%"), "{message}");
+        let message = low.check(&health(&[19.0 / 64.0, 0.5])).unwrap_or_default();
+        assert!(message.contains("below 30%: level 0 29.7%"), "{message}");
     }
 }
