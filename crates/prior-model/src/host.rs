@@ -28,21 +28,83 @@ const LN_EPS: f32 = 1e-5;
 /// Matrix–vector products at least this large (multiply-adds) are split across threads.
 const PARALLEL_MACS: usize = 128 * 1024;
 
+/// How the host copy keeps its weight matrices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostWeights {
+    /// As trained: the same logits as the model's forward pass (to float rounding).
+    F32,
+    /// Rounded to bfloat16 (8 significant bits, f32's range): half the bytes to read per
+    /// token, which is what bounds the step time of a prior whose weights outgrow the CPU's
+    /// caches. Embeddings, norms and biases stay f32.
+    Bf16,
+}
+
+impl HostWeights {
+    /// The layout generation uses for a prior of `shape`: f32 while its matrices fit a
+    /// laptop CPU's caches, bfloat16 above [`BF16_ABOVE_WEIGHTS`] matrix weights. Measured
+    /// interleaved on 2 cores (8 MB L3), tokens per second bf16 ÷ f32: 0.85 for 128 × 2 layers
+    /// (0.4 M weights: the widening costs more than it saves), 1.46 for 256 × 2 (1.6 M),
+    /// 1.34 for 256 × 4, 1.54 for 512 × 6.
+    pub fn for_shape(shape: &PriorShape) -> Self {
+        if matrix_weights(shape) > BF16_ABOVE_WEIGHTS {
+            Self::Bf16
+        } else {
+            Self::F32
+        }
+    }
+}
+
+/// Matrix weights (attention, feed-forward, output head) above which generation keeps them
+/// as bfloat16.
+pub const BF16_ABOVE_WEIGHTS: usize = 1 << 20;
+
+/// The weights of a prior's matrices: per layer query/key/value, output and the two
+/// feed-forward matrices (4h wide), plus the output head.
+fn matrix_weights(s: &PriorShape) -> usize {
+    let h = s.hidden_size;
+    s.num_layers * (3 * h * h + h * h + 2 * 4 * h * h) + h * s.codebook_size
+}
+
+/// Weight values in one of the [`HostWeights`] layouts.
+enum Values {
+    F32(Vec<f32>),
+    Bf16(Vec<u16>),
+}
+
 /// A dense `[out, in]` matrix (PyTorch layout: each output is a contiguous row).
 struct Dense {
     rows: usize,
     cols: usize,
-    weight: Vec<f32>,
+    weight: Values,
     bias: Option<Vec<f32>>,
 }
 
 impl Dense {
-    fn new(rows: usize, cols: usize, weight: Vec<f32>, bias: Option<Vec<f32>>) -> Self {
+    fn new(
+        rows: usize,
+        cols: usize,
+        weight: Vec<f32>,
+        bias: Option<Vec<f32>>,
+        kind: HostWeights,
+    ) -> Self {
+        let weight = match kind {
+            HostWeights::F32 => Values::F32(weight),
+            HostWeights::Bf16 => Values::Bf16(weight.into_iter().map(to_bf16).collect()),
+        };
         Self {
             rows,
             cols,
             weight,
             bias,
+        }
+    }
+
+    /// Output `r` of `W x` (without the bias).
+    fn row_dot(&self, r: usize, x: &[f32]) -> f32 {
+        let span = r * self.cols..(r + 1) * self.cols;
+        match &self.weight {
+            Values::F32(w) => dot(&w[span], x),
+            Values::Bf16(w) => dot_bf16(&w[span], x),
         }
     }
 
@@ -54,10 +116,9 @@ impl Dense {
         }
         let mut by_row = vec![0.0f32; self.rows * n];
         let row = |(r, o): (usize, &mut [f32])| {
-            let w = &self.weight[r * self.cols..(r + 1) * self.cols];
             let b = self.bias.as_ref().map_or(0.0, |b| b[r]);
             for (i, v) in o.iter_mut().enumerate() {
-                *v = dot(w, &x[i * self.cols..(i + 1) * self.cols]) + b;
+                *v = self.row_dot(r, &x[i * self.cols..(i + 1) * self.cols]) + b;
             }
         };
         if self.rows * self.cols * n >= PARALLEL_MACS {
@@ -75,8 +136,7 @@ impl Dense {
     /// `out = W x + b`.
     fn apply(&self, x: &[f32], out: &mut [f32]) {
         let row = |(o, r): (&mut f32, usize)| {
-            *o = dot(&self.weight[r * self.cols..(r + 1) * self.cols], x)
-                + self.bias.as_ref().map_or(0.0, |b| b[r]);
+            *o = self.row_dot(r, x) + self.bias.as_ref().map_or(0.0, |b| b[r]);
         };
         if self.rows * self.cols >= PARALLEL_MACS {
             out.par_iter_mut()
@@ -188,6 +248,11 @@ impl HostState {
 impl HostDecoder {
     /// Copies `prior`'s weights to the host, read from the module's own parameters.
     pub fn new(prior: &CodePrior) -> Result<Self, PriorError> {
+        Self::with_weights(prior, HostWeights::F32)
+    }
+
+    /// [`Self::new`] with the weight matrices kept as `kind`.
+    pub fn with_weights(prior: &CodePrior, kind: HostWeights) -> Result<Self, PriorError> {
         let shape = prior.shape();
         let h = shape.hidden_size;
         let norm = |n: &LayerNorm| -> Result<Norm, PriorError> {
@@ -206,7 +271,7 @@ impl HostDecoder {
                 Some(_) => Some(bias_values(lin, rows)?),
                 None => None,
             };
-            Ok(Dense::new(rows, cols, w, bias))
+            Ok(Dense::new(rows, cols, w, bias, kind))
         };
         let mut layers = Vec::with_capacity(shape.num_layers);
         for layer in &prior.transformer.layers {
@@ -218,7 +283,7 @@ impl HostDecoder {
             }
             layers.push(Layer {
                 attn_norm: norm(&layer.norm_2)?,
-                qkv: Dense::new(3 * h, h, qkv_w, Some(qkv_b)),
+                qkv: Dense::new(3 * h, h, qkv_w, Some(qkv_b), kind),
                 out: dense(&layer.mha.output)?,
                 ff_norm: norm(&layer.norm_1)?,
                 inner: dense(&layer.pwff.linear_inner)?,
@@ -429,7 +494,32 @@ struct Row {
 
 /// Dot product with sixteen independent accumulators, so the compiler can vectorise it
 /// and keep several additions in flight (a single running float sum cannot be reordered).
+/// Where the CPU has AVX2 the same loop runs compiled for it: the same additions in the same
+/// order, so the same bits, on twice the lanes.
 fn dot(a: &[f32], b: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if avx2() {
+        // SAFETY: the CPU supports AVX2 (checked at run time just above).
+        return unsafe { dot_avx2(a, b) };
+    }
+    dot_lanes(a, b)
+}
+
+#[cfg(target_arch = "x86_64")]
+fn avx2() -> bool {
+    use std::sync::OnceLock;
+    static AVX2: OnceLock<bool> = OnceLock::new();
+    *AVX2.get_or_init(|| std::is_x86_feature_detected!("avx2"))
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
+    dot_lanes(a, b)
+}
+
+#[inline(always)]
+fn dot_lanes(a: &[f32], b: &[f32]) -> f32 {
     const LANES: usize = 16;
     let mut acc = [0.0f32; LANES];
     let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
@@ -445,4 +535,83 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
         }
     }
     acc.iter().sum::<f32>() + tail
+}
+
+/// `v` rounded to the nearest bfloat16 (ties to even), as its 16 bits.
+fn to_bf16(v: f32) -> u16 {
+    let bits = v.to_bits();
+    if v.is_nan() {
+        return ((bits >> 16) | 0x40) as u16;
+    }
+    let rounded = bits.wrapping_add(0x7fff + ((bits >> 16) & 1));
+    (rounded >> 16) as u16
+}
+
+/// [`dot`] with `a` in bfloat16 (widened exactly to f32 on the fly).
+fn dot_bf16(a: &[u16], b: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if avx2() {
+        // SAFETY: the CPU supports AVX2 (checked at run time just above).
+        return unsafe { dot_bf16_avx2(a, b) };
+    }
+    dot_bf16_lanes(a, b)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn dot_bf16_avx2(a: &[u16], b: &[f32]) -> f32 {
+    dot_bf16_lanes(a, b)
+}
+
+#[inline(always)]
+fn dot_bf16_lanes(a: &[u16], b: &[f32]) -> f32 {
+    const LANES: usize = 16;
+    let wide = |v: u16| f32::from_bits(u32::from(v) << 16);
+    let mut acc = [0.0f32; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| wide(*x) * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..LANES {
+            acc[i] += wide(x[i]) * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bfloat16_rounds_to_nearest_even_and_widens_exactly() {
+        let wide = |b: u16| f32::from_bits(u32::from(b) << 16);
+        for v in [0.0f32, 1.0, -2.5, 0.15625, f32::INFINITY, 2f32.powi(100)] {
+            // Values with 8 significant bits survive unchanged.
+            assert_eq!(wide(to_bf16(v)), v, "{v}");
+        }
+        // 1 + 2^-8 lies halfway between 1 and 1 + 2^-7: ties go to the even mantissa (1).
+        assert_eq!(wide(to_bf16(1.0 + 1.0 / 256.0)), 1.0);
+        // 1 + 3·2^-8 lies halfway between 1 + 2^-7 and 1 + 2^-6: even is 1 + 2^-6.
+        assert_eq!(wide(to_bf16(1.0 + 3.0 / 256.0)), 1.0 + 1.0 / 64.0);
+        // Just above halfway rounds up.
+        assert_eq!(wide(to_bf16(1.0 + 1.0 / 256.0 + 1e-6)), 1.0 + 1.0 / 128.0);
+        assert!(wide(to_bf16(f32::NAN)).is_nan());
+        // Half a unit in the last place: relative error at most 2^-8 on ordinary values.
+        for i in 1..1000 {
+            let v = i as f32 * 0.013_7 - 6.0;
+            let r = wide(to_bf16(v));
+            assert!((r - v).abs() <= v.abs() / 256.0, "{v} -> {r}");
+        }
+        // The bfloat16 dot product is the f32 one over the rounded weights.
+        let a: Vec<f32> = (0..37).map(|i| (i as f32 * 0.37).sin()).collect();
+        let b: Vec<f32> = (0..37).map(|i| (i as f32 * 0.11).cos()).collect();
+        let rounded: Vec<u16> = a.iter().map(|&v| to_bf16(v)).collect();
+        let widened: Vec<f32> = rounded.iter().map(|&v| wide(v)).collect();
+        assert_eq!(dot_bf16(&rounded, &b), dot(&widened, &b));
+    }
 }

@@ -21,7 +21,7 @@ mod state_dict;
 pub mod token_order;
 
 pub use cache::PriorCache;
-pub use host::{HostDecoder, HostState};
+pub use host::{HostDecoder, HostState, HostWeights};
 pub use model::CodePrior;
 pub use state_dict::infer_shape;
 pub use token_order::{GridShape, TokenOrder, flatten_codes, unflatten_codes};

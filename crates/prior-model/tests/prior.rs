@@ -1,7 +1,9 @@
 //! CodePrior against the reference system's fixture, plus its structural properties.
 
 use burn::prelude::*;
-use prior_model::{CodePrior, HostDecoder, PriorError, PriorShape, flatten_codes, unflatten_codes};
+use prior_model::{
+    CodePrior, HostDecoder, HostWeights, PriorError, PriorShape, flatten_codes, unflatten_codes,
+};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use weights::{HostData, StateDict, pickle::Value};
 
@@ -371,6 +373,66 @@ fn host_steps_match_the_full_forward_pass() {
         err.to_string().contains("2 tokens for 3 sequences"),
         "{err}"
     );
+}
+
+/// Softmax of `logits`.
+fn probabilities(logits: &[f32]) -> Vec<f64> {
+    let max = logits.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    let e: Vec<f64> = logits.iter().map(|&l| f64::from(l - max).exp()).collect();
+    let total: f64 = e.iter().sum();
+    e.iter().map(|v| v / total).collect()
+}
+
+#[test]
+fn bfloat16_host_steps_stay_near_the_full_forward_pass() {
+    let (sd, heads) = reference_prior();
+    let tokens = reference_tokens(&vectors());
+    let device = Device::flex();
+    let prior = CodePrior::from_state_dict(&sd, heads, 0.3, &device).expect("loads");
+    let decoder = HostDecoder::with_weights(&prior, HostWeights::Bf16).expect("host copy");
+    let toks = &tokens[..144];
+    let full = logits_of(&prior, toks, 1, 144, &device);
+    let mut state = decoder.new_state();
+    let (mut worst_logit, mut worst_tv) = (0.0f32, 0.0f64);
+    for (t, &tok) in toks.iter().enumerate() {
+        let got = decoder
+            .step(&mut state, tok as usize)
+            .expect("within context");
+        let want = &full[t * 64..(t + 1) * 64];
+        worst_logit = worst_logit.max(max_abs_diff(got, want));
+        // Total variation distance between the sampling distributions.
+        let tv: f64 = probabilities(got)
+            .iter()
+            .zip(probabilities(want))
+            .map(|(a, b)| (a - b).abs())
+            .sum::<f64>()
+            / 2.0;
+        worst_tv = worst_tv.max(tv);
+    }
+    // Rounded weights move the logits (f32 stays within 1e-4), but not what is sampled.
+    assert!(worst_logit > 1e-4, "bf16 weights left every logit exact");
+    assert!(worst_logit < 0.02, "logits {worst_logit} off");
+    assert!(worst_tv < 0.005, "sampling distributions {worst_tv} apart");
+    // Several sequences stepped together still give exactly each one's own logits.
+    let mut alone = [decoder.new_state(), decoder.new_state()];
+    let mut together = [decoder.new_state(), decoder.new_state()];
+    for t in 0..50 {
+        let next = [tokens[t] as usize, tokens[144 + t] as usize];
+        decoder
+            .step_many(&mut together, &next)
+            .expect("batched step");
+        for (i, st) in alone.iter_mut().enumerate() {
+            let want = decoder.step(st, next[i]).expect("step").to_vec();
+            assert_eq!(together[i].logits(), &want[..], "sequence {i}, step {t}");
+        }
+    }
+    // Generation keeps small priors exact and reads large ones as bfloat16.
+    assert_eq!(HostWeights::for_shape(&prior.shape()), HostWeights::F32);
+    let wide = PriorShape {
+        hidden_size: 256,
+        ..prior.shape()
+    };
+    assert_eq!(HostWeights::for_shape(&wide), HostWeights::Bf16);
 }
 
 #[test]

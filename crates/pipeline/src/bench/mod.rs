@@ -89,16 +89,26 @@ pub fn generate(seconds: f64) -> anyhow::Result<serde_json::Value> {
         }
         let cached = n as f64 / secs(t);
 
-        // The same cached steps on the host copy of the weights (what CPU generation uses).
-        let host = prior_model::HostDecoder::new(&prior)?;
-        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
-        let t = Instant::now();
-        let mut state = host.new_state();
-        let mut tok = 0usize;
-        for _ in 0..n {
-            tok = sample(host.step(&mut state, tok)?, &params, &mut rng);
-        }
-        let host_cached = n as f64 / secs(t);
+        // The same cached steps on the host copy of the weights (what CPU generation uses),
+        // in f32 and in bfloat16; generation picks one by the prior's size.
+        let host_rate = |kind: prior_model::HostWeights| -> anyhow::Result<f64> {
+            let host = prior_model::HostDecoder::with_weights(&prior, kind)?;
+            let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+            let t = Instant::now();
+            let mut state = host.new_state();
+            let mut tok = 0usize;
+            for _ in 0..n {
+                tok = sample(host.step(&mut state, tok)?, &params, &mut rng);
+            }
+            Ok(n as f64 / secs(t))
+        };
+        let host_f32 = host_rate(prior_model::HostWeights::F32)?;
+        let host_bf16 = host_rate(prior_model::HostWeights::Bf16)?;
+        let host_weights = prior_model::HostWeights::for_shape(&shape);
+        let host_cached = match host_weights {
+            prior_model::HostWeights::F32 => host_f32,
+            prior_model::HostWeights::Bf16 => host_bf16,
+        };
 
         let mut rng = rand::rngs::StdRng::seed_from_u64(5);
         let t = Instant::now();
@@ -139,7 +149,7 @@ pub fn generate(seconds: f64) -> anyhow::Result<serde_json::Value> {
         generator.render_many((seconds * RATE) as usize, &mut rngs, &mut || {})?;
         let batched_wall = secs(t);
         eprintln!(
-            "{tier}: host cached {host_cached:.0} tokens/s, backend cached {cached:.0}, uncached {uncached:.0} ({:.1}x); {seconds} s of audio in {wall:.2} s ({:.1}x real time); {BATCHED} at once {:.1}x",
+            "{tier}: host cached {host_cached:.0} tokens/s ({host_weights:?}; f32 {host_f32:.0}, bf16 {host_bf16:.0}), backend cached {cached:.0}, uncached {uncached:.0} ({:.1}x); {seconds} s of audio in {wall:.2} s ({:.1}x real time); {BATCHED} at once {:.1}x",
             host_cached / uncached,
             seconds / wall,
             BATCHED as f64 * seconds / batched_wall
@@ -147,8 +157,11 @@ pub fn generate(seconds: f64) -> anyhow::Result<serde_json::Value> {
         tiers.push(json!({
             "tier": tier,
             "prior": {"hidden_size": shape.hidden_size, "num_layers": shape.num_layers, "num_heads": shape.num_heads, "codebook_size": shape.codebook_size},
+            "host_weights": format!("{host_weights:?}"),
             "tokens_per_s": {
                 "cached_host": host_cached,
+                "cached_host_f32": host_f32,
+                "cached_host_bf16": host_bf16,
                 "cached_backend": cached,
                 "uncached": uncached,
                 "ratio_cached_host_over_uncached": host_cached / uncached,

@@ -13,7 +13,7 @@ use anyhow::bail;
 use audio::vocoder::Vocoder;
 use burn::prelude::*;
 use prior_model::sample::SamplingParams;
-use prior_model::{CodePrior, GridShape, HostDecoder, TokenOrder};
+use prior_model::{CodePrior, GridShape, HostDecoder, HostWeights, TokenOrder};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde::Serialize;
@@ -204,9 +204,13 @@ impl Generator {
     ) -> anyhow::Result<Self> {
         let levels = prior.shape().num_quantizers;
         // On CPU backends single-token steps run on a host copy of the weights (parity-tested
-        // against the backend's forward pass); a GPU keeps the backend path.
+        // against the backend's forward pass; priors too large for the CPU's caches in
+        // bfloat16, which halves what each step reads); a GPU keeps the backend path.
         let host = match decoding {
-            Decoding::Host => Some(HostDecoder::new(&prior)?),
+            Decoding::Host => Some(HostDecoder::with_weights(
+                &prior,
+                HostWeights::for_shape(&prior.shape()),
+            )?),
             Decoding::Device => None,
         };
         let mut vocoder = Vocoder::new(spectrogram);
