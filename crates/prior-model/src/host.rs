@@ -68,7 +68,7 @@ fn matrix_weights(s: &PriorShape) -> usize {
 /// Weight values in one of the [`HostWeights`] layouts.
 enum Values {
     F32(Vec<f32>),
-    Bf16(Vec<u16>),
+    Bf16(Vec<Bf16>),
 }
 
 /// A dense `[out, in]` matrix (PyTorch layout: each output is a contiguous row).
@@ -89,7 +89,7 @@ impl Dense {
     ) -> Self {
         let weight = match kind {
             HostWeights::F32 => Values::F32(weight),
-            HostWeights::Bf16 => Values::Bf16(weight.into_iter().map(to_bf16).collect()),
+            HostWeights::Bf16 => Values::Bf16(weight.into_iter().map(Bf16::round).collect()),
         };
         Self {
             rows,
@@ -104,7 +104,7 @@ impl Dense {
         let span = r * self.cols..(r + 1) * self.cols;
         match &self.weight {
             Values::F32(w) => dot(&w[span], x),
-            Values::Bf16(w) => dot_bf16(&w[span], x),
+            Values::Bf16(w) => dot(&w[span], x),
         }
     }
 
@@ -492,11 +492,47 @@ struct Row {
     token: usize,
 }
 
+/// A weight as stored in a host matrix, widened to f32 for arithmetic.
+trait Weight: Copy {
+    fn widen(self) -> f32;
+}
+
+impl Weight for f32 {
+    #[inline(always)]
+    fn widen(self) -> f32 {
+        self
+    }
+}
+
+/// A bfloat16 value: the upper 16 bits of an f32.
+#[derive(Clone, Copy)]
+struct Bf16(u16);
+
+impl Bf16 {
+    /// `v` rounded to the nearest bfloat16 (ties to even).
+    fn round(v: f32) -> Self {
+        let bits = v.to_bits();
+        if v.is_nan() {
+            return Self(((bits >> 16) | 0x40) as u16);
+        }
+        let rounded = bits.wrapping_add(0x7fff + ((bits >> 16) & 1));
+        Self((rounded >> 16) as u16)
+    }
+}
+
+impl Weight for Bf16 {
+    /// Exact: every bfloat16 is an f32.
+    #[inline(always)]
+    fn widen(self) -> f32 {
+        f32::from_bits(u32::from(self.0) << 16)
+    }
+}
+
 /// Dot product with sixteen independent accumulators, so the compiler can vectorise it
 /// and keep several additions in flight (a single running float sum cannot be reordered).
 /// Where the CPU has AVX2 the same loop runs compiled for it: the same additions in the same
 /// order, so the same bits, on twice the lanes.
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+fn dot<W: Weight>(a: &[W], b: &[f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
     if avx2() {
         // SAFETY: the CPU supports AVX2 (checked at run time just above).
@@ -514,12 +550,12 @@ fn avx2() -> bool {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
+fn dot_avx2<W: Weight>(a: &[W], b: &[f32]) -> f32 {
     dot_lanes(a, b)
 }
 
 #[inline(always)]
-fn dot_lanes(a: &[f32], b: &[f32]) -> f32 {
+fn dot_lanes<W: Weight>(a: &[W], b: &[f32]) -> f32 {
     const LANES: usize = 16;
     let mut acc = [0.0f32; LANES];
     let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
@@ -527,57 +563,11 @@ fn dot_lanes(a: &[f32], b: &[f32]) -> f32 {
         .remainder()
         .iter()
         .zip(cb.remainder())
-        .map(|(x, y)| x * y)
+        .map(|(x, y)| x.widen() * y)
         .sum();
     for (x, y) in ca.zip(cb) {
         for i in 0..LANES {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
-
-/// `v` rounded to the nearest bfloat16 (ties to even), as its 16 bits.
-fn to_bf16(v: f32) -> u16 {
-    let bits = v.to_bits();
-    if v.is_nan() {
-        return ((bits >> 16) | 0x40) as u16;
-    }
-    let rounded = bits.wrapping_add(0x7fff + ((bits >> 16) & 1));
-    (rounded >> 16) as u16
-}
-
-/// [`dot`] with `a` in bfloat16 (widened exactly to f32 on the fly).
-fn dot_bf16(a: &[u16], b: &[f32]) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    if avx2() {
-        // SAFETY: the CPU supports AVX2 (checked at run time just above).
-        return unsafe { dot_bf16_avx2(a, b) };
-    }
-    dot_bf16_lanes(a, b)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn dot_bf16_avx2(a: &[u16], b: &[f32]) -> f32 {
-    dot_bf16_lanes(a, b)
-}
-
-#[inline(always)]
-fn dot_bf16_lanes(a: &[u16], b: &[f32]) -> f32 {
-    const LANES: usize = 16;
-    let wide = |v: u16| f32::from_bits(u32::from(v) << 16);
-    let mut acc = [0.0f32; LANES];
-    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| wide(*x) * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for i in 0..LANES {
-            acc[i] += wide(x[i]) * y[i];
+            acc[i] += x[i].widen() * y[i];
         }
     }
     acc.iter().sum::<f32>() + tail
@@ -589,29 +579,32 @@ mod tests {
 
     #[test]
     fn bfloat16_rounds_to_nearest_even_and_widens_exactly() {
-        let wide = |b: u16| f32::from_bits(u32::from(b) << 16);
+        let wide = |v: Bf16| v.widen();
         for v in [0.0f32, 1.0, -2.5, 0.15625, f32::INFINITY, 2f32.powi(100)] {
             // Values with 8 significant bits survive unchanged.
-            assert_eq!(wide(to_bf16(v)), v, "{v}");
+            assert_eq!(wide(Bf16::round(v)), v, "{v}");
         }
         // 1 + 2^-8 lies halfway between 1 and 1 + 2^-7: ties go to the even mantissa (1).
-        assert_eq!(wide(to_bf16(1.0 + 1.0 / 256.0)), 1.0);
+        assert_eq!(wide(Bf16::round(1.0 + 1.0 / 256.0)), 1.0);
         // 1 + 3·2^-8 lies halfway between 1 + 2^-7 and 1 + 2^-6: even is 1 + 2^-6.
-        assert_eq!(wide(to_bf16(1.0 + 3.0 / 256.0)), 1.0 + 1.0 / 64.0);
+        assert_eq!(wide(Bf16::round(1.0 + 3.0 / 256.0)), 1.0 + 1.0 / 64.0);
         // Just above halfway rounds up.
-        assert_eq!(wide(to_bf16(1.0 + 1.0 / 256.0 + 1e-6)), 1.0 + 1.0 / 128.0);
-        assert!(wide(to_bf16(f32::NAN)).is_nan());
+        assert_eq!(
+            wide(Bf16::round(1.0 + 1.0 / 256.0 + 1e-6)),
+            1.0 + 1.0 / 128.0
+        );
+        assert!(wide(Bf16::round(f32::NAN)).is_nan());
         // Half a unit in the last place: relative error at most 2^-8 on ordinary values.
         for i in 1..1000 {
             let v = i as f32 * 0.013_7 - 6.0;
-            let r = wide(to_bf16(v));
+            let r = wide(Bf16::round(v));
             assert!((r - v).abs() <= v.abs() / 256.0, "{v} -> {r}");
         }
         // The bfloat16 dot product is the f32 one over the rounded weights.
         let a: Vec<f32> = (0..37).map(|i| (i as f32 * 0.37).sin()).collect();
         let b: Vec<f32> = (0..37).map(|i| (i as f32 * 0.11).cos()).collect();
-        let rounded: Vec<u16> = a.iter().map(|&v| to_bf16(v)).collect();
+        let rounded: Vec<Bf16> = a.iter().map(|&v| Bf16::round(v)).collect();
         let widened: Vec<f32> = rounded.iter().map(|&v| wide(v)).collect();
-        assert_eq!(dot_bf16(&rounded, &b), dot(&widened, &b));
+        assert_eq!(dot(&rounded, &b), dot(&widened, &b));
     }
 }

@@ -43,6 +43,14 @@ fn reference_tokens(v: &StateDict) -> Vec<i64> {
         .expect("int tokens")
 }
 
+/// The original's drums20 prior loaded on `flex`, with the reference token sequences.
+fn reference_prior_on_flex() -> (CodePrior, Vec<i64>, Device) {
+    let (sd, heads) = reference_prior();
+    let device = Device::flex();
+    let prior = CodePrior::from_state_dict(&sd, heads, 0.3, &device).expect("loads");
+    (prior, reference_tokens(&vectors()), device)
+}
+
 fn logits_of(prior: &CodePrior, tokens: &[i64], b: usize, t: usize, device: &Device) -> Vec<f32> {
     let x = Tensor::<2, Int>::from_data(TensorData::new(tokens.to_vec(), [b, t]), device);
     prior
@@ -275,10 +283,7 @@ fn cached_steps_match_the_full_forward_pass() {
 
 #[test]
 fn prefill_then_steps_match_the_full_forward_pass() {
-    let (sd, heads) = reference_prior();
-    let tokens = reference_tokens(&vectors());
-    let device = Device::flex();
-    let prior = CodePrior::from_state_dict(&sd, heads, 0.3, &device).expect("loads");
+    let (prior, tokens, device) = reference_prior_on_flex();
     let full = logits_of(&prior, &tokens[..144], 1, 144, &device);
     let mut cache = prior.new_cache(1, &device);
     let prefix =
@@ -303,10 +308,7 @@ fn prefill_then_steps_match_the_full_forward_pass() {
 
 #[test]
 fn host_steps_match_the_full_forward_pass() {
-    let (sd, heads) = reference_prior();
-    let tokens = reference_tokens(&vectors());
-    let device = Device::flex();
-    let prior = CodePrior::from_state_dict(&sd, heads, 0.3, &device).expect("loads");
+    let (prior, tokens, device) = reference_prior_on_flex();
     let decoder = HostDecoder::new(&prior).expect("host copy");
     for seq in 0..2 {
         let toks = &tokens[seq * 144..(seq + 1) * 144];
@@ -385,10 +387,7 @@ fn probabilities(logits: &[f32]) -> Vec<f64> {
 
 #[test]
 fn bfloat16_host_steps_stay_near_the_full_forward_pass() {
-    let (sd, heads) = reference_prior();
-    let tokens = reference_tokens(&vectors());
-    let device = Device::flex();
-    let prior = CodePrior::from_state_dict(&sd, heads, 0.3, &device).expect("loads");
+    let (prior, tokens, device) = reference_prior_on_flex();
     let decoder = HostDecoder::with_weights(&prior, HostWeights::Bf16).expect("host copy");
     let toks = &tokens[..144];
     let full = logits_of(&prior, toks, 1, 144, &device);
