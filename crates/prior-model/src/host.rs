@@ -56,7 +56,7 @@ impl HostWeights {
 
 /// Matrix weights (attention, feed-forward, output head) above which generation keeps them
 /// as bfloat16.
-pub const BF16_ABOVE_WEIGHTS: usize = 1 << 20;
+const BF16_ABOVE_WEIGHTS: usize = 1 << 20;
 
 /// The weights of a prior's matrices: per layer query/key/value, output and the two
 /// feed-forward matrices (4h wide), plus the output head.
