@@ -41,7 +41,7 @@ pub enum HostWeights {
 
 impl HostWeights {
     /// The layout generation uses for a prior of `shape`: f32 while its matrices fit a
-    /// laptop CPU's caches, bfloat16 above [`BF16_ABOVE_WEIGHTS`] matrix weights. Measured
+    /// laptop CPU's caches, bfloat16 above 2^20 matrix weights. Measured
     /// interleaved on 2 cores (8 MB L3), tokens per second bf16 ÷ f32: 0.85 for 128 × 2 layers
     /// (0.4 M weights: the widening costs more than it saves), 1.46 for 256 × 2 (1.6 M),
     /// 1.34 for 256 × 4, 1.54 for 512 × 6.
