@@ -2,7 +2,8 @@
 
 use burn::prelude::*;
 use prior_model::{
-    CodePrior, HostDecoder, HostWeights, PriorError, PriorShape, flatten_codes, unflatten_codes,
+    CodePrior, HostDecoder, HostState, HostWeights, PriorError, PriorShape, flatten_codes,
+    unflatten_codes,
 };
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use weights::{HostData, StateDict, pickle::Value};
@@ -49,6 +50,25 @@ fn reference_prior_on_flex() -> (CodePrior, Vec<i64>, Device) {
     let device = Device::flex();
     let prior = CodePrior::from_state_dict(&sd, heads, 0.3, &device).expect("loads");
     (prior, reference_tokens(&vectors()), device)
+}
+
+/// Steps `together` with `step_many` and `alone` one sequence at a time through the first
+/// `steps` tokens of `seqs`; every step's logits must be identical.
+fn assert_batched_steps_match_single(
+    decoder: &HostDecoder,
+    seqs: &[&[i64]],
+    alone: &mut [HostState],
+    together: &mut [HostState],
+    steps: usize,
+) {
+    for t in 0..steps {
+        let next: Vec<usize> = seqs.iter().map(|s| s[t] as usize).collect();
+        decoder.step_many(together, &next).expect("batched step");
+        for (i, st) in alone.iter_mut().enumerate() {
+            let want = decoder.step(st, next[i]).expect("step").to_vec();
+            assert_eq!(together[i].logits(), &want[..], "sequence {i}, step {t}");
+        }
+    }
 }
 
 fn logits_of(prior: &CodePrior, tokens: &[i64], b: usize, t: usize, device: &Device) -> Vec<f32> {
@@ -358,16 +378,7 @@ fn host_steps_match_the_full_forward_pass() {
     decoder
         .step(&mut alone[2], 0)
         .expect("offset the third sequence");
-    for t in 0..100 {
-        let next: Vec<usize> = seqs.iter().map(|s| s[t] as usize).collect();
-        decoder
-            .step_many(&mut together, &next)
-            .expect("batched step");
-        for (i, st) in alone.iter_mut().enumerate() {
-            let want = decoder.step(st, next[i]).expect("step").to_vec();
-            assert_eq!(together[i].logits(), &want[..], "sequence {i}, step {t}");
-        }
-    }
+    assert_batched_steps_match_single(&decoder, &seqs, &mut alone, &mut together, 100);
     let err = decoder
         .step_many(&mut together, &[0, 0])
         .expect_err("one token per sequence");
@@ -413,18 +424,10 @@ fn bfloat16_host_steps_stay_near_the_full_forward_pass() {
     assert!(worst_logit < 0.02, "logits {worst_logit} off");
     assert!(worst_tv < 0.005, "sampling distributions {worst_tv} apart");
     // Several sequences stepped together still give exactly each one's own logits.
+    let seqs = [&tokens[..144], &tokens[144..288]];
     let mut alone = [decoder.new_state(), decoder.new_state()];
     let mut together = [decoder.new_state(), decoder.new_state()];
-    for t in 0..50 {
-        let next = [tokens[t] as usize, tokens[144 + t] as usize];
-        decoder
-            .step_many(&mut together, &next)
-            .expect("batched step");
-        for (i, st) in alone.iter_mut().enumerate() {
-            let want = decoder.step(st, next[i]).expect("step").to_vec();
-            assert_eq!(together[i].logits(), &want[..], "sequence {i}, step {t}");
-        }
-    }
+    assert_batched_steps_match_single(&decoder, &seqs, &mut alone, &mut together, 50);
     // Generation keeps small priors exact and reads large ones as bfloat16.
     assert_eq!(HostWeights::for_shape(&prior.shape()), HostWeights::F32);
     let wide = PriorShape {
