@@ -41,10 +41,10 @@ pub enum HostWeights {
 
 impl HostWeights {
     /// The layout generation uses for a prior of `shape`: f32 while its matrices fit a
-    /// laptop CPU's caches, bfloat16 above 2^20 matrix weights. Measured
-    /// interleaved on 2 cores (8 MB L3), tokens per second bf16 ÷ f32: 0.85 for 128 × 2 layers
-    /// (0.4 M weights: the widening costs more than it saves), 1.46 for 256 × 2 (1.6 M),
-    /// 1.34 for 256 × 4, 1.54 for 512 × 6.
+    /// laptop CPU's caches, bfloat16 above 2^20 matrix weights. Measured interleaved on
+    /// 2 cores (8 MB L3), tokens per second bf16 ÷ f32: 0.77–0.82 for 128 × 2 layers (0.4 M
+    /// weights: the widening costs more than it saves), 1.04–1.49 for 256 × 2 (1.6 M),
+    /// 1.10–1.37 for 256 × 4, 1.40–1.54 for 512 × 6.
     pub fn for_shape(shape: &PriorShape) -> Self {
         if matrix_weights(shape) > BF16_ABOVE_WEIGHTS {
             Self::Bf16
@@ -99,53 +99,56 @@ impl Dense {
         }
     }
 
-    /// Output `r` of `W x` (without the bias).
-    fn row_dot(&self, r: usize, x: &[f32]) -> f32 {
-        let span = r * self.cols..(r + 1) * self.cols;
-        match &self.weight {
-            Values::F32(w) => dot(&w[span], x),
-            Values::Bf16(w) => dot(&w[span], x),
-        }
-    }
-
-    /// `out[i] = W x[i] + b` for `n` row vectors (`x`: `[n][cols]`, `out`: `[n][rows]`):
-    /// each weight row is read once for all of them.
+    /// `out[i] = W x[i] + b` for `n` row vectors (`x`: `[n][cols]`, `out`: `[n][rows]`).
+    /// The rows are split across threads in whole tiles; every output is the same sum
+    /// whichever tile or task computed it, so a batch gives exactly the single results.
     fn apply_many(&self, x: &[f32], n: usize, out: &mut [f32]) {
-        if n == 1 {
-            return self.apply(x, out);
-        }
-        let mut by_row = vec![0.0f32; self.rows * n];
-        let row = |(r, o): (usize, &mut [f32])| {
-            let b = self.bias.as_ref().map_or(0.0, |b| b[r]);
-            for (i, v) in o.iter_mut().enumerate() {
-                *v = self.row_dot(r, &x[i * self.cols..(i + 1) * self.cols]) + b;
+        let (rows, cols) = (self.rows, self.cols);
+        let mut by_row = if n == 1 {
+            Vec::new()
+        } else {
+            vec![0.0f32; rows * n]
+        };
+        let dest: &mut [f32] = if n == 1 { &mut *out } else { &mut by_row };
+        let task_rows = if rows * cols * n >= PARALLEL_MACS {
+            // Two tasks per thread, whole tiles each, for balance.
+            rows.div_ceil(2 * rayon::current_num_threads())
+                .next_multiple_of(TILE_ROWS)
+                .max(TILE_ROWS)
+        } else {
+            rows
+        };
+        let task = |(t, o): (usize, &mut [f32])| {
+            let span = t * task_rows * cols..(t * task_rows + o.len() / n) * cols;
+            match &self.weight {
+                Values::F32(w) => products(&w[span], cols, x, n, o),
+                Values::Bf16(w) => products(&w[span], cols, x, n, o),
             }
         };
-        if self.rows * self.cols * n >= PARALLEL_MACS {
-            by_row.par_chunks_mut(n).enumerate().for_each(row);
+        if task_rows < rows {
+            dest.par_chunks_mut(task_rows * n)
+                .enumerate()
+                .for_each(task);
         } else {
-            by_row.chunks_mut(n).enumerate().for_each(row);
+            task((0, dest));
         }
-        for (r, vals) in by_row.chunks_exact(n).enumerate() {
-            for (i, v) in vals.iter().enumerate() {
-                out[i * self.rows + r] = *v;
+        if n > 1 {
+            for (r, vals) in by_row.chunks_exact(n).enumerate() {
+                for (i, v) in vals.iter().enumerate() {
+                    out[i * rows + r] = *v;
+                }
+            }
+        }
+        if let Some(b) = &self.bias {
+            for o in out[..n * rows].chunks_exact_mut(rows) {
+                o.iter_mut().zip(b).for_each(|(o, b)| *o += b);
             }
         }
     }
 
     /// `out = W x + b`.
     fn apply(&self, x: &[f32], out: &mut [f32]) {
-        let row = |(o, r): (&mut f32, usize)| {
-            *o = self.row_dot(r, x) + self.bias.as_ref().map_or(0.0, |b| b[r]);
-        };
-        if self.rows * self.cols >= PARALLEL_MACS {
-            out.par_iter_mut()
-                .zip(0..self.rows)
-                .with_min_len(64)
-                .for_each(row);
-        } else {
-            out.iter_mut().zip(0..self.rows).for_each(row);
-        }
+        self.apply_many(x, 1, out)
     }
 }
 
@@ -414,6 +417,22 @@ impl HostDecoder {
                 )));
             }
         }
+        let h = s.hidden_size;
+        if 4 * h * h * rows.len() >= PARALLEL_MACS && rayon::current_thread_index().is_none() {
+            // The products will be split across threads: run the whole pass on one of the
+            // pool's threads, so that each split is a cheap fork within the pool rather
+            // than this thread handing work over and sleeping until it is done (measured:
+            // a wake-up per product cost as much as the products of a 256-wide step).
+            rayon::scope(|_| self.transform(states, rows));
+        } else {
+            self.transform(states, rows);
+        }
+        Ok(())
+    }
+
+    /// [`Self::run_rows`] after its checks.
+    fn transform(&self, states: &mut [HostState], rows: &[Row]) {
+        let s = self.shape;
         let n = rows.len();
         let h = s.hidden_size;
         let (heads, d_k) = (s.num_heads, h / s.num_heads);
@@ -481,7 +500,6 @@ impl HostDecoder {
             self.final_norm.apply(x, normed);
             self.head.apply(normed, &mut states[r.state].logits);
         }
-        Ok(())
     }
 }
 
@@ -528,49 +546,211 @@ impl Weight for Bf16 {
     }
 }
 
-/// Dot product with sixteen independent accumulators, so the compiler can vectorise it
-/// and keep several additions in flight (a single running float sum cannot be reordered).
-/// Where the CPU has AVX2 the same loop runs compiled for it: the same additions in the same
-/// order, so the same bits, on twice the lanes.
+/// Lanes of each running sum: one AVX register of f32.
+const LANES: usize = 8;
+/// Weight rows computed together (each vector chunk is loaded once for all of them).
+const TILE_ROWS: usize = 4;
+/// Vectors computed together in a batch (each weight chunk is widened once for all).
+const TILE_VECTORS: usize = 2;
+
+/// Dot product of `a` and `b`, summed exactly as [`products`] sums each of its outputs.
 fn dot<W: Weight>(a: &[W], b: &[f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
-    if avx2() {
-        // SAFETY: the CPU supports AVX2 (checked at run time just above).
+    if avx2_fma() {
+        // SAFETY: the CPU supports AVX2 and FMA (checked at run time just above).
         return unsafe { dot_avx2(a, b) };
     }
-    dot_lanes(a, b)
+    dot_portable(a, b)
 }
 
 #[cfg(target_arch = "x86_64")]
-fn avx2() -> bool {
-    use std::sync::OnceLock;
-    static AVX2: OnceLock<bool> = OnceLock::new();
-    *AVX2.get_or_init(|| std::is_x86_feature_detected!("avx2"))
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,fma")]
 fn dot_avx2<W: Weight>(a: &[W], b: &[f32]) -> f32 {
-    dot_lanes(a, b)
+    dot_portable(a, b)
 }
 
+/// `out[r * n + i] = w[r] · x[i]` for the `[rows][cols]` matrix `w` and `n` vectors
+/// `x` (`[n][cols]`).
+///
+/// Every output is the same sequence of operations however it is computed: per lane `l`,
+/// fused multiply-adds over `k ≡ l (mod 8)` in order, the lanes summed pairwise, then the
+/// tail — so batched and single products agree to the bit, and (fused multiply-add rounds
+/// once on every CPU) so do machines with and without AVX2. With AVX2 the products run
+/// in tiles of [`TILE_ROWS`] rows × [`TILE_VECTORS`] vectors whose sums stay in
+/// registers: each weight is read once per tile, not once per vector.
+fn products<W: Weight>(w: &[W], cols: usize, x: &[f32], n: usize, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if avx2_fma() {
+        // SAFETY: the CPU supports AVX2 and FMA (checked at run time just above).
+        return unsafe { products_avx2(w, cols, x, n, out) };
+    }
+    products_portable(w, cols, x, n, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+fn avx2_fma() -> bool {
+    use std::sync::OnceLock;
+    static AVX2_FMA: OnceLock<bool> = OnceLock::new();
+    *AVX2_FMA.get_or_init(|| {
+        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+    })
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn products_avx2<W: Weight>(w: &[W], cols: usize, x: &[f32], n: usize, out: &mut [f32]) {
+    let rows = w.len() / cols;
+    let mut r = 0;
+    while r < rows {
+        let full_rows = r + TILE_ROWS <= rows;
+        let mut i = 0;
+        while i < n {
+            let full_vectors = i + TILE_VECTORS <= n;
+            let (ws, xs) = (&w[r * cols..], &x[i * cols..]);
+            match (full_rows, full_vectors) {
+                (true, true) => scatter(
+                    &x86::tile::<W, TILE_ROWS, TILE_VECTORS>(ws, xs, cols),
+                    out,
+                    n,
+                    r,
+                    i,
+                ),
+                (true, false) => scatter(&x86::tile::<W, TILE_ROWS, 1>(ws, xs, cols), out, n, r, i),
+                (false, true) => {
+                    scatter(&x86::tile::<W, 1, TILE_VECTORS>(ws, xs, cols), out, n, r, i)
+                }
+                (false, false) => scatter(&x86::tile::<W, 1, 1>(ws, xs, cols), out, n, r, i),
+            }
+            i += if full_vectors { TILE_VECTORS } else { 1 };
+        }
+        r += if full_rows { TILE_ROWS } else { 1 };
+    }
+}
+
+/// Writes a tile's sums (`[R][V]`, rows from `r`, vectors from `i`) into `out` (`[rows][n]`).
 #[inline(always)]
-fn dot_lanes<W: Weight>(a: &[W], b: &[f32]) -> f32 {
-    const LANES: usize = 16;
-    let mut acc = [0.0f32; LANES];
-    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x.widen() * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for i in 0..LANES {
-            acc[i] += x[i].widen() * y[i];
+fn scatter<const R: usize, const V: usize>(
+    sums: &[[f32; V]; R],
+    out: &mut [f32],
+    n: usize,
+    r: usize,
+    i: usize,
+) {
+    for (dr, row) in sums.iter().enumerate() {
+        let at = (r + dr) * n + i;
+        out[at..at + V].copy_from_slice(row);
+    }
+}
+
+/// The lanes of one running sum added pairwise, in the order every path uses.
+#[inline(always)]
+fn lane_sum(a: &[f32; LANES]) -> f32 {
+    ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]))
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::{Bf16, LANES, Weight, lane_sum};
+
+    /// Rows `0..R` of `w` (each `cols` long) against vectors `0..V` of `x`: the sums of
+    /// [`super::dot_portable`], computed with AVX2 fused multiply-adds.
+    // Index loops over the constant tile sizes unroll into named registers.
+    #[allow(clippy::needless_range_loop)]
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    pub(super) fn tile<W: Weight, const R: usize, const V: usize>(
+        w: &[W],
+        x: &[f32],
+        cols: usize,
+    ) -> [[f32; V]; R] {
+        assert!(w.len() >= R * cols && x.len() >= V * cols);
+        let full = cols - cols % LANES;
+        // Raw row pointers and plain loops (no closures: a closure would not inherit this
+        // function's target features), so that the whole tile lives in registers.
+        let (wp, xp) = (w.as_ptr(), x.as_ptr());
+        let mut acc = [[_mm256_setzero_ps(); V]; R];
+        let mut wv = [_mm256_setzero_ps(); R];
+        let mut k = 0;
+        while k < full {
+            for r in 0..R {
+                // SAFETY: `r * cols + k + 8 <= R * cols <= w.len()` (asserted above).
+                wv[r] = unsafe { load8(wp.add(r * cols + k)) };
+            }
+            for v in 0..V {
+                // SAFETY: as above, for `x`.
+                let xv = unsafe { _mm256_loadu_ps(xp.add(v * cols + k)) };
+                for r in 0..R {
+                    acc[r][v] = _mm256_fmadd_ps(wv[r], xv, acc[r][v]);
+                }
+            }
+            k += LANES;
+        }
+        let mut sums = [[0.0f32; V]; R];
+        let mut lanes = [0.0f32; LANES];
+        for r in 0..R {
+            for v in 0..V {
+                // SAFETY: `lanes` holds 8 f32.
+                unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), acc[r][v]) };
+                let mut sum = lane_sum(&lanes);
+                for k in full..cols {
+                    sum = w[r * cols + k].widen().mul_add(x[v * cols + k], sum);
+                }
+                sums[r][v] = sum;
+            }
+        }
+        sums
+    }
+
+    /// Eight consecutive weights widened to f32.
+    ///
+    /// # Safety
+    /// `p..p + 8` must be readable.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn load8<W: Weight>(p: *const W) -> __m256 {
+        // SAFETY: the caller guarantees 8 readable values; a weight is an f32 or a `Bf16`
+        // (a `u16`), told apart by its size.
+        unsafe {
+            if size_of::<W>() == size_of::<f32>() {
+                _mm256_loadu_ps(p.cast::<f32>())
+            } else {
+                let half = _mm_loadu_si128(p.cast::<__m128i>());
+                _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(half)))
+            }
         }
     }
-    acc.iter().sum::<f32>() + tail
+
+    const _: () = assert!(size_of::<Bf16>() == 2);
+}
+
+/// [`products`] without SIMD intrinsics (the same sums).
+fn products_portable<W: Weight>(w: &[W], cols: usize, x: &[f32], n: usize, out: &mut [f32]) {
+    for (r, row) in w.chunks_exact(cols).enumerate() {
+        for (i, v) in x.chunks_exact(cols).take(n).enumerate() {
+            out[r * n + i] = dot_portable(row, v);
+        }
+    }
+}
+
+/// One row times one vector: per lane `l`, fused multiply-adds over `k ≡ l (mod 8)` in
+/// order; the lanes summed pairwise; then the tail.
+#[inline(always)]
+fn dot_portable<W: Weight>(w: &[W], x: &[f32]) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let (cw, cx) = (w.chunks_exact(LANES), x.chunks_exact(LANES));
+    let (tw, tx) = (cw.remainder(), cx.remainder());
+    for (a, b) in cw.zip(cx) {
+        for l in 0..LANES {
+            acc[l] = a[l].widen().mul_add(b[l], acc[l]);
+        }
+    }
+    let mut sum = lane_sum(&acc);
+    for (a, b) in tw.iter().zip(tx) {
+        sum = a.widen().mul_add(*b, sum);
+    }
+    sum
 }
 
 #[cfg(test)]
@@ -606,5 +786,34 @@ mod tests {
         let rounded: Vec<Bf16> = a.iter().map(|&v| Bf16::round(v)).collect();
         let widened: Vec<f32> = rounded.iter().map(|&v| wide(v)).collect();
         assert_eq!(dot(&rounded, &b), dot(&widened, &b));
+    }
+
+    /// Every tile shape (full and partial row and vector tiles, a column tail) gives each
+    /// output exactly the portable one-row, one-vector sum, for both weight types.
+    #[test]
+    fn tiled_products_equal_the_portable_sums_bit_for_bit() {
+        let value = |i: usize| ((i * 2_654_435_761) % 1000) as f32 / 250.0 - 2.0;
+        for (rows, cols, n) in [(9, 37, 5), (4, 16, 3), (1, 8, 1), (7, 64, 2), (12, 3, 4)] {
+            let w: Vec<f32> = (0..rows * cols).map(value).collect();
+            let x: Vec<f32> = (0..n * cols).map(|i| value(i + 7)).collect();
+            let rounded: Vec<Bf16> = w.iter().map(|&v| Bf16::round(v)).collect();
+            let mut out = vec![0.0f32; rows * n];
+            let mut out_bf16 = vec![0.0f32; rows * n];
+            products(&w, cols, &x, n, &mut out);
+            products(&rounded, cols, &x, n, &mut out_bf16);
+            for r in 0..rows {
+                for i in 0..n {
+                    let (row, v) = (r * cols..(r + 1) * cols, i * cols..(i + 1) * cols);
+                    let expected = dot_portable(&w[row.clone()], &x[v.clone()]);
+                    assert_eq!(
+                        out[r * n + i].to_bits(),
+                        expected.to_bits(),
+                        "{rows}x{cols}x{n}"
+                    );
+                    let expected = dot_portable(&rounded[row], &x[v]);
+                    assert_eq!(out_bf16[r * n + i].to_bits(), expected.to_bits());
+                }
+            }
+        }
     }
 }
