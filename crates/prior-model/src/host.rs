@@ -113,8 +113,7 @@ impl Dense {
         let task_rows = if rows * cols * n >= PARALLEL_MACS {
             // Two tasks per thread, whole tiles each, for balance.
             rows.div_ceil(2 * rayon::current_num_threads())
-                .next_multiple_of(TILE_ROWS)
-                .max(TILE_ROWS)
+                .next_multiple_of(TASK_ROWS)
         } else {
             rows
         };
@@ -548,10 +547,17 @@ impl Weight for Bf16 {
 
 /// Lanes of each running sum: one AVX register of f32.
 const LANES: usize = 8;
-/// Weight rows computed together (each vector chunk is loaded once for all of them).
-const TILE_ROWS: usize = 4;
-/// Vectors computed together in a batch (each weight chunk is widened once for all).
-const TILE_VECTORS: usize = 2;
+/// A batch's tiles (at least [`TILE_VECTORS`] vectors): each weight chunk is widened once
+/// for [`TILE_VECTORS`] vectors, each vector chunk loaded once for [`TILE_ROWS`] rows; twelve
+/// running sums, three weight and one vector register fill the sixteen AVX registers.
+/// Measured on 2 cores (three interleaved runs): prefills and four-sound steps 5–10 % faster
+/// than with 4 × 2 tiles, 4 × 3 slower (its sums spill out of the registers).
+const TILE_ROWS: usize = 3;
+const TILE_VECTORS: usize = 4;
+/// Rows per tile of a single vector (a step of one sound): four independent sums.
+const SINGLE_TILE_ROWS: usize = 4;
+/// Threads split a product at multiples of every tile height.
+const TASK_ROWS: usize = 12;
 
 /// Dot product of `a` and `b`, summed exactly as [`products`] sums each of its outputs.
 fn dot<W: Weight>(a: &[W], b: &[f32]) -> f32 {
@@ -599,31 +605,41 @@ fn avx2_fma() -> bool {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 fn products_avx2<W: Weight>(w: &[W], cols: usize, x: &[f32], n: usize, out: &mut [f32]) {
+    if n < TILE_VECTORS {
+        tiles::<W, SINGLE_TILE_ROWS, 1>(w, cols, x, n, out)
+    } else {
+        tiles::<W, TILE_ROWS, TILE_VECTORS>(w, cols, x, n, out)
+    }
+}
+
+/// [`products`] in tiles of `R` rows × `V` vectors (single rows and vectors at the edges).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn tiles<W: Weight, const R: usize, const V: usize>(
+    w: &[W],
+    cols: usize,
+    x: &[f32],
+    n: usize,
+    out: &mut [f32],
+) {
     let rows = w.len() / cols;
     let mut r = 0;
     while r < rows {
-        let full_rows = r + TILE_ROWS <= rows;
+        let full_rows = r + R <= rows;
         let mut i = 0;
         while i < n {
-            let full_vectors = i + TILE_VECTORS <= n;
+            let full_vectors = i + V <= n;
             let (ws, xs) = (&w[r * cols..], &x[i * cols..]);
             match (full_rows, full_vectors) {
-                (true, true) => scatter(
-                    &x86::tile::<W, TILE_ROWS, TILE_VECTORS>(ws, xs, cols),
-                    out,
-                    n,
-                    r,
-                    i,
-                ),
-                (true, false) => scatter(&x86::tile::<W, TILE_ROWS, 1>(ws, xs, cols), out, n, r, i),
-                (false, true) => {
-                    scatter(&x86::tile::<W, 1, TILE_VECTORS>(ws, xs, cols), out, n, r, i)
-                }
+                (true, true) => scatter(&x86::tile::<W, R, V>(ws, xs, cols), out, n, r, i),
+                (true, false) => scatter(&x86::tile::<W, R, 1>(ws, xs, cols), out, n, r, i),
+                (false, true) => scatter(&x86::tile::<W, 1, V>(ws, xs, cols), out, n, r, i),
                 (false, false) => scatter(&x86::tile::<W, 1, 1>(ws, xs, cols), out, n, r, i),
             }
-            i += if full_vectors { TILE_VECTORS } else { 1 };
+            i += if full_vectors { V } else { 1 };
         }
-        r += if full_rows { TILE_ROWS } else { 1 };
+        r += if full_rows { R } else { 1 };
     }
 }
 
