@@ -198,7 +198,8 @@ pub struct HostDecoder {
 
 /// One sequence's decoding state: cached keys and values of every layer.
 pub struct HostState {
-    /// Per layer, `[seq_len][h]` keys then values (heads side by side in each row).
+    /// Per layer, `[heads][seq_len][d_k]` keys then values: each head's keys are
+    /// consecutive rows, so its attention scores are one matrix–vector product.
     keys: Vec<Vec<f32>>,
     values: Vec<Vec<f32>>,
     len: usize,
@@ -448,11 +449,16 @@ impl HostDecoder {
         for (li, layer) in self.layers.iter().enumerate() {
             layer.attn_norm.apply_many(&w.x, h, &mut w.normed);
             layer.qkv.apply_many(&w.normed, n, &mut w.qkv);
+            // Row `pos` of head `head` in a layer's `[heads][seq_len][d_k]` cache.
+            let at = |head: usize, pos: usize| (head * s.seq_len + pos) * d_k;
             for (i, r) in rows.iter().enumerate() {
                 let kv = &w.qkv[i * 3 * h + h..(i + 1) * 3 * h];
                 let st = &mut states[r.state];
-                st.keys[li][r.pos * h..(r.pos + 1) * h].copy_from_slice(&kv[..h]);
-                st.values[li][r.pos * h..(r.pos + 1) * h].copy_from_slice(&kv[h..]);
+                for head in 0..heads {
+                    let (dst, src) = (at(head, r.pos), head * d_k);
+                    st.keys[li][dst..dst + d_k].copy_from_slice(&kv[src..src + d_k]);
+                    st.values[li][dst..dst + d_k].copy_from_slice(&kv[h + src..h + src + d_k]);
+                }
             }
             for (i, r) in rows.iter().enumerate() {
                 let (keys, values) = (&states[r.state].keys[li], &states[r.state].values[li]);
@@ -460,10 +466,9 @@ impl HostDecoder {
                 for head in 0..heads {
                     let span = head * d_k..(head + 1) * d_k;
                     let scores = &mut w.scores[..=r.pos];
-                    for (j, sc) in scores.iter_mut().enumerate() {
-                        let key = &keys[j * h + span.start..j * h + span.end];
-                        *sc = dot(&q[span.clone()], key) * scale;
-                    }
+                    let head_keys = &keys[at(head, 0)..at(head, r.pos + 1)];
+                    products(head_keys, d_k, &q[span.clone()], 1, scores);
+                    scores.iter_mut().for_each(|sc| *sc *= scale);
                     let max = scores.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
                     let mut total = 0.0f32;
                     for sc in scores.iter_mut() {
@@ -474,7 +479,7 @@ impl HostDecoder {
                     ctx.iter_mut().for_each(|c| *c = 0.0);
                     for (j, &p) in scores.iter().enumerate() {
                         let weight = p / total;
-                        let value = &values[j * h + span.start..j * h + span.end];
+                        let value = &values[at(head, j)..at(head, j) + d_k];
                         for (c, v) in ctx.iter_mut().zip(value) {
                             *c += weight * v;
                         }
@@ -558,22 +563,6 @@ const TILE_VECTORS: usize = 4;
 const SINGLE_TILE_ROWS: usize = 4;
 /// Threads split a product at multiples of every tile height.
 const TASK_ROWS: usize = 12;
-
-/// Dot product of `a` and `b`, summed exactly as [`products`] sums each of its outputs.
-fn dot<W: Weight>(a: &[W], b: &[f32]) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    if avx2_fma() {
-        // SAFETY: the CPU supports AVX2 and FMA (checked at run time just above).
-        return unsafe { dot_avx2(a, b) };
-    }
-    dot_portable(a, b)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn dot_avx2<W: Weight>(a: &[W], b: &[f32]) -> f32 {
-    dot_portable(a, b)
-}
 
 /// `out[r * n + i] = w[r] · x[i]` for the `[rows][cols]` matrix `w` and `n` vectors
 /// `x` (`[n][cols]`).
@@ -801,7 +790,7 @@ mod tests {
         let b: Vec<f32> = (0..37).map(|i| (i as f32 * 0.11).cos()).collect();
         let rounded: Vec<Bf16> = a.iter().map(|&v| Bf16::round(v)).collect();
         let widened: Vec<f32> = rounded.iter().map(|&v| wide(v)).collect();
-        assert_eq!(dot(&rounded, &b), dot(&widened, &b));
+        assert_eq!(dot_portable(&rounded, &b), dot_portable(&widened, &b));
     }
 
     /// Every tile shape (full and partial row and vector tiles, a column tail) gives each

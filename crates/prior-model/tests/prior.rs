@@ -368,8 +368,10 @@ fn host_steps_match_the_full_forward_pass() {
     );
 
     // Several sequences stepped together give exactly each one's own logits, even when
-    // they sit at different positions.
-    let seqs: Vec<&[i64]> = (0..3).map(|i| &tokens[i * 144..(i + 1) * 144]).collect();
+    // they sit at different positions. Five of them: a full four-sound tile and a single.
+    let seqs: Vec<&[i64]> = (0..5)
+        .map(|i| &tokens[(i % 3) * 144 + (i / 3) * 7..][..100])
+        .collect();
     let mut alone: Vec<_> = seqs.iter().map(|_| decoder.new_state()).collect();
     let mut together: Vec<_> = seqs.iter().map(|_| decoder.new_state()).collect();
     decoder
@@ -383,7 +385,7 @@ fn host_steps_match_the_full_forward_pass() {
         .step_many(&mut together, &[0, 0])
         .expect_err("one token per sequence");
     assert!(
-        err.to_string().contains("2 tokens for 3 sequences"),
+        err.to_string().contains("2 tokens for 5 sequences"),
         "{err}"
     );
 }
