@@ -670,3 +670,58 @@ fn small_collections_learn_semitone_copies_recorded_and_switchable_off() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("augment_speeds"), "{}", stderr(&o));
 }
+
+#[test]
+fn the_prior_stops_on_a_validation_plateau_unless_epochs_are_given() {
+    let (dir, data) = sounds(8);
+    let vq = dir.path().join("vq.distill");
+    let o = train(&data, &vq, "4", &["--stage", "vqvae"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let config = dir.path().join("patient.toml");
+    std::fs::write(&config, "[prior]\nmax_epochs = 12\npatience = 1\n").expect("write");
+    let run = |name: &str, extra: &[&str]| {
+        let out = dir.path().join(format!("{name}.distill"));
+        let mut args = vec![
+            "--seed",
+            "3",
+            "--batch-size",
+            "2",
+            "--lr",
+            "0.02",
+            "--stage",
+            "prior",
+            "--model",
+            vq.to_str().expect("utf-8"),
+            "--config",
+            config.to_str().expect("utf-8"),
+        ];
+        args.extend_from_slice(extra);
+        let o = train_json(&data, &out, &args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        (o, info_json(&out))
+    };
+    let (o, info) = run("patient", &[]);
+    assert_eq!(info["prior_config"]["patience"], 1);
+    let trained = epochs(&o, "prior").len();
+    let finished = events(&o, "stage_finished", "prior");
+    let best = finished[0]["best_epoch"].as_u64().expect("best epoch") as usize;
+    assert_eq!(
+        info["prior_metadata"]["epochs_trained"].as_u64(),
+        Some(trained as u64),
+        "the model file records the epochs trained"
+    );
+    // At this learning rate the validation loss stops improving within a few epochs (seeded):
+    // the stage ends one epoch after its best (a patience of 1), and says so.
+    assert!(trained < 12, "trained all {trained} epochs");
+    assert_eq!(trained, best + 1);
+    let stop = &finished[0]["plateau_stop"];
+    assert_eq!(stop["epochs_trained"], trained);
+    assert_eq!(
+        (stop["epochs"].as_u64(), stop["patience"].as_u64()),
+        (Some(12), Some(1))
+    );
+    // `--epochs` trains exactly that many, plateau or not.
+    let (o, info) = run("exact", &["--epochs", "12"]);
+    assert_eq!(epochs(&o, "prior").len(), 12);
+    assert!(info["prior_config"].get("patience").is_none());
+}

@@ -125,6 +125,10 @@ function handle(e) {
       message(`warning: ${e.message}`, 'warn');
       break;
     case 'stage_finished':
+      if (e.plateau_stop) {
+        const p = e.plateau_stop;
+        message(`${e.stage}: stopped after epoch ${p.epochs_trained} of ${p.epochs}: no better validation in the last ${p.patience} epochs`);
+      }
       message(e.stage === 'prior'
         ? `prior: best validation perplexity ${e.best_perplexity?.toFixed(2)} at epoch ${e.best_epoch}`
         : `VQ-VAE: best validation loss ${e.best_val_loss.toFixed(4)} at epoch ${e.best_epoch} (kept)`);

@@ -278,8 +278,13 @@ impl Printer {
                             .collect();
                         format!(", speed copies {}", list.join("/"))
                     };
+                    let patience = p
+                        .patience
+                        .filter(|&n| n > 0)
+                        .map(|n| format!(" (fewer after {n} without improvement)"))
+                        .unwrap_or_default();
                     self.line(&format!(
-                        "prior: hidden {}, {} layers, {} heads, dropout {}, {}, lr {}, batch {}{speeds}",
+                        "prior: hidden {}, {} layers, {} heads, dropout {}, {}{patience}, lr {}, batch {}{speeds}",
                         p.hidden_size,
                         p.num_layers,
                         p.num_heads,
@@ -348,13 +353,21 @@ impl Printer {
                         "VQ-VAE: best validation loss {:.4} at epoch {} (those weights are kept)",
                         s.best_val_loss, s.best_epoch
                     )),
-                    StageName::Prior => self.line(&format!(
-                        "prior: best validation perplexity {:.2} at epoch {} (those weights are kept); {} training / {} validation sequences",
-                        s.best_perplexity.unwrap_or(0.0),
-                        s.best_epoch,
-                        s.train_sequences.unwrap_or(0),
-                        s.val_sequences.unwrap_or(0)
-                    )),
+                    StageName::Prior => {
+                        if let Some(p) = &s.plateau_stop {
+                            self.line(&format!(
+                                "prior: stopped after epoch {} of {}: no better validation perplexity in the last {} epochs",
+                                p.epochs_trained, p.epochs, p.patience
+                            ));
+                        }
+                        self.line(&format!(
+                            "prior: best validation perplexity {:.2} at epoch {} (those weights are kept); {} training / {} validation sequences",
+                            s.best_perplexity.unwrap_or(0.0),
+                            s.best_epoch,
+                            s.train_sequences.unwrap_or(0),
+                            s.val_sequences.unwrap_or(0)
+                        ))
+                    }
                 }
             }
             Event::Interrupted {

@@ -80,6 +80,7 @@ const PRIOR_OPTIONAL: &[&str] = &[
     "trim_padding",
     "balance_files",
     "augment_speeds",
+    "patience",
     "seq_len",
     "num_quantizers",
 ];
@@ -178,10 +179,12 @@ pub fn resolve(
         pr.num_quantizers = None;
     }
     if let Some(e) = o.epochs {
+        // Exactly `e` epochs: no step budget, no stop on a plateau.
         vq.max_epochs = e;
         pr.max_epochs = e;
         vq.max_steps = None;
         pr.max_steps = None;
+        pr.patience = None;
     }
     if let Some(lr) = o.lr {
         vq.learning_rate = lr;

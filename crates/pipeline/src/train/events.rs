@@ -112,6 +112,18 @@ pub struct StageSummary {
     pub train_sequences: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub val_sequences: Option<usize>,
+    /// Set when the stage stopped before its last epoch because the validation loss had
+    /// not improved for `patience` epochs: the epochs it trained, of `epochs`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plateau_stop: Option<PlateauStop>,
+}
+
+/// A stage that stopped on a validation plateau.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlateauStop {
+    pub epochs_trained: usize,
+    pub epochs: usize,
+    pub patience: usize,
 }
 
 /// Everything a run reports, in order.

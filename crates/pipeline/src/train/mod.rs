@@ -31,8 +31,8 @@ use crate::evaluate::perplexity;
 use crate::modelfile::{CodebookHealth, ModelFile, ModelOrigin, PriorTraining, VqvaeTraining};
 use checkpoint::{CheckpointMeta, Checkpoints, StageCheckpoint};
 pub use config::{ConfigOverrides, Preset};
-pub use events::{EpochReport, Event, RunInfo, StageName, StageSummary};
-use runner::{Runner, StageRun, run_epochs};
+pub use events::{EpochReport, Event, PlateauStop, RunInfo, StageName, StageSummary};
+use runner::{Runner, Stage, StageRun, run_epochs};
 
 /// Which stages a run trains.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -362,6 +362,7 @@ pub fn train(
             best_perplexity: None,
             train_sequences: None,
             val_sequences: None,
+            plateau_stop: None,
         }));
         record_vqvae(&mut model, &result, &vq_cfg)?;
     }
@@ -387,6 +388,13 @@ pub fn train(
             best_perplexity: Some(perplexity(best_val_loss)),
             train_sequences: Some(train_sequences),
             val_sequences: Some(val_sequences),
+            plateau_stop: result.plateau_stop.zip(stage.patience()).map(
+                |(epochs_trained, patience)| PlateauStop {
+                    epochs_trained,
+                    epochs: result.history.last().map_or(0, |r| r.epochs),
+                    patience,
+                },
+            ),
         }));
         let mut cfg = pr_cfg.clone();
         cfg.seq_len = Some(stage.shape.seq_len);
@@ -397,7 +405,7 @@ pub fn train(
         model.sections.token_order = Some(prior::ORDER);
         model.sections.first_token_distribution = Some(stage.first_token_distribution.clone());
         model.sections.prior_training = Some(PriorTraining {
-            epochs_trained: pr_cfg.max_epochs,
+            epochs_trained: result.history.last().map_or(0, |r| r.epoch),
             best_epoch: Some(best_epoch),
             final_perplexity: Some(best_ppl),
             best_perplexity: Some(best_ppl),

@@ -389,6 +389,10 @@ impl Stage for PriorStage<'_> {
         self.cfg.learning_rate
     }
 
+    fn patience(&self) -> Option<usize> {
+        self.cfg.patience.filter(|&p| p > 0)
+    }
+
     fn train_epoch(
         &mut self,
         epoch: usize,

@@ -37,6 +37,11 @@ pub trait Stage {
 
     fn base_lr(&self) -> f64;
 
+    /// Epochs without a better validation loss after which the stage stops (none: all).
+    fn patience(&self) -> Option<usize> {
+        None
+    }
+
     /// One pass over the training data at learning rate `lr` (0-based `epoch`): the mean
     /// loss and the number of skipped (non-finite) steps, or `None` when the run was
     /// cancelled mid-epoch (the partial epoch is dropped).
@@ -94,6 +99,9 @@ impl StageStart {
 pub struct StageRun {
     /// False when the run was stopped early (the checkpoint holds its state).
     pub completed: bool,
+    /// Set when the stage ended before its last epoch because the validation loss had not
+    /// improved for [`Stage::patience`] epochs: the epochs it trained.
+    pub plateau_stop: Option<usize>,
     pub best: Best,
     pub history: Vec<EpochReport>,
 }
@@ -248,11 +256,19 @@ fn epoch_loop<S: Stage>(
         first_epoch: first + 1,
     });
     let mut completed = true;
+    let mut plateau_stop = None;
     let mut epoch = first;
     // `epochs` may shrink after the first epoch (a time budget), so no fixed range.
     while epoch < epochs {
         if run.should_stop() {
             completed = false;
+            break;
+        }
+        // Checked before the epoch, so a run resumed after such a stop stops again at once.
+        if let (Some(patience), Some((_, best_epoch, _))) = (stage.patience(), &best)
+            && epoch - best_epoch >= patience
+        {
+            plateau_stop = Some(epoch);
             break;
         }
         let started = Instant::now();
@@ -319,6 +335,7 @@ fn epoch_loop<S: Stage>(
     }
     Ok(StageRun {
         completed,
+        plateau_stop,
         best,
         history,
     })
@@ -468,6 +485,96 @@ mod tests {
         // Cancelled during the third epoch: the second, the last completed, is on disk.
         assert_eq!(checkpoints_written(rarely, Some(2)), (vec![2], 2));
         assert_eq!(checkpoints_written(every, Some(2)), (vec![1, 2], 2));
+    }
+
+    /// The scripted stage with a patience.
+    struct Patient(Scripted, usize);
+
+    impl Stage for Patient {
+        const NAME: StageName = StageName::Prior;
+        fn epochs(&self) -> usize {
+            self.0.epochs()
+        }
+        fn base_lr(&self) -> f64 {
+            self.0.base_lr()
+        }
+        fn patience(&self) -> Option<usize> {
+            Some(self.1)
+        }
+        fn train_epoch(
+            &mut self,
+            epoch: usize,
+            lr: f64,
+            run: &mut Runner,
+        ) -> anyhow::Result<Option<(f64, usize)>> {
+            self.0.train_epoch(epoch, lr, run)
+        }
+        fn validate(&mut self, epoch: usize, run: &mut Runner) -> anyhow::Result<f64> {
+            self.0.validate(epoch, run)
+        }
+        fn weights(&self) -> anyhow::Result<StateDict> {
+            self.0.weights()
+        }
+        fn metrics(
+            &mut self,
+            epoch: usize,
+            train_loss: f64,
+            val_loss: f64,
+            best_val_loss: f64,
+            previous: Option<&EpochReport>,
+            run: &mut Runner,
+        ) -> EpochMetrics {
+            self.0
+                .metrics(epoch, train_loss, val_loss, best_val_loss, previous, run)
+        }
+        fn capture(
+            &self,
+            epoch: usize,
+            best: &Best,
+            history: &[EpochReport],
+        ) -> anyhow::Result<StageCheckpoint> {
+            self.0.capture(epoch, best, history)
+        }
+    }
+
+    #[test]
+    fn a_plateau_of_patience_epochs_ends_the_stage_and_keeps_the_best() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let checkpoints = Checkpoints::for_output(&dir.path().join("m.distill"));
+        let cancel = CancelToken::new();
+        let mut sink = |_: &Event| {};
+        let meta = test_meta(dir.path());
+        let mut run = Runner::new(&mut sink, &cancel, None, &checkpoints, meta, dir.path(), 0);
+        // Best at epoch 2; epochs 3 and 4 are no better: with a patience of 2 the stage
+        // stops after epoch 4 (of 7), keeping epoch 2's weights.
+        let val = vec![3.0, 1.0, 2.0, 1.5, 0.5, 0.4, 0.3];
+        let scripted = |val: Vec<f64>| Scripted {
+            val,
+            current: 0,
+            seen_best: Vec::new(),
+            cancel_in: None,
+        };
+        let mut stage = Patient(scripted(val.clone()), 2);
+        let result = run_epochs(&mut stage, StageStart::fresh(), &mut run).expect("runs");
+        assert!(result.completed);
+        assert_eq!(result.plateau_stop, Some(4));
+        assert_eq!(result.history.len(), 4);
+        let (loss, epoch, weights) = result.best().expect("an epoch ran");
+        assert_eq!((loss, epoch, weights), (1.0, 2, &weights_of(2)));
+        // Resumed from that stop, the stage ends again before training anything.
+        let start = StageStart {
+            epoch: 4,
+            best: result.best.clone(),
+            history: result.history.clone(),
+        };
+        let mut stage = Patient(scripted(val.clone()), 2);
+        let again = run_epochs(&mut stage, start, &mut run).expect("runs");
+        assert_eq!((again.plateau_stop, again.history.len()), (Some(4), 4));
+        // A longer patience reaches the later improvements and trains every epoch.
+        let mut stage = Patient(scripted(val), 3);
+        let all = run_epochs(&mut stage, StageStart::fresh(), &mut run).expect("runs");
+        assert_eq!((all.plateau_stop, all.history.len()), (None, 7));
+        assert_eq!(all.best().expect("an epoch ran").1, 7);
     }
 
     #[test]
