@@ -151,8 +151,8 @@ impl Stft {
     ) {
         let n = self.n_fft;
         let total = n + self.hop * spec.frames.saturating_sub(1);
-        // Inverse transforms in parallel (window and 1/n applied there), then a sequential
-        // overlap-add.
+        // Inverse transforms in parallel (window and 1/n applied there), then the
+        // overlap-add in parallel blocks of output.
         let scale = 1.0 / n as f32;
         // Every value is written below (no clearing of a reused buffer).
         frames_time.resize(spec.frames * n, 0.0);
@@ -235,6 +235,13 @@ impl Stft {
 mod tests {
     use super::*;
 
+    fn max_abs_error(a: &[f32], b: &[f32]) -> f32 {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max)
+    }
+
     #[test]
     fn reflect_padding_matches_numpy() {
         // numpy.pad([0,1,2,3], 5, mode="reflect") = [1,2,3,2,1,0,1,2,3,2,1,0,1,2]
@@ -251,11 +258,7 @@ mod tests {
         let spec = stft.forward(&signal);
         assert_eq!(spec.frames, 4000 / 64 + 1);
         let back = stft.inverse(&spec, Some(signal.len()));
-        let err = signal
-            .iter()
-            .zip(&back)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
+        let err = max_abs_error(&signal, &back);
         assert!(err < 1e-4, "max reconstruction error {err}");
     }
 
@@ -275,11 +278,7 @@ mod tests {
             .collect();
         let back = stft.inverse(&stft.forward(&signal), Some(signal.len()));
         assert_eq!(back.len(), signal.len());
-        let err = signal
-            .iter()
-            .zip(&back)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
+        let err = max_abs_error(&signal, &back);
         assert!(err < 1e-4, "max reconstruction error {err}");
     }
 }

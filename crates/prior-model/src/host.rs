@@ -109,7 +109,11 @@ impl Dense {
         } else {
             vec![0.0f32; rows * n]
         };
-        let dest: &mut [f32] = if n == 1 { &mut *out } else { &mut by_row };
+        let dest: &mut [f32] = if n == 1 {
+            &mut out[..rows]
+        } else {
+            &mut by_row
+        };
         let task_rows = if rows * cols * n >= PARALLEL_MACS {
             // Two tasks per thread, whole tiles each, for balance.
             rows.div_ceil(2 * rayon::current_num_threads())
@@ -526,8 +530,10 @@ impl Weight for f32 {
     }
 }
 
-/// A bfloat16 value: the upper 16 bits of an f32.
+/// A bfloat16 value: the upper 16 bits of an f32 (laid out as a `u16`: the AVX2 kernel
+/// loads eight at once).
 #[derive(Clone, Copy)]
+#[repr(transparent)]
 struct Bf16(u16);
 
 impl Bf16 {

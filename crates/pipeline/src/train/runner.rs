@@ -354,6 +354,7 @@ mod tests {
         seen_best: Vec<f64>,
         /// Cancels during this (0-based) epoch's training.
         cancel_in: Option<(usize, CancelToken)>,
+        patience: Option<usize>,
     }
 
     fn weights_of(epoch: usize) -> StateDict {
@@ -371,6 +372,10 @@ mod tests {
 
         fn base_lr(&self) -> f64 {
             1e-3
+        }
+
+        fn patience(&self) -> Option<usize> {
+            self.patience
         }
 
         fn train_epoch(
@@ -469,6 +474,7 @@ mod tests {
             current: 0,
             seen_best: Vec::new(),
             cancel_in: cancel_in.map(|e| (e, cancel.clone())),
+            patience: None,
         };
         run_epochs(&mut stage, StageStart::fresh(), &mut run).expect("runs");
         drop(run);
@@ -487,56 +493,6 @@ mod tests {
         assert_eq!(checkpoints_written(every, Some(2)), (vec![1, 2], 2));
     }
 
-    /// The scripted stage with a patience.
-    struct Patient(Scripted, usize);
-
-    impl Stage for Patient {
-        const NAME: StageName = StageName::Prior;
-        fn epochs(&self) -> usize {
-            self.0.epochs()
-        }
-        fn base_lr(&self) -> f64 {
-            self.0.base_lr()
-        }
-        fn patience(&self) -> Option<usize> {
-            Some(self.1)
-        }
-        fn train_epoch(
-            &mut self,
-            epoch: usize,
-            lr: f64,
-            run: &mut Runner,
-        ) -> anyhow::Result<Option<(f64, usize)>> {
-            self.0.train_epoch(epoch, lr, run)
-        }
-        fn validate(&mut self, epoch: usize, run: &mut Runner) -> anyhow::Result<f64> {
-            self.0.validate(epoch, run)
-        }
-        fn weights(&self) -> anyhow::Result<StateDict> {
-            self.0.weights()
-        }
-        fn metrics(
-            &mut self,
-            epoch: usize,
-            train_loss: f64,
-            val_loss: f64,
-            best_val_loss: f64,
-            previous: Option<&EpochReport>,
-            run: &mut Runner,
-        ) -> EpochMetrics {
-            self.0
-                .metrics(epoch, train_loss, val_loss, best_val_loss, previous, run)
-        }
-        fn capture(
-            &self,
-            epoch: usize,
-            best: &Best,
-            history: &[EpochReport],
-        ) -> anyhow::Result<StageCheckpoint> {
-            self.0.capture(epoch, best, history)
-        }
-    }
-
     #[test]
     fn a_plateau_of_patience_epochs_ends_the_stage_and_keeps_the_best() {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -548,13 +504,14 @@ mod tests {
         // Best at epoch 2; epochs 3 and 4 are no better: with a patience of 2 the stage
         // stops after epoch 4 (of 7), keeping epoch 2's weights.
         let val = vec![3.0, 1.0, 2.0, 1.5, 0.5, 0.4, 0.3];
-        let scripted = |val: Vec<f64>| Scripted {
+        let scripted = |val: Vec<f64>, patience| Scripted {
             val,
             current: 0,
             seen_best: Vec::new(),
             cancel_in: None,
+            patience: Some(patience),
         };
-        let mut stage = Patient(scripted(val.clone()), 2);
+        let mut stage = scripted(val.clone(), 2);
         let result = run_epochs(&mut stage, StageStart::fresh(), &mut run).expect("runs");
         assert!(result.completed);
         assert_eq!(result.plateau_stop, Some(4));
@@ -567,11 +524,11 @@ mod tests {
             best: result.best.clone(),
             history: result.history.clone(),
         };
-        let mut stage = Patient(scripted(val.clone()), 2);
+        let mut stage = scripted(val.clone(), 2);
         let again = run_epochs(&mut stage, start, &mut run).expect("runs");
         assert_eq!((again.plateau_stop, again.history.len()), (Some(4), 4));
         // A longer patience reaches the later improvements and trains every epoch.
-        let mut stage = Patient(scripted(val), 3);
+        let mut stage = scripted(val, 3);
         let all = run_epochs(&mut stage, StageStart::fresh(), &mut run).expect("runs");
         assert_eq!((all.plateau_stop, all.history.len()), (None, 7));
         assert_eq!(all.best().expect("an epoch ran").1, 7);
@@ -591,6 +548,7 @@ mod tests {
             current: 0,
             seen_best: Vec::new(),
             cancel_in: None,
+            patience: None,
         };
         let result = run_epochs(&mut stage, StageStart::fresh(), &mut run).expect("runs");
         let (loss, epoch, weights) = result.best().expect("an epoch ran");
