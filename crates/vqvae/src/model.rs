@@ -11,15 +11,15 @@
 //! input size. The reference upsamples with ConvTranspose2d(k3, s2, p1, output_padding 1),
 //! whose uneven kernel overlap paints a checkerboard; [`Upsample::Resize`] repeats each
 //! cell (nearest neighbour) and then applies an ordinary 3×3 convolution instead (on larger
-//! inputs computed as four 2×2 convolutions of the unrepeated input, one per output phase).
+//! inputs computed as the equivalent transposed convolution of the unrepeated input).
 
 use burn::module::Param;
 use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::{relu, softplus};
-use burn::tensor::module::conv2d;
-use burn::tensor::ops::ConvOptions;
+use burn::tensor::module::conv_transpose2d;
+use burn::tensor::ops::ConvTransposeOptions;
 use burn::tensor::ops::PadMode;
 
 use crate::VqvaeError;
@@ -194,14 +194,14 @@ impl UpConv {
 }
 
 impl ResizeConv {
-    /// Repetition then a 3×3 convolution: repeated for small inputs, by output phases for
-    /// larger ones ([`PHASES_FROM_PIXELS`]).
+    /// Repetition then a 3×3 convolution: repeated for the smallest inputs, as a transposed
+    /// convolution for larger ones ([`TRANSPOSED_FROM_CELLS`]).
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let [_, _, h, w] = x.dims();
-        if h * w < PHASES_FROM_PIXELS {
+        if h * w < TRANSPOSED_FROM_CELLS {
             self.repeated(x)
         } else {
-            self.by_phases(x)
+            self.transposed(x)
         }
     }
 
@@ -216,107 +216,41 @@ impl ResizeConv {
         self.conv.forward(up)
     }
 
-    /// Each output phase (even or odd row, even or odd column) is a 2×2 convolution of the
-    /// input whose taps are sums of the 3×3 kernel's, so a doubled axis costs 2 taps instead
-    /// of 3: the same function in 4/9 of the arithmetic when both axes double, for training
-    /// (gradients reach the 3×3 weights through the sums) and for decoding.
-    fn by_phases(&self, x: Tensor<4>) -> Tensor<4> {
-        let weight = self.conv.weight.val();
+    /// The same function as one transposed convolution of the unrepeated input, whose
+    /// kernel sums the 3×3 kernel's taps ([`unrepeated_taps`]): 4 multiply-adds per output
+    /// and input channel instead of 9 when both axes double, and Burn's transposed
+    /// convolution needs no copy of the repeated input. Gradients reach the 3×3 weights
+    /// through the sums.
+    fn transposed(&self, x: Tensor<4>) -> Tensor<4> {
+        // A transposed convolution's weight is [in, out, kh, kw].
+        let weight = self.conv.weight.val().swap_dims(0, 1);
+        let weight = unrepeated_taps(unrepeated_taps(weight, 2, self.scale[0]), 3, self.scale[1]);
         let bias = self.conv.bias.as_ref().map(|b| b.val());
-        let rows = phases(self.scale[0]);
-        let cols = phases(self.scale[1]);
-        let phase_rows: Vec<Tensor<4>> = rows
-            .iter()
-            .map(|row| {
-                let w_row = row.collapse(weight.clone(), 2);
-                let outputs: Vec<Tensor<4>> = cols
-                    .iter()
-                    .map(|col| {
-                        let options = ConvOptions::new_with_padding(
-                            [1, 1],
-                            [row.padding, col.padding],
-                            [1, 1],
-                            1,
-                        );
-                        conv2d(
-                            x.clone(),
-                            col.collapse(w_row.clone(), 3),
-                            bias.clone(),
-                            options,
-                        )
-                    })
-                    .collect();
-                interleave(outputs, 3)
-            })
-            .collect();
-        interleave(phase_rows, 2)
+        let options = ConvTransposeOptions::new(self.scale, [1, 1], [0, 0], [1, 1], 1);
+        conv_transpose2d(x, weight, bias, options)
     }
 }
 
-/// Inputs of at least this many cells are upsampled and convolved by output phases. Below
-/// it, four small convolutions cost more in per-call work than the 5/9 of the arithmetic
-/// they save (flex on 2 cores, training batches of 4 and decoding 10 chunks: by phases 2×
-/// slower at 8 × 6, even at 16 × 12, 1.4–2.8× faster at 32 × 24 and 64 × 48).
-const PHASES_FROM_PIXELS: usize = 512;
+/// Inputs of at least this many cells go through [`ResizeConv::transposed`]. At 8 × 6 (the
+/// first decoder layer) repetition is faster (flex on 2 cores, training batches of 4 and
+/// decoding 1 or 10 chunks: the transposed form 1.0–2.4× slower there, 1.1–3.6× faster at
+/// 16 × 12, 2.6–6.8× at 32 × 24 and 8–68× at 64 × 48).
+const TRANSPOSED_FROM_CELLS: usize = 128;
 
-/// One output phase along an axis of a [`ResizeConv`]: which kernel taps it sums and
-/// how the input is padded so the summed kernel lines up.
-#[derive(Clone, Copy)]
-enum Phase {
-    /// The axis is not repeated: the kernel as it is.
-    Whole,
-    /// Even outputs of a doubled axis: taps `[k0, k1 + k2]` over inputs `i − 1, i`.
-    Even,
-    /// Odd outputs of a doubled axis: taps `[k0 + k1, k2]` over inputs `i, i + 1`.
-    Odd,
-}
-
-struct PhaseTaps {
-    phase: Phase,
-    padding: (usize, usize),
-}
-
-fn phases(scale: usize) -> Vec<PhaseTaps> {
-    if scale == 2 {
-        vec![
-            PhaseTaps {
-                phase: Phase::Even,
-                padding: (1, 0),
-            },
-            PhaseTaps {
-                phase: Phase::Odd,
-                padding: (0, 1),
-            },
-        ]
+/// Axis `dim` of a 3-tap kernel `[k0, k1, k2]` (padding 1) applied after repeating each
+/// input cell `scale` times, as the taps of a transposed convolution (padding 1, stride
+/// `scale`) of the unrepeated input. Stride 2: output `2m` sees input `m − 1` through `k0`
+/// and `m` through `k1 + k2`; output `2m + 1` sees `m` through `k0 + k1` and `m + 1` through
+/// `k2`; a transposed convolution reaches input `j` from output `y` through tap
+/// `y − 2j + 1`, hence `[k2, k1 + k2, k0 + k1, k0]`. Stride 1: the kernel flipped.
+fn unrepeated_taps(w: Tensor<4>, dim: usize, scale: usize) -> Tensor<4> {
+    let tap = |k: usize| w.clone().narrow(dim, k, 1);
+    let taps = if scale == 2 {
+        vec![tap(2), tap(1) + tap(2), tap(0) + tap(1), tap(0)]
     } else {
-        vec![PhaseTaps {
-            phase: Phase::Whole,
-            padding: (1, 1),
-        }]
-    }
-}
-
-impl PhaseTaps {
-    /// The kernel `[out, in, kh, kw]` with axis `dim` (2 or 3) reduced to this phase's taps.
-    fn collapse(&self, w: Tensor<4>, dim: usize) -> Tensor<4> {
-        let tap = |k: usize| w.clone().narrow(dim, k, 1);
-        match self.phase {
-            Phase::Whole => w,
-            Phase::Even => Tensor::cat(vec![tap(0), tap(1) + tap(2)], dim),
-            Phase::Odd => Tensor::cat(vec![tap(0) + tap(1), tap(2)], dim),
-        }
-    }
-}
-
-/// Interleaves equally shaped phase outputs along axis `dim` (2 or 3): element `i` of
-/// phase `p` lands at `i · phases + p`.
-fn interleave(mut outputs: Vec<Tensor<4>>, dim: usize) -> Tensor<4> {
-    if outputs.len() == 1 {
-        return outputs.remove(0);
-    }
-    let mut dims = outputs[0].dims();
-    dims[dim] *= outputs.len();
-    Tensor::<4>::stack::<5>(outputs, dim + 1).reshape(dims)
+        vec![tap(2), tap(1), tap(0)]
+    };
+    Tensor::cat(taps, dim)
 }
 
 #[derive(Module, Debug)]
@@ -716,7 +650,7 @@ mod tests {
     }
 
     #[test]
-    fn resize_conv_by_phases_equals_repetition_then_convolution() {
+    fn resize_conv_as_a_transposed_convolution_equals_repetition_then_convolution() {
         let device = Device::flex().autodiff();
         // A small input, and one as large as a decoder's (several tiles of the convolution).
         for (input, scale) in [
@@ -736,10 +670,10 @@ mod tests {
                 Tensor::<4>::random(input, burn::tensor::Distribution::Normal(0.0, 1.0), &device)
                     .require_grad();
             let direct = r.repeated(x.clone());
-            let phased = r.by_phases(x.clone());
+            let transposed = r.transposed(x.clone());
             let [b, _, h, w] = input;
             assert_eq!(
-                phased.dims(),
+                transposed.dims(),
                 [b, 5, h * scale[0], w * scale[1]],
                 "{scale:?}"
             );
@@ -748,10 +682,10 @@ mod tests {
                 let diff = (a - b).abs().max().into_scalar::<f32>() / scale_of;
                 assert!(diff < 1e-5, "{input:?} {scale:?} {what}: {diff}");
             };
-            close(phased.clone(), direct.clone(), "output");
+            close(transposed.clone(), direct.clone(), "output");
             // Gradients reach the 3×3 weights through the summed taps, and the input.
             let upstream = Tensor::<4>::random(
-                phased.dims(),
+                transposed.dims(),
                 burn::tensor::Distribution::Normal(0.0, 1.0),
                 &device,
             );
@@ -763,11 +697,11 @@ mod tests {
                 let input = x.grad(&grads).expect("input gradient");
                 (weight, bias.reshape([1, 1, 1, 5]), input)
             };
-            let (pw, pb, px) = grad(phased);
+            let (tw, tb, tx) = grad(transposed);
             let (dw, db, dx) = grad(direct);
-            close(pw, dw, "weight gradient");
-            close(pb, db, "bias gradient");
-            close(px, dx, "input gradient");
+            close(tw, dw, "weight gradient");
+            close(tb, db, "bias gradient");
+            close(tx, dx, "input gradient");
         }
     }
 
