@@ -137,9 +137,10 @@ pub fn get_adaptive_vqvae_config(file_count: usize) -> VqvaeConfig {
 /// epoch is many optimiser steps rather than a handful. Small collections (≤ 20 files: one-shot
 /// hits) decode by repetition and convolution (no checkerboard) over 60 epochs; larger ones keep
 /// the transposed convolutions, whose checkerboard stays below the one harmonic lines put in
-/// real mels and which take a half to a third of the time per epoch on a CPU (notes96). Dead
-/// codes restart where the codebook fits worst, and the small tier keeps its code counts over
-/// many steps, so rare sounds keep their codes. Measured with `distill evaluate` at equal
+/// real mels and which take 0.7 of the time per epoch on a CPU (notes96; a half to a third
+/// before the resize decoder ran as a transposed convolution). Dead codes restart where the
+/// codebook fits worst, and the small tier keeps its code counts over many steps, so rare
+/// sounds keep their codes. Measured with `distill evaluate` at equal
 /// training time: see README, "Presets". Collections under [`NATIVE_SMALL_VAL_BELOW`] files
 /// hold out [`NATIVE_SMALL_VAL_FRACTION`] of their files for validation (the prior validates
 /// on the same files), larger ones the reference's share.
