@@ -725,3 +725,57 @@ fn the_prior_stops_on_a_validation_plateau_unless_epochs_are_given() {
     assert_eq!(epochs(&o, "prior").len(), 12);
     assert!(info["prior_config"].get("patience").is_none());
 }
+
+#[test]
+fn the_small_tier_keeps_the_average_of_its_priors_weights_unless_switched_off() {
+    let (dir, data) = sounds(4);
+    let vq = dir.path().join("vq.distill");
+    let o = train(&data, &vq, "6", &["--stage", "vqvae"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (avg_out, averaged) = prior_on(&vq, &data, "averaged", "6", &[]);
+    assert_eq!(
+        averaged["prior_config"]["weight_average"].as_f64(),
+        Some(prior_config::NATIVE_SMALL_WEIGHT_AVERAGE)
+    );
+    let config = dir.path().join("plain.toml");
+    std::fs::write(&config, "[prior]\nweight_average = 0\n").expect("write");
+    let args = ["--config", config.to_str().expect("utf-8")];
+    let (plain_out, plain) = prior_on(&vq, &data, "plain", "6", &args);
+    assert_eq!(plain["prior_config"]["weight_average"].as_f64(), Some(0.0));
+    // The same training steps either way (the same seed): the training losses agree, while
+    // what is validated (and kept) is the average in one run and the weights in the other.
+    let losses = |o: &Output, key: &str| -> Vec<f64> {
+        epochs(o, "prior")
+            .iter()
+            .filter_map(|e| e[key].as_f64())
+            .collect()
+    };
+    let (a, p) = (
+        losses(&avg_out, "train_loss"),
+        losses(&plain_out, "train_loss"),
+    );
+    assert!(!a.is_empty() && a.len() == p.len());
+    for (x, y) in a.iter().zip(&p) {
+        assert!((x - y).abs() < 1e-9, "training differs: {a:?} vs {p:?}");
+    }
+    assert_ne!(losses(&avg_out, "val_loss"), losses(&plain_out, "val_loss"));
+
+    std::fs::write(&config, "[prior]\nweight_average = 1.5\n").expect("write");
+    let out = dir.path().join("bad.distill");
+    let vq_arg = vq.to_str().expect("utf-8");
+    let o = train(
+        &data,
+        &out,
+        "6",
+        &[
+            "--stage",
+            "prior",
+            "--model",
+            vq_arg,
+            "--config",
+            config.to_str().expect("utf-8"),
+        ],
+    );
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("weight_average"), "{}", stderr(&o));
+}

@@ -278,13 +278,18 @@ impl Printer {
                             .collect();
                         format!(", speed copies {}", list.join("/"))
                     };
+                    let average = p
+                        .weight_average
+                        .filter(|&d| d > 0.0)
+                        .map(|d| format!(", weight average {d}"))
+                        .unwrap_or_default();
                     let patience = p
                         .patience
                         .filter(|&n| n > 0)
                         .map(|n| format!(" (fewer after {n} without improvement)"))
                         .unwrap_or_default();
                     self.line(&format!(
-                        "prior: hidden {}, {} layers, {} heads, dropout {}, {}{patience}, lr {}, batch {}{speeds}",
+                        "prior: hidden {}, {} layers, {} heads, dropout {}, {}{patience}, lr {}, batch {}{speeds}{average}",
                         p.hidden_size,
                         p.num_layers,
                         p.num_heads,

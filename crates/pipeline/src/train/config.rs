@@ -81,6 +81,7 @@ const PRIOR_OPTIONAL: &[&str] = &[
     "balance_files",
     "augment_speeds",
     "patience",
+    "weight_average",
     "seq_len",
     "num_quantizers",
 ];

@@ -6,6 +6,7 @@
 //! * [`vq`] and [`prior`]: the two stages;
 //! * [`data`], [`checkpoint`], [`optim`], [`plots`]: what they share.
 
+mod average;
 pub mod checkpoint;
 pub mod config;
 pub mod data;

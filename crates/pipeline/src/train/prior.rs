@@ -13,6 +13,7 @@ use rand::{Rng, SeedableRng};
 use vqvae::ConvVqvae;
 use weights::StateDict;
 
+use super::average::WeightAverage;
 use super::checkpoint::StageCheckpoint;
 use super::data::{Chunk, Dataset, play_at_speed};
 use super::events::{EpochReport, StageName};
@@ -136,6 +137,11 @@ pub struct PriorStage<'a> {
     watch: MemorisationWatch,
     /// Concurrent parts per batch (see `descend_parts`).
     parts: usize,
+    /// The average of the weights over the steps (`weight_average` in the configuration),
+    /// validated and kept instead of the weights themselves.
+    average: Option<WeightAverage>,
+    /// Where the averaged weights are validated (the training device without autodiff).
+    device: Device,
 }
 
 impl<'a> PriorStage<'a> {
@@ -247,8 +253,12 @@ impl<'a> PriorStage<'a> {
             .with_weight_decay(cfg.weight_decay as f32)
             .with_epsilon(1e-8)
             .init();
+        let mut average = None;
         let (prior, optim, start) = match resume {
-            Some(ck) => {
+            Some(mut ck) => {
+                if let Some(decay) = cfg.weight_average.filter(|&d| d > 0.0) {
+                    average = WeightAverage::take(decay, &mut ck.model)?;
+                }
                 let prior = CodePrior::from_state_dict(
                     &ck.model,
                     cfg.num_heads,
@@ -271,6 +281,10 @@ impl<'a> PriorStage<'a> {
                 StageStart::fresh(),
             ),
         };
+        let average = match (cfg.weight_average.filter(|&d| d > 0.0), average) {
+            (Some(decay), None) => Some(WeightAverage::new(decay)),
+            (_, kept) => kept,
+        };
         let stage = Self {
             cfg,
             seed,
@@ -285,6 +299,8 @@ impl<'a> PriorStage<'a> {
             first_token_distribution,
             watch: MemorisationWatch::new(data.files.len()),
             parts: parts_for(device),
+            average,
+            device: device.clone(),
         };
         Ok((stage, start))
     }
@@ -431,6 +447,12 @@ impl Stage for PriorStage<'_> {
                 self.cfg.gradient_clip_norm,
             )?;
             self.prior = Some(updated);
+            if self.average.is_some() {
+                let now = self.prior()?.valid().to_state_dict()?;
+                if let Some(avg) = self.average.as_mut() {
+                    avg.update(&now)?;
+                }
+            }
             let Some(value) = value else {
                 skipped += 1;
                 run.warn(format!(
@@ -449,11 +471,23 @@ impl Stage for PriorStage<'_> {
     }
 
     fn validate(&mut self, _epoch: usize, _run: &mut Runner) -> anyhow::Result<f64> {
-        prior_cross_entropy(&self.prior()?.valid(), &self.val_seqs, self.cfg.batch_size)
+        match self.average.as_ref().filter(|a| !a.is_empty()) {
+            Some(avg) => {
+                let averaged =
+                    CodePrior::from_state_dict(avg.state(), self.cfg.num_heads, 0.0, &self.device)?;
+                prior_cross_entropy(&averaged, &self.val_seqs, self.cfg.batch_size)
+            }
+            None => {
+                prior_cross_entropy(&self.prior()?.valid(), &self.val_seqs, self.cfg.batch_size)
+            }
+        }
     }
 
     fn weights(&self) -> anyhow::Result<StateDict> {
-        Ok(self.prior()?.valid().to_state_dict()?)
+        match self.average.as_ref().filter(|a| !a.is_empty()) {
+            Some(avg) => Ok(avg.state().clone()),
+            None => Ok(self.prior()?.valid().to_state_dict()?),
+        }
     }
 
     fn metrics(
@@ -483,14 +517,11 @@ impl Stage for PriorStage<'_> {
         history: &[EpochReport],
     ) -> anyhow::Result<StageCheckpoint> {
         let prior = self.prior()?;
-        StageCheckpoint::capture(
-            epoch,
-            prior,
-            prior.to_state_dict()?,
-            &self.optim,
-            best,
-            history,
-        )
+        let mut state = prior.to_state_dict()?;
+        if let Some(avg) = &self.average {
+            avg.store(&mut state);
+        }
+        StageCheckpoint::capture(epoch, prior, state, &self.optim, best, history)
     }
 }
 
