@@ -244,9 +244,9 @@ const NATIVE_SMALL_HIDDEN: usize = 256;
 /// A prior fitted to a few dozen code sequences ends each step somewhere else along a noisy
 /// path, and where it stops decides how often it writes an endless noise burst; the average
 /// over the recent steps is steadier. On drums20 (six training seeds, evaluate seeds 1–2, 128
-/// sounds each) the nearest-neighbour ratio fell from 1.63 to 1.42 on average (lower for five
-/// of six seeds), on twenty notes of notes96 (three seeds) from 1.14 to 1.07; README, "Weight
-/// averaging".
+/// sounds each) the nearest-neighbour ratio fell from 1.63 to 1.46 on average (lower for four
+/// of six seeds, the other two level), on twenty notes of notes96 (three seeds) from 1.14 to
+/// 1.08; README, "Weight averaging".
 pub const NATIVE_SMALL_WEIGHT_AVERAGE: f64 = 0.95;
 /// Epochs of the small tier's prior.
 const NATIVE_SMALL_EPOCHS: usize = 100;
