@@ -869,6 +869,9 @@ async fn train_generate_keep_export_rename_and_delete() {
     let (_, v) = app.call("POST", "/api/jobs/generate", Some(again)).await;
     let regen = v["job"].as_u64().expect("job");
     app.events(regen).await;
+    // The event stream can end a moment before the job's final state is recorded; the
+    // restart below expects it recorded.
+    app.wait_job(regen, |j| j["state"] == "finished").await;
     let same = std::fs::read(app.models.join(format!("generated/{regen}/gen_{seed}.wav")))
         .expect("regenerated");
     assert_eq!(same, wav, "the same seed and settings give the same sound");

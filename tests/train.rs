@@ -727,7 +727,7 @@ fn the_prior_stops_on_a_validation_plateau_unless_epochs_are_given() {
 }
 
 #[test]
-fn the_small_tier_keeps_the_average_of_its_priors_weights_unless_switched_off() {
+fn native_priors_keep_the_average_of_their_weights_unless_switched_off() {
     let (dir, data) = sounds(4);
     let vq = dir.path().join("vq.distill");
     let o = train(&data, &vq, "6", &["--stage", "vqvae"]);
@@ -735,7 +735,7 @@ fn the_small_tier_keeps_the_average_of_its_priors_weights_unless_switched_off() 
     let (avg_out, averaged) = prior_on(&vq, &data, "averaged", "6", &[]);
     assert_eq!(
         averaged["prior_config"]["weight_average"].as_f64(),
-        Some(prior_config::NATIVE_SMALL_WEIGHT_AVERAGE)
+        Some(prior_config::NATIVE_WEIGHT_AVERAGE)
     );
     let config = dir.path().join("plain.toml");
     std::fs::write(&config, "[prior]\nweight_average = 0\n").expect("write");
