@@ -67,6 +67,24 @@ fn prior_on(
     (o, info_json(&out))
 }
 
+/// Training a prior on the VQ-VAE in `vq` with a `--config` file of `toml` fails, naming `what`.
+fn assert_prior_config_refused(vq: &Path, data: &Path, toml: &str, what: &str) {
+    let config = vq.with_file_name("refused.toml");
+    std::fs::write(&config, toml).expect("write");
+    let out = vq.with_file_name("refused.distill");
+    let args = [
+        "--stage",
+        "prior",
+        "--model",
+        vq.to_str().expect("utf-8"),
+        "--config",
+        config.to_str().expect("utf-8"),
+    ];
+    let o = train(data, &out, "4", &args);
+    assert!(!o.status.success(), "{toml} was accepted");
+    assert!(stderr(&o).contains(what), "{}", stderr(&o));
+}
+
 /// The `--json` events of one kind (`epoch`, `stage_finished`, …) from one stage.
 fn events(o: &Output, event: &str, stage: &str) -> Vec<serde_json::Value> {
     String::from_utf8_lossy(&o.stdout)
@@ -651,24 +669,12 @@ fn small_collections_learn_semitone_copies_recorded_and_switchable_off() {
     };
     assert_eq!(counts(&plain_out), counts(&copies_out));
 
-    std::fs::write(&config, "[prior]\naugment_speeds = [3.0]\n").expect("write");
-    let out = dir.path().join("bad.distill");
-    let vq_arg = vq.to_str().expect("utf-8");
-    let o = train(
+    assert_prior_config_refused(
+        &vq,
         &data,
-        &out,
-        "4",
-        &[
-            "--stage",
-            "prior",
-            "--model",
-            vq_arg,
-            "--config",
-            config.to_str().expect("utf-8"),
-        ],
+        "[prior]\naugment_speeds = [3.0]\n",
+        "augment_speeds",
     );
-    assert!(!o.status.success());
-    assert!(stderr(&o).contains("augment_speeds"), "{}", stderr(&o));
 }
 
 #[test]
@@ -760,22 +766,10 @@ fn native_priors_keep_the_average_of_their_weights_unless_switched_off() {
     }
     assert_ne!(losses(&avg_out, "val_loss"), losses(&plain_out, "val_loss"));
 
-    std::fs::write(&config, "[prior]\nweight_average = 1.5\n").expect("write");
-    let out = dir.path().join("bad.distill");
-    let vq_arg = vq.to_str().expect("utf-8");
-    let o = train(
+    assert_prior_config_refused(
+        &vq,
         &data,
-        &out,
-        "6",
-        &[
-            "--stage",
-            "prior",
-            "--model",
-            vq_arg,
-            "--config",
-            config.to_str().expect("utf-8"),
-        ],
+        "[prior]\nweight_average = 1.5\n",
+        "weight_average",
     );
-    assert!(!o.status.success());
-    assert!(stderr(&o).contains("weight_average"), "{}", stderr(&o));
 }

@@ -45,8 +45,8 @@ impl WeightAverage {
     }
 
     /// Folds in the weights after one optimiser step (the first is taken as it is). Integer
-    /// and boolean tensors (buffers) are taken as they are; a float tensor missing from `current` or of another size is an
-    /// error (the model's shape cannot change while it trains).
+    /// and boolean tensors (buffers) are taken as they are; a float weight that changes size
+    /// or type is an error (the model's shape cannot change while it trains).
     pub fn update(&mut self, current: &StateDict) -> anyhow::Result<()> {
         let d = self.step_decay();
         for (name, now) in current {

@@ -447,12 +447,6 @@ impl Stage for PriorStage<'_> {
                 self.cfg.gradient_clip_norm,
             )?;
             self.prior = Some(updated);
-            if self.average.is_some() {
-                let now = self.prior()?.valid().to_state_dict()?;
-                if let Some(avg) = self.average.as_mut() {
-                    avg.update(&now)?;
-                }
-            }
             let Some(value) = value else {
                 skipped += 1;
                 run.warn(format!(
@@ -461,6 +455,12 @@ impl Stage for PriorStage<'_> {
                 ));
                 continue;
             };
+            if self.average.is_some() {
+                let now = self.prior()?.valid().to_state_dict()?;
+                if let Some(avg) = self.average.as_mut() {
+                    avg.update(&now)?;
+                }
+            }
             loss_sum += value;
             steps += 1;
         }
