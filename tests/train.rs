@@ -59,28 +59,25 @@ fn prior_on(
     seed: &str,
     extra: &[&str],
 ) -> (Output, serde_json::Value) {
+    let o = train_prior(vq, data, name, seed, extra);
+    assert!(o.status.success(), "{}", stderr(&o));
+    (o, info_json(&vq.with_file_name(format!("{name}.distill"))))
+}
+
+/// `distill train --stage prior` of a tiny prior on the VQ-VAE in `vq` (to `NAME.distill`).
+fn train_prior(vq: &Path, data: &Path, name: &str, seed: &str, extra: &[&str]) -> Output {
     let out = vq.with_file_name(format!("{name}.distill"));
     let mut args = vec!["--stage", "prior", "--model", vq.to_str().expect("utf-8")];
     args.extend_from_slice(extra);
-    let o = train(data, &out, seed, &args);
-    assert!(o.status.success(), "{}", stderr(&o));
-    (o, info_json(&out))
+    train(data, &out, seed, &args)
 }
 
 /// Training a prior on the VQ-VAE in `vq` with a `--config` file of `toml` fails, naming `what`.
 fn assert_prior_config_refused(vq: &Path, data: &Path, toml: &str, what: &str) {
     let config = vq.with_file_name("refused.toml");
     std::fs::write(&config, toml).expect("write");
-    let out = vq.with_file_name("refused.distill");
-    let args = [
-        "--stage",
-        "prior",
-        "--model",
-        vq.to_str().expect("utf-8"),
-        "--config",
-        config.to_str().expect("utf-8"),
-    ];
-    let o = train(data, &out, "4", &args);
+    let args = ["--config", config.to_str().expect("utf-8")];
+    let o = train_prior(vq, data, "refused", "4", &args);
     assert!(!o.status.success(), "{toml} was accepted");
     assert!(stderr(&o).contains(what), "{}", stderr(&o));
 }
