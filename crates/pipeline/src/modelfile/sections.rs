@@ -37,7 +37,9 @@ pub struct EpochRecord {
     pub stage: String,
     pub epoch: usize,
     pub epochs: usize,
+    #[serde(with = "loss")]
     pub train_loss: f64,
+    #[serde(with = "loss")]
     pub val_loss: f64,
     pub learning_rate: f64,
     pub skipped_steps: usize,
@@ -46,10 +48,30 @@ pub struct EpochRecord {
     pub metrics: EpochMetrics,
 }
 
+/// A loss as JSON: JSON has no NaN or infinity, so a loss that was not finite (an early
+/// epoch of a fresh codec can validate at infinity) is written as `null` and read back as NaN;
+/// without this a model file holding such an epoch could be written but not read.
+mod loss {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if v.is_finite() {
+            s.serialize_f64(*v)
+        } else {
+            s.serialize_none()
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+    }
+}
+
 /// How the VQ-VAE was trained (`vqvae_training`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VqvaeTraining {
     pub best_epoch: usize,
+    #[serde(with = "loss")]
     pub best_val_loss: f64,
     pub history: Vec<EpochRecord>,
 }
@@ -297,5 +319,35 @@ mod tests {
         let lenient = Sections::take_from(&mut bad, false).expect("lenient");
         assert_eq!(lenient.token_order, None);
         assert!(bad.contains_key(TOKEN_ORDER), "kept as it was");
+    }
+
+    #[test]
+    fn losses_that_are_not_finite_survive_a_round_trip() {
+        let epoch = |val_loss: f64| EpochRecord {
+            stage: "vqvae".into(),
+            epoch: 1,
+            epochs: 2,
+            train_loss: 2.5,
+            val_loss,
+            learning_rate: 1e-3,
+            skipped_steps: 0,
+            metrics: EpochMetrics::default(),
+        };
+        let training = VqvaeTraining {
+            best_epoch: 2,
+            best_val_loss: 0.75,
+            history: vec![epoch(f64::INFINITY), epoch(f64::NAN), epoch(0.75)],
+        };
+        let sections = Sections {
+            vqvae_training: Some(training),
+            ..Sections::default()
+        };
+        let mut extra = sections.to_json();
+        let text = extra[VQVAE_TRAINING].to_string();
+        assert!(text.contains(r#""val_loss":null"#), "{text}");
+        let back = Sections::take_from(&mut extra, true).expect("our own file reads back");
+        let history = back.vqvae_training.expect("section").history;
+        assert!(history[0].val_loss.is_nan() && history[1].val_loss.is_nan());
+        assert_eq!((history[2].val_loss, history[0].train_loss), (0.75, 2.5));
     }
 }
