@@ -247,6 +247,21 @@ fn shipped_presets_work_with_config_and_unknown_keys_are_refused() {
             .expect("hidden_size");
         assert_eq!(config["prior_config"]["hidden_size"], hidden, "{tier}");
     }
+    // The codec grid for one-shot hits: its [vqvae] settings reach the run.
+    let hits = crate::util::root().join("configs/vqvae-hits.toml");
+    let path = hits.to_str().expect("utf-8");
+    let out = dir.path().join("hits.distill");
+    let extra = ["--config", path, "--stage", "vqvae", "--epochs", "1"];
+    let o = train_json(&data, &out, &extra);
+    assert!(o.status.success(), "hits: {}", stderr(&o));
+    let config = config_event(&o);
+    let text = std::fs::read_to_string(&hits).expect("preset");
+    let table: toml::Table = toml::from_str(&text).expect("preset is TOML");
+    for key in ["freq_downsample", "num_quantizers"] {
+        let want = table["vqvae"][key].as_integer().expect(key);
+        assert_eq!(config["vqvae_config"][key], want, "{key}");
+    }
+    assert_eq!(info_json(&out)["vqvae_config"]["freq_downsample"], 8);
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "[prior]\nhidden_sise = 64\n").expect("write");
     let o = distill(&[

@@ -149,9 +149,10 @@ fn clock(seconds: f64) -> String {
 
 /// `70 epochs`, and where a step budget set them, `70 epochs (at most 4000 steps)`.
 fn epochs_text(epochs: usize, max_steps: Option<usize>) -> String {
+    let noun = if epochs == 1 { "epoch" } else { "epochs" };
     match max_steps {
-        Some(steps) => format!("{epochs} epochs (at most {steps} steps)"),
-        None => format!("{epochs} epochs"),
+        Some(steps) => format!("{epochs} {noun} (at most {steps} steps)"),
+        None => format!("{epochs} {noun}"),
     }
 }
 
@@ -252,8 +253,16 @@ impl Printer {
                 ));
                 let v = &r.vqvae_config;
                 if r.train_vqvae {
+                    // The grid of one second of sound: what the prior reads and writes.
+                    let spec = audio::SpectrogramConfig::default();
+                    let (rows, cols) = v.arch().grid_for(
+                        spec.n_mels,
+                        spec.frames_for(
+                            (v.chunk_duration_s * f64::from(audio::SAMPLE_RATE)) as usize,
+                        ),
+                    );
                     self.line(&format!(
-                        "VQ-VAE: {} levels x {} codes, {}, lr {}, batch {}, commitment {} (applied once)",
+                        "VQ-VAE: {rows} x {cols} codes per second, {} levels x {} codes, {}, lr {}, batch {}, commitment {} (applied once)",
                         v.num_quantizers,
                         v.codebook_size,
                         epochs_text(v.max_epochs, v.max_steps),
