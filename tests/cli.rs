@@ -38,6 +38,12 @@ fn info_reads_the_reference_model() {
     assert_eq!(j["prior_config"]["hidden_size"], 128);
     assert_eq!(j["prior_config"]["num_layers"], 2);
     assert_eq!(j["prior_config"]["seq_len"], 144);
+    let grid = &j["code_grid"];
+    assert_eq!(
+        [&grid["rows"], &grid["columns_per_second"], &grid["levels"]],
+        [8, 6, 3]
+    );
+    assert_eq!(grid["tokens_per_second"], 144, "the prior's window");
     assert_eq!(j["spectrogram_config"]["n_mels"], 128);
     assert_eq!(j["spectrogram_config"]["f_max"], serde_json::Value::Null);
     // Counts documented for the reference model: 842,753 trainable VQ-VAE parameters and

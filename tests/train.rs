@@ -261,7 +261,10 @@ fn shipped_presets_work_with_config_and_unknown_keys_are_refused() {
         let want = table["vqvae"][key].as_integer().expect(key);
         assert_eq!(config["vqvae_config"][key], want, "{key}");
     }
-    assert_eq!(info_json(&out)["vqvae_config"]["freq_downsample"], 8);
+    assert_eq!(
+        info_json(&out)["code_grid"]["tokens_per_second"],
+        16 * 6 * 2
+    );
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "[prior]\nhidden_sise = 64\n").expect("write");
     let o = distill(&[

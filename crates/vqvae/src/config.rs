@@ -217,6 +217,13 @@ impl VqvaeConfig {
         }
     }
 
+    /// Code grid `(rows, columns)` of one second of sound (what the prior reads per window)
+    /// under the spectrogram settings `spec`.
+    pub fn grid_per_second(&self, spec: &audio::SpectrogramConfig) -> (usize, usize) {
+        let samples = spec.sample_rate as usize;
+        self.arch().grid_for(spec.n_mels, spec.frames_for(samples))
+    }
+
     /// Checks the values a model can be built and trained with.
     pub fn validate(&self) -> Result<(), String> {
         self.arch().validate().map_err(|e| e.to_string())?;
@@ -368,6 +375,23 @@ mod tests {
                 "{n} files: imported priors share the grid"
             );
         }
+    }
+
+    #[test]
+    fn the_grid_per_second_follows_the_layout() {
+        let spec = audio::SpectrogramConfig::default();
+        assert_eq!(
+            VqvaeConfig::default().grid_per_second(&spec),
+            (8, 6),
+            "the reference's"
+        );
+        let finer = VqvaeConfig {
+            freq_downsample: 4,
+            time_downsample: 8,
+            ..VqvaeConfig::default()
+        };
+        // 128 mels in rows of 4; 94 frames (1 s at hop 512) in columns of 8, the last partial.
+        assert_eq!(finer.grid_per_second(&spec), (32, 12));
     }
 
     #[test]

@@ -61,7 +61,9 @@ fn text(r: &Json) -> String {
             s(&sp["n_mels"])
         ),
         format!(
-            "VQ-VAE      {} levels x {} codes x {} dims, {} parameters (+{} buffer values)",
+            "VQ-VAE      {} x {} codes per second, {} levels x {} codes x {} dims, {} parameters (+{} buffer values)",
+            s(&r["code_grid"]["rows"]),
+            s(&r["code_grid"]["columns_per_second"]),
             s(&vq["num_quantizers"]),
             s(&vq["codebook_size"]),
             s(&vq["codebook_dim"]),

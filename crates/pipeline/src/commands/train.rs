@@ -254,13 +254,7 @@ impl Printer {
                 let v = &r.vqvae_config;
                 if r.train_vqvae {
                     // The grid of one second of sound: what the prior reads and writes.
-                    let spec = audio::SpectrogramConfig::default();
-                    let (rows, cols) = v.arch().grid_for(
-                        spec.n_mels,
-                        spec.frames_for(
-                            (v.chunk_duration_s * f64::from(audio::SAMPLE_RATE)) as usize,
-                        ),
-                    );
+                    let (rows, cols) = v.grid_per_second(&audio::SpectrogramConfig::default());
                     self.line(&format!(
                         "VQ-VAE: {rows} x {cols} codes per second, {} levels x {} codes, {}, lr {}, batch {}, commitment {} (applied once)",
                         v.num_quantizers,

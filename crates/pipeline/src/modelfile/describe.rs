@@ -27,6 +27,10 @@ pub fn describe(model: &ModelFile, path: &Path) -> anyhow::Result<Json> {
         }
         _ => None,
     };
+    let (rows, columns) = model
+        .vqvae_config
+        .grid_per_second(&model.spectrogram_config);
+    let levels = model.vqvae_config.num_quantizers;
     let mut out = json!({
         "path": path.display().to_string(),
         "format": match model.origin {
@@ -43,6 +47,12 @@ pub fn describe(model: &ModelFile, path: &Path) -> anyhow::Result<Json> {
             "prior": prior.as_ref().map(|p| p["parameters"].clone()),
         },
         "prior": prior,
+        "code_grid": {
+            "rows": rows,
+            "columns_per_second": columns,
+            "levels": levels,
+            "tokens_per_second": rows * columns * levels,
+        },
         "metadata": model.metadata.to_map(),
     });
     if let Json::Object(o) = &mut out {
