@@ -231,32 +231,28 @@ fn unusable_data_is_a_clear_error_before_training() {
 #[test]
 fn shipped_presets_work_with_config_and_unknown_keys_are_refused() {
     let (dir, data) = sounds(3);
-    for tier in ["small", "medium", "large"] {
-        let preset = crate::util::root().join(format!("configs/prior-{tier}.toml"));
-        let out = dir.path().join(format!("{tier}.distill"));
-        // One epoch of the VQ-VAE only: the preset must parse and resolve, not train.
+    // One epoch of the VQ-VAE only: a preset must parse and resolve, not train. Returns the
+    // run's resolved settings, the preset as TOML and the model written.
+    let resolve = |name: &str| -> (serde_json::Value, toml::Table, PathBuf) {
+        let preset = crate::util::root().join(format!("configs/{name}.toml"));
+        let out = dir.path().join(format!("{name}.distill"));
         let path = preset.to_str().expect("utf-8");
         let extra = ["--config", path, "--stage", "vqvae", "--epochs", "1"];
         let o = train_json(&data, &out, &extra);
-        assert!(o.status.success(), "{tier}: {}", stderr(&o));
-        let config = config_event(&o);
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
         let text = std::fs::read_to_string(&preset).expect("preset");
         let table: toml::Table = toml::from_str(&text).expect("preset is TOML");
+        (config_event(&o), table, out)
+    };
+    for tier in ["small", "medium", "large"] {
+        let (config, table, _) = resolve(&format!("prior-{tier}"));
         let hidden = table["prior"]["hidden_size"]
             .as_integer()
             .expect("hidden_size");
         assert_eq!(config["prior_config"]["hidden_size"], hidden, "{tier}");
     }
-    // The codec grid for one-shot hits: its [vqvae] settings reach the run.
-    let hits = crate::util::root().join("configs/vqvae-hits.toml");
-    let path = hits.to_str().expect("utf-8");
-    let out = dir.path().join("hits.distill");
-    let extra = ["--config", path, "--stage", "vqvae", "--epochs", "1"];
-    let o = train_json(&data, &out, &extra);
-    assert!(o.status.success(), "hits: {}", stderr(&o));
-    let config = config_event(&o);
-    let text = std::fs::read_to_string(&hits).expect("preset");
-    let table: toml::Table = toml::from_str(&text).expect("preset is TOML");
+    // The codec grid for one-shot hits: its [vqvae] settings reach the run and the model.
+    let (config, table, out) = resolve("vqvae-hits");
     for key in ["freq_downsample", "num_quantizers"] {
         let want = table["vqvae"][key].as_integer().expect(key);
         assert_eq!(config["vqvae_config"][key], want, "{key}");
