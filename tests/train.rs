@@ -50,6 +50,15 @@ fn config_event(o: &Output) -> serde_json::Value {
         .expect("config event")
 }
 
+/// `files` synthetic sounds and a tiny VQ-VAE trained on them (`vq.distill` in the temp dir).
+fn tiny_vq(files: usize, seed: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let (dir, data) = sounds(files);
+    let vq = dir.path().join("vq.distill");
+    let o = train(&data, &vq, seed, &["--stage", "vqvae"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    (dir, data, vq)
+}
+
 /// A tiny prior trained on the VQ-VAE in `vq` (in `dir`, as `NAME.distill`): the run's output
 /// and the model file's `distill info --json`.
 fn prior_on(
@@ -462,10 +471,7 @@ fn the_log_power_weight_reaches_the_training_loss_and_the_model_file() {
 fn the_native_prior_learns_no_padding_after_a_file_ends() {
     // 0.6 … 2.7 s: the one validation file (native models hold out 10 % below 50 files, at
     // least one) is longer than the 1-s window, so its padding would make a second window.
-    let (dir, data) = sounds(8);
-    let vq = dir.path().join("vq.distill");
-    let o = train(&data, &vq, "5", &["--stage", "vqvae"]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let (dir, data, vq) = tiny_vq(8, "5");
     let prior = |name: &str, extra: &[&str]| {
         let (o, info) = prior_on(&vq, &data, name, "5", extra);
         let finished = events(&o, "stage_finished", "prior");
@@ -608,10 +614,7 @@ fn a_finer_frequency_layout_flows_through_training_encoding_and_generation() {
 #[test]
 fn the_native_prior_draws_its_windows_file_by_file() {
     // 0.6 … 2.7 s: the long files have several windows each, the short ones one.
-    let (dir, data) = sounds(8);
-    let vq = dir.path().join("vq.distill");
-    let o = train(&data, &vq, "4", &["--stage", "vqvae"]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let (dir, data, vq) = tiny_vq(8, "4");
     let prior = |name: &str, extra: &[&str]| {
         let (_, info) = prior_on(&vq, &data, name, "4", extra);
         let balance = info["prior_config"]["balance_files"].as_bool();
@@ -644,10 +647,7 @@ fn the_native_prior_draws_its_windows_file_by_file() {
 
 #[test]
 fn small_collections_learn_semitone_copies_recorded_and_switchable_off() {
-    let (dir, data) = sounds(8);
-    let vq = dir.path().join("vq.distill");
-    let o = train(&data, &vq, "4", &["--stage", "vqvae"]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let (dir, data, vq) = tiny_vq(8, "4");
     let first_loss = |info: &serde_json::Value| {
         info["prior_metadata"]["history"][0]["train_loss"]
             .as_f64()
@@ -690,10 +690,7 @@ fn small_collections_learn_semitone_copies_recorded_and_switchable_off() {
 
 #[test]
 fn the_prior_stops_on_a_validation_plateau_unless_epochs_are_given() {
-    let (dir, data) = sounds(8);
-    let vq = dir.path().join("vq.distill");
-    let o = train(&data, &vq, "4", &["--stage", "vqvae"]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let (dir, data, vq) = tiny_vq(8, "4");
     let config = dir.path().join("patient.toml");
     std::fs::write(&config, "[prior]\nmax_epochs = 12\npatience = 1\n").expect("write");
     let run = |name: &str, extra: &[&str]| {
@@ -745,10 +742,7 @@ fn the_prior_stops_on_a_validation_plateau_unless_epochs_are_given() {
 
 #[test]
 fn native_priors_keep_the_average_of_their_weights_unless_switched_off() {
-    let (dir, data) = sounds(4);
-    let vq = dir.path().join("vq.distill");
-    let o = train(&data, &vq, "6", &["--stage", "vqvae"]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let (dir, data, vq) = tiny_vq(4, "6");
     let (avg_out, averaged) = prior_on(&vq, &data, "averaged", "6", &[]);
     assert_eq!(
         averaged["prior_config"]["weight_average"].as_f64(),
