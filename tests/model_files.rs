@@ -124,6 +124,7 @@ fn info_describes_models_of_any_shape() {
                 num_layers: layers,
                 num_heads: heads,
                 dropout: 0.1,
+                rows: 0,
             },
             &device,
         )

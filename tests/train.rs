@@ -270,6 +270,15 @@ fn shipped_presets_work_with_config_and_unknown_keys_are_refused() {
         info_json(&out)["code_grid"]["tokens_per_second"],
         16 * 6 * 2
     );
+    // The same grid with a prior that embeds each code's row.
+    let (config, table, _) = resolve("fine-grid");
+    for key in ["freq_downsample", "num_quantizers"] {
+        assert_eq!(
+            config["vqvae_config"][key],
+            table["vqvae"][key].as_integer().expect(key)
+        );
+    }
+    assert_eq!(config["prior_config"]["row_embedding"], true);
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "[prior]\nhidden_sise = 64\n").expect("write");
     let o = distill(&[
@@ -686,6 +695,44 @@ fn small_collections_learn_semitone_copies_recorded_and_switchable_off() {
         "[prior]\naugment_speeds = [3.0]\n",
         "augment_speeds",
     );
+}
+
+#[test]
+fn a_row_embedding_is_opt_in_recorded_and_adds_one_vector_per_code_row() {
+    let (dir, data, vq) = tiny_vq(8, "4");
+    let (_, plain) = prior_on(&vq, &data, "plain", "4", &[]);
+    assert!(
+        plain["prior_config"].get("row_embedding").is_none(),
+        "off by default, and not written when off"
+    );
+    let config = dir.path().join("rows.toml");
+    std::fs::write(&config, "[prior]\nrow_embedding = true\n").expect("write");
+    let args = ["--config", config.to_str().expect("utf-8")];
+    let (_, rows) = prior_on(&vq, &data, "rows", "4", &args);
+    assert_eq!(rows["prior_config"]["row_embedding"], true);
+    // The only new weights: one vector of the prior's width per row of the code grid.
+    let count = |info: &serde_json::Value, key: &str| info["prior"][key].as_u64().expect(key);
+    let grid_rows = rows["code_grid"]["rows"].as_u64().expect("rows");
+    assert_eq!(
+        count(&rows, "parameters") - count(&plain, "parameters"),
+        grid_rows * count(&rows, "hidden_size")
+    );
+    // A model with it generates (the host decoder adds each token's row as training did).
+    let out = dir.path().join("generated");
+    let model = vq.with_file_name("rows.distill");
+    let o = distill(&[
+        "generate",
+        "--model",
+        model.to_str().expect("utf-8"),
+        "-o",
+        out.to_str().expect("utf-8"),
+        "--duration",
+        "1",
+        "--seed",
+        "1",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_prior_config_refused(&vq, &data, "[prior]\nrow_embedding = 2\n", "row_embedding");
 }
 
 #[test]

@@ -81,6 +81,12 @@ pub struct PriorConfig {
     /// themselves, as the reference does.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub weight_average: Option<f64>,
+    /// Whether the prior embeds each token's frequency row of the time-major code grid
+    /// besides its position and level, so that a row's tokens in earlier columns are found
+    /// by what they describe rather than by a distance the prior must learn for every
+    /// position. Not written when off (the reference's priors have no such weights).
+    #[serde(skip_serializing_if = "is_false")]
+    pub row_embedding: bool,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -109,6 +115,7 @@ impl Default for PriorConfig {
             augment_speeds: Vec::new(),
             patience: None,
             weight_average: None,
+            row_embedding: false,
         }
     }
 }

@@ -195,6 +195,8 @@ pub struct HostDecoder {
     token_emb: Vec<f32>,
     pos_emb: Vec<f32>,
     level_emb: Vec<f32>,
+    /// `[rows][h]`, empty without a row embedding.
+    row_emb: Vec<f32>,
     layers: Vec<Layer>,
     final_norm: Norm,
     head: Dense,
@@ -302,6 +304,10 @@ impl HostDecoder {
             token_emb: values(prior.token_emb.weight.val())?.1,
             pos_emb: values(prior.pos_emb.weight.val())?.1,
             level_emb: values(prior.level_emb.weight.val())?.1,
+            row_emb: match &prior.row_emb {
+                Some(emb) => values(emb.weight.val())?.1,
+                None => Vec::new(),
+            },
             layers,
             final_norm: norm(&prior.ln_f)?,
             head: dense(&prior.head)?,
@@ -448,6 +454,12 @@ impl HostDecoder {
                 *x = self.token_emb[r.token * h + j]
                     + self.pos_emb[r.pos * h + j]
                     + self.level_emb[level * h + j];
+            }
+            if s.rows > 0 {
+                let row = &self.row_emb[(r.pos / s.num_quantizers) % s.rows * h..][..h];
+                for (x, e) in w.x[i * h..(i + 1) * h].iter_mut().zip(row) {
+                    *x += e;
+                }
             }
         }
         for (li, layer) in self.layers.iter().enumerate() {

@@ -55,6 +55,10 @@ pub struct PriorShape {
     pub num_layers: usize,
     pub num_heads: usize,
     pub dropout: f64,
+    /// Frequency rows of the time-major code grid whose tokens the prior reads, for an
+    /// embedding of each token's row (`(position / num_quantizers) % rows`); 0: none, as in the
+    /// reference's priors (raster order) and Distill's earlier ones.
+    pub rows: usize,
 }
 
 impl PriorShape {

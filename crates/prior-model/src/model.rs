@@ -28,6 +28,8 @@ pub struct CodePrior {
     pub token_emb: Embedding,
     pub pos_emb: Embedding,
     pub level_emb: Embedding,
+    /// Each token's frequency row in a time-major grid (see [`PriorShape::rows`]).
+    pub row_emb: Option<Embedding>,
     pub dropout: Dropout,
     pub transformer: TransformerEncoder,
     pub ln_f: LayerNorm,
@@ -73,6 +75,7 @@ impl CodePrior {
             token_emb: EmbeddingConfig::new(shape.codebook_size, h).init(device),
             pos_emb: EmbeddingConfig::new(shape.seq_len, h).init(device),
             level_emb: EmbeddingConfig::new(shape.num_quantizers, h).init(device),
+            row_emb: (shape.rows > 0).then(|| EmbeddingConfig::new(shape.rows, h).init(device)),
             dropout: DropoutConfig::new(shape.dropout).init(),
             transformer,
             ln_f: LayerNormConfig::new(h).init(device),
@@ -108,12 +111,22 @@ impl CodePrior {
         let [_, t] = tokens.dims();
         let device = tokens.device();
         let positions = Tensor::<1, Int>::arange(start as i64..(start + t) as i64, &device);
-        let levels = positions
-            .clone()
-            .remainder_scalar(self.shape.num_quantizers as i64);
+        let q = self.shape.num_quantizers as i64;
+        let levels = positions.clone().remainder_scalar(q);
+        let rows = self.row_emb.as_ref().map(|emb| {
+            let row = positions
+                .clone()
+                .div_scalar(q)
+                .remainder_scalar(self.shape.rows as i64);
+            emb.weight.val().select(0, row)
+        });
         let pos = self.pos_emb.weight.val().select(0, positions);
         let lvl = self.level_emb.weight.val().select(0, levels);
-        self.token_emb.forward(tokens) + (pos + lvl).unsqueeze::<3>()
+        let added = match rows {
+            Some(row) => pos + lvl + row,
+            None => pos + lvl,
+        };
+        self.token_emb.forward(tokens) + added.unsqueeze::<3>()
     }
 
     /// One pre-norm transformer layer over `x` `[B, T, h]` (`norm_2` before attention and

@@ -26,6 +26,9 @@ impl CodePrior {
         m.token_emb.weight = param2(dict, "token_emb.weight", [k, h], device)?;
         m.pos_emb.weight = param2(dict, "pos_emb.weight", [shape.seq_len, h], device)?;
         m.level_emb.weight = param2(dict, "level_emb.weight", [shape.num_quantizers, h], device)?;
+        if let Some(emb) = m.row_emb.as_mut() {
+            emb.weight = param2(dict, ROW_EMB, [shape.rows, h], device)?;
+        }
         for (i, layer) in m.transformer.layers.iter_mut().enumerate() {
             let p = format!("transformer.layers.{i}.");
             let in_w =
@@ -91,6 +94,9 @@ impl CodePrior {
             "level_emb.weight".into(),
             host(self.level_emb.weight.val())?,
         );
+        if let Some(emb) = &self.row_emb {
+            d.insert(ROW_EMB.into(), host(emb.weight.val())?);
+        }
         for (i, layer) in self.transformer.layers.iter().enumerate() {
             let p = format!("transformer.layers.{i}.");
             let mut packed_w = Vec::with_capacity(3 * h * h);
@@ -120,6 +126,9 @@ impl CodePrior {
     }
 }
 
+/// The row embedding's name (not in the reference's state dicts).
+const ROW_EMB: &str = "row_emb.weight";
+
 /// Reads the prior's dimensions from a state dict's tensor shapes.
 pub fn infer_shape(
     dict: &StateDict,
@@ -137,6 +146,12 @@ pub fn infer_shape(
     let [codebook_size, hidden_size] = dims2("token_emb.weight")?;
     let [seq_len, _] = dims2("pos_emb.weight")?;
     let [num_quantizers, _] = dims2("level_emb.weight")?;
+    // Only Distill's own time-major priors have a row embedding.
+    let rows = if dict.contains_key(ROW_EMB) {
+        dims2(ROW_EMB)?[0]
+    } else {
+        0
+    };
     let num_layers = (0..)
         .take_while(|i| dict.contains_key(&format!("transformer.layers.{i}.linear1.weight")))
         .count();
@@ -148,6 +163,7 @@ pub fn infer_shape(
         num_layers,
         num_heads,
         dropout,
+        rows,
     };
     shape.validate()?;
     Ok(shape)

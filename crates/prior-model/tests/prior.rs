@@ -150,6 +150,7 @@ fn tiny(device: &Device) -> CodePrior {
             num_layers: 2,
             num_heads: 4,
             dropout: 0.0,
+            rows: 0,
         },
         device,
     )
@@ -387,6 +388,69 @@ fn host_steps_match_the_full_forward_pass() {
     assert!(
         err.to_string().contains("2 tokens for 5 sequences"),
         "{err}"
+    );
+}
+
+#[test]
+fn a_row_embedding_follows_each_tokens_row_through_every_path() {
+    // 3 levels × 2 rows: tokens 0–2 are row 0, 3–5 row 1, 6–8 row 0 again, …
+    let device = Device::flex();
+    device.seed(5);
+    let shape = PriorShape {
+        rows: 2,
+        ..tiny(&device).shape()
+    };
+    let prior = CodePrior::new(shape, &device).expect("valid shape");
+    let mut rng = StdRng::seed_from_u64(9);
+    let tokens: Vec<i64> = (0..24).map(|_| rng.random_range(0..11)).collect();
+    let full = logits_of(&prior, &tokens, 1, 24, &device);
+
+    // Saved and loaded: the rows come back from the tensor's shape, the logits exactly.
+    let dict = prior.to_state_dict().expect("exports");
+    assert_eq!(dict["row_emb.weight"].shape, vec![2, 16]);
+    let again = CodePrior::from_state_dict(&dict, 4, 0.0, &device).expect("reloads");
+    assert_eq!(again.shape().rows, 2);
+    assert_eq!(logits_of(&again, &tokens, 1, 24, &device), full);
+
+    // The host decoder and the cached device path add it too.
+    let decoder = HostDecoder::new(&prior).expect("host copy");
+    let mut state = decoder.new_state();
+    let mut cache = prior.new_cache(1, &device);
+    for (t, &tok) in tokens.iter().enumerate() {
+        let want = &full[t * 11..(t + 1) * 11];
+        let host = decoder.step(&mut state, tok as usize).expect("host step");
+        assert!(max_abs_diff(host, want) <= 1e-4, "host, token {t}");
+        let step = Tensor::<1, Int>::from_data(TensorData::new(vec![tok], [1]), &device);
+        let cached = prior.step(step, &mut cache).expect("cached step");
+        let cached = cached
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .expect("f32");
+        assert!(max_abs_diff(&cached, want) <= 1e-4, "cached, token {t}");
+    }
+
+    // Row 1's vector reaches tokens 3–5 and not the three before them; without the
+    // embedding (a dict without it) the model is another one.
+    let mut edited = dict.clone();
+    let mut w = edited["row_emb.weight"].to_f32();
+    w[16..].iter_mut().for_each(|v| *v = 0.0);
+    edited.insert(
+        "row_emb.weight".into(),
+        weights::HostTensor::f32(vec![2, 16], w),
+    );
+    let zeroed = CodePrior::from_state_dict(&edited, 4, 0.0, &device).expect("loads");
+    let moved = logits_of(&zeroed, &tokens, 1, 24, &device);
+    assert_eq!(moved[..3 * 11], full[..3 * 11]);
+    assert!(max_abs_diff(&moved[3 * 11..4 * 11], &full[3 * 11..4 * 11]) > 1e-3);
+    edited.remove("row_emb.weight");
+    let plain = CodePrior::from_state_dict(&edited, 4, 0.0, &device).expect("loads");
+    assert_eq!(plain.shape().rows, 0);
+    assert!(
+        max_abs_diff(
+            &logits_of(&plain, &tokens, 1, 24, &device)[..11],
+            &full[..11]
+        ) > 1e-3
     );
 }
 

@@ -62,6 +62,7 @@ pub fn generate(seconds: f64) -> anyhow::Result<serde_json::Value> {
         let pc = prior_config::native_prior_config(files);
         let vc = vqvae::native_vqvae_config(files);
         device.seed(1);
+        let (rows, _) = vc.grid_per_second(&audio::SpectrogramConfig::default());
         let shape = PriorShape {
             codebook_size: vc.codebook_size,
             seq_len: 144,
@@ -70,6 +71,7 @@ pub fn generate(seconds: f64) -> anyhow::Result<serde_json::Value> {
             num_layers: pc.num_layers,
             num_heads: pc.num_heads,
             dropout: pc.dropout,
+            rows: if pc.row_embedding { rows } else { 0 },
         };
         let prior = CodePrior::new(shape, &device)?;
         let vq = ConvVqvae::with_arch(VqvaeShape::from(&vc), vc.arch(), &device)?;

@@ -286,13 +286,18 @@ impl Printer {
                         .filter(|&d| d > 0.0)
                         .map(|d| format!(", weight average {d}"))
                         .unwrap_or_default();
+                    let rows = if p.row_embedding {
+                        ", row embedding"
+                    } else {
+                        ""
+                    };
                     let patience = p
                         .patience
                         .filter(|&n| n > 0)
                         .map(|n| format!(" (fewer after {n} without improvement)"))
                         .unwrap_or_default();
                     self.line(&format!(
-                        "prior: hidden {}, {} layers, {} heads, dropout {}, {}{patience}, lr {}, batch {}{speeds}{average}",
+                        "prior: hidden {}, {} layers, {} heads, dropout {}, {}{patience}, lr {}, batch {}{speeds}{average}{rows}",
                         p.hidden_size,
                         p.num_layers,
                         p.num_heads,

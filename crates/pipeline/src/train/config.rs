@@ -82,6 +82,7 @@ const PRIOR_OPTIONAL: &[&str] = &[
     "augment_speeds",
     "patience",
     "weight_average",
+    "row_embedding",
     "seq_len",
     "num_quantizers",
 ];
@@ -99,12 +100,13 @@ fn overlay<T: serde::Serialize + serde::de::DeserializeOwned>(
     let Some(table) = table else {
         return Ok(serde_json::from_value(serde_json::to_value(base)?)?);
     };
-    let mut merged = serde_json::to_value(base)?;
+    let base_json = serde_json::to_value(base)?;
+    let mut merged = base_json.clone();
     let overrides = serde_json::to_value(table)?;
     let (Json::Object(m), Json::Object(o)) = (&mut merged, overrides) else {
         bail!("{}: [{what}] must be a table", path.display());
     };
-    for (k, v) in o {
+    for (k, v) in o.clone() {
         if !m.contains_key(&k) && !optional.contains(&k.as_str()) {
             bail!("{}: unknown {what} setting '{k}'", path.display());
         }
@@ -116,7 +118,20 @@ fn overlay<T: serde::Serialize + serde::de::DeserializeOwned>(
         }
         m.insert(k, v);
     }
-    serde_json::from_value(merged).with_context(|| format!("{}: [{what}]", path.display()))
+    serde_json::from_value(merged).map_err(|e| {
+        // serde names the type, not the key: find the setting that does not fit on its own.
+        let culprit = o.iter().find(|(k, v)| {
+            let mut single = base_json.clone();
+            if let Json::Object(m) = &mut single {
+                m.insert((*k).clone(), (*v).clone());
+            }
+            serde_json::from_value::<T>(single).is_err()
+        });
+        match culprit {
+            Some((k, _)) => anyhow::anyhow!("{}: [{what}] {k}: {e}", path.display()),
+            None => anyhow::anyhow!("{}: [{what}]: {e}", path.display()),
+        }
+    })
 }
 
 /// The effective configuration for a collection of `file_count` usable files.

@@ -246,6 +246,7 @@ impl<'a> PriorStage<'a> {
             num_layers: cfg.num_layers,
             num_heads: cfg.num_heads,
             dropout: cfg.dropout,
+            rows: if cfg.row_embedding { grid.rows } else { 0 },
         };
         let train_device = device.clone().autodiff();
         train_device.seed(epoch_seed(seed, 10, 0));
