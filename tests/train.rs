@@ -91,6 +91,21 @@ fn assert_prior_config_refused(vq: &Path, data: &Path, toml: &str, what: &str) {
     assert!(stderr(&o).contains(what), "{}", stderr(&o));
 }
 
+/// `distill generate` of one sound of `seconds` from `model` into `out`, seed 1.
+fn generate_seed_1(model: &Path, out: &Path, seconds: &str) -> Output {
+    distill(&[
+        "generate",
+        "--model",
+        model.to_str().expect("utf-8"),
+        "-o",
+        out.to_str().expect("utf-8"),
+        "--duration",
+        seconds,
+        "--seed",
+        "1",
+    ])
+}
+
 /// The `--json` events of one kind (`epoch`, `stage_finished`, …) from one stage.
 fn events(o: &Output, event: &str, stage: &str) -> Vec<serde_json::Value> {
     String::from_utf8_lossy(&o.stdout)
@@ -597,17 +612,7 @@ fn a_finer_frequency_layout_flows_through_training_encoding_and_generation() {
     assert!(decoded.is_file());
 
     let out = dir.path().join("generated");
-    let o = distill(&[
-        "generate",
-        "--model",
-        m,
-        "-o",
-        out.to_str().expect("utf-8"),
-        "--duration",
-        "1.5",
-        "--seed",
-        "1",
-    ]);
+    let o = generate_seed_1(&model, &out, "1.5");
     assert!(o.status.success(), "{}", stderr(&o));
     let sidecar = std::fs::read_dir(&out)
         .expect("output")
@@ -719,18 +724,7 @@ fn a_row_embedding_is_opt_in_recorded_and_adds_one_vector_per_code_row() {
     );
     // A model with it generates (the host decoder adds each token's row as training did).
     let out = dir.path().join("generated");
-    let model = vq.with_file_name("rows.distill");
-    let o = distill(&[
-        "generate",
-        "--model",
-        model.to_str().expect("utf-8"),
-        "-o",
-        out.to_str().expect("utf-8"),
-        "--duration",
-        "1",
-        "--seed",
-        "1",
-    ]);
+    let o = generate_seed_1(&vq.with_file_name("rows.distill"), &out, "1");
     assert!(o.status.success(), "{}", stderr(&o));
     assert_prior_config_refused(&vq, &data, "[prior]\nrow_embedding = 2\n", "row_embedding");
 }
