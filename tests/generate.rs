@@ -1,22 +1,15 @@
 //! `distill generate` end to end.
 
-use crate::util::{distill, fixture_model, json_file, wavs};
+use crate::util::{distill, fixture_model, generate_from, json_file, wavs};
 use std::path::Path;
 use std::process::Output;
 
 fn generate(out: &Path, extra: &[&str]) -> Output {
-    let model = fixture_model();
-    let mut args = vec![
-        "generate",
-        "--model",
-        model.to_str().expect("utf-8"),
-        "-o",
-        out.to_str().expect("utf-8"),
-        "--iterations",
-        "16",
-    ];
-    args.extend_from_slice(extra);
-    distill(&args)
+    generate_from(
+        &fixture_model(),
+        out,
+        &[&["--iterations", "16"], extra].concat(),
+    )
 }
 
 #[test]
@@ -313,36 +306,21 @@ fn sliding_windows_equal_an_independent_full_context_computation() {
 fn a_file_from_a_batch_regenerates_exactly_from_its_sidecar_seed() {
     let model = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../tests/fixtures/drums20-time-major/model.distill");
-    let model = model.to_str().expect("utf-8");
     let dir = tempfile::tempdir().expect("temp dir");
     let (batch, single) = (dir.path().join("batch"), dir.path().join("single"));
     let common = ["--duration", "2", "--iterations", "4", "--json"];
-    let mut args = vec![
-        "generate",
-        "--model",
-        model,
-        "-o",
-        batch.to_str().expect("utf-8"),
-    ];
-    args.extend_from_slice(&common);
-    args.extend_from_slice(&["--count", "3", "--seed", "11"]);
-    let o = distill(&args);
+    let o = generate_from(
+        &model,
+        &batch,
+        &[&common[..], &["--count", "3", "--seed", "11"]].concat(),
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let files = wavs(&batch);
     assert_eq!(files.len(), 3);
     let second = &files[1];
     let sidecar = json_file(&second.with_extension("json"));
     let seed = sidecar["seed"].as_u64().expect("seed").to_string();
-    let mut args = vec![
-        "generate",
-        "--model",
-        model,
-        "-o",
-        single.to_str().expect("utf-8"),
-    ];
-    args.extend_from_slice(&common);
-    args.extend_from_slice(&["--seed", &seed]);
-    let o = distill(&args);
+    let o = generate_from(&model, &single, &[&common[..], &["--seed", &seed]].concat());
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(
         std::fs::read(second).expect("batched"),

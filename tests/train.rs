@@ -1,6 +1,8 @@
 //! `distill train` end to end on tiny synthetic collections.
 
-use crate::util::{distill, info_json, json_file, sounds, stderr, synthetic_collection};
+use crate::util::{
+    distill, generate_from, info_json, json_file, sounds, stderr, synthetic_collection,
+};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -93,17 +95,7 @@ fn assert_prior_config_refused(vq: &Path, data: &Path, toml: &str, what: &str) {
 
 /// `distill generate` of one sound of `seconds` from `model` into `out`, seed 1.
 fn generate_seed_1(model: &Path, out: &Path, seconds: &str) -> Output {
-    distill(&[
-        "generate",
-        "--model",
-        model.to_str().expect("utf-8"),
-        "-o",
-        out.to_str().expect("utf-8"),
-        "--duration",
-        seconds,
-        "--seed",
-        "1",
-    ])
+    generate_from(model, out, &["--duration", seconds, "--seed", "1"])
 }
 
 /// The `--json` events of one kind (`epoch`, `stage_finished`, …) from one stage.

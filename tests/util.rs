@@ -21,6 +21,19 @@ pub fn distill(args: &[&str]) -> Output {
         .expect("binary runs")
 }
 
+/// `distill generate --model MODEL -o OUT EXTRA…`.
+pub fn generate_from(model: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "generate",
+        "--model",
+        model.to_str().expect("utf-8"),
+        "-o",
+        out.to_str().expect("utf-8"),
+    ];
+    args.extend_from_slice(extra);
+    distill(&args)
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
