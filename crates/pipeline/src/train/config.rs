@@ -83,6 +83,7 @@ const PRIOR_OPTIONAL: &[&str] = &[
     "patience",
     "weight_average",
     "row_embedding",
+    "tail_windows",
     "seq_len",
     "num_quantizers",
 ];
