@@ -312,9 +312,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_trimmed_stream_stops_where_the_audio_ends_but_fills_one_window() {
-        // File 0: 2.3 chunks of audio; file 1: a quarter chunk, shorter than a window.
+    /// File 0: 2.3 chunks of audio; file 1: a quarter chunk, shorter than a window.
+    fn two_files() -> ([usize; 4], [Vec<i64>; 4], [usize; 4]) {
         let files = [0, 0, 0, 1];
         let grids = [grid(0, 0), grid(0, 1), grid(0, 2), grid(1, 0)];
         let audio = [
@@ -323,6 +322,13 @@ mod tests {
             CHUNK_SAMPLES * 3 / 10,
             CHUNK_SAMPLES / 4,
         ];
+        (files, grids, audio)
+    }
+
+    #[test]
+    fn a_trimmed_stream_stops_where_the_audio_ends_but_fills_one_window() {
+        // File 0: 2.3 chunks of audio; file 1: a quarter chunk, shorter than a window.
+        let (files, grids, audio) = two_files();
         let order = TokenOrder::TimeMajor;
         let kept = prior_sequences(order, &files, &grids, SHAPE, 8, 2, StreamEnd::Padding)
             .expect("sequences");
@@ -367,18 +373,12 @@ mod tests {
             "lengths must match the grids"
         );
     }
+
     #[test]
     fn tail_windows_open_on_every_audio_step_and_run_on_into_silence() {
         // As above: file 0 ends in chunk 2's second step (step 9 of its stream), file 1
         // in its first step.
-        let files = [0, 0, 0, 1];
-        let grids = [grid(0, 0), grid(0, 1), grid(0, 2), grid(1, 0)];
-        let audio = [
-            CHUNK_SAMPLES,
-            CHUNK_SAMPLES,
-            CHUNK_SAMPLES * 3 / 10,
-            CHUNK_SAMPLES / 4,
-        ];
+        let (files, grids, audio) = two_files();
         let silence = [7, 7];
         let order = TokenOrder::TimeMajor;
         let end = StreamEnd::Silence {
