@@ -419,7 +419,7 @@ fn the_device_decoding_path_matches_the_host_path_on_a_cpu_backend() {
 
 #[test]
 fn generated_streams_decode_in_the_order_the_prior_was_trained_on() {
-    use pipeline::evaluate::{StreamEnd, code_grids, prior_sequences};
+    use pipeline::evaluate::{code_grids, prior_sequences};
     use prior_model::TokenOrder;
     // A real recording's code grids, cut into training sequences as `distill train` does
     // (time-major stream, windows at every time step), read back with the order generation
@@ -440,16 +440,8 @@ fn generated_streams_decode_in_the_order_the_prior_was_trained_on() {
     let per_step = shape.tokens_per_step();
     let seq_len = shape.len();
     let files = vec![0; grids.len()];
-    let windows = prior_sequences(
-        order,
-        &files,
-        &grids,
-        shape,
-        seq_len,
-        per_step,
-        StreamEnd::Padding,
-    )
-    .expect("sequences");
+    let windows =
+        prior_sequences(order, &files, &grids, shape, seq_len, per_step, None).expect("sequences");
     // All columns of the file, in time order: what each window should show.
     let mut columns: Vec<Vec<i64>> = Vec::new();
     for g in &grids {

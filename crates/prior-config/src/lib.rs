@@ -87,13 +87,6 @@ pub struct PriorConfig {
     /// position. Not written when off (the reference's priors have no such weights).
     #[serde(skip_serializing_if = "is_false")]
     pub row_embedding: bool,
-    /// Whether each file's training windows also open on every later time step of its
-    /// audio and run on past its end into silence, so that a context that opens on a
-    /// decay tail or on silence — as a generated sound's later windows do — has been seen
-    /// (with `trim_padding`, a file shorter than the context otherwise has one window,
-    /// opening on its attack). Not written when off.
-    #[serde(skip_serializing_if = "is_false")]
-    pub tail_windows: bool,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -123,7 +116,6 @@ impl Default for PriorConfig {
             patience: None,
             weight_average: None,
             row_embedding: false,
-            tail_windows: false,
         }
     }
 }

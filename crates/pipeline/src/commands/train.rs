@@ -291,14 +291,13 @@ impl Printer {
                     } else {
                         ""
                     };
-                    let tails = if p.tail_windows { ", tail windows" } else { "" };
                     let patience = p
                         .patience
                         .filter(|&n| n > 0)
                         .map(|n| format!(" (fewer after {n} without improvement)"))
                         .unwrap_or_default();
                     self.line(&format!(
-                        "prior: hidden {}, {} layers, {} heads, dropout {}, {}{patience}, lr {}, batch {}{speeds}{average}{rows}{tails}",
+                        "prior: hidden {}, {} layers, {} heads, dropout {}, {}{patience}, lr {}, batch {}{speeds}{average}{rows}",
                         p.hidden_size,
                         p.num_layers,
                         p.num_heads,

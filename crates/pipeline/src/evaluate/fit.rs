@@ -17,7 +17,7 @@ use super::generation::{
     GenerationOptions, GenerationReport, SoundsReport, TrainingCodes, generation, sounds_in_folder,
 };
 use super::reconstruction::{ReconstructionReport, reconstruction};
-use super::{StreamEnd, code_grids, perplexity, prior_cross_entropy, prior_sequences, vq_eval};
+use super::{code_grids, perplexity, prior_cross_entropy, prior_sequences, vq_eval};
 use crate::backend::Decoding;
 use crate::generate::{GenerateSettings, Generator, duration_samples};
 use crate::modelfile::ModelFile;
@@ -144,11 +144,7 @@ pub fn evaluate(options: &EvaluateOptions, device: &Device) -> anyhow::Result<Fi
                 shape,
                 seq_len,
                 seq_len,
-                if trim {
-                    StreamEnd::Audio(&audio)
-                } else {
-                    StreamEnd::Padding
-                },
+                trim.then_some(audio.as_slice()),
             )?;
             if seqs.is_empty() || seqs.iter().any(|s| s.len() != seq_len) {
                 bail!(

@@ -131,37 +131,14 @@ pub fn windows(stream: &[i64], seq_len: usize, step: usize) -> Vec<Vec<i64>> {
         .collect()
 }
 
-/// Where a file's time-major code stream ends.
-#[derive(Clone, Copy, Debug)]
-pub enum StreamEnd<'a> {
-    /// After the zero padding of its last chunk (the reference's data).
-    Padding,
-    /// At the time step holding its last audio sample (each chunk's samples of the file's
-    /// audio, out of [`CHUNK_SAMPLES`]) — but never short of one window: a sound shorter
-    /// than the prior's context keeps its padding, as a window must be full.
-    Audio(&'a [usize]),
-    /// Windows open on every time step up to the one holding the last audio sample and run
-    /// on past it — through the last chunk's padding, then `silence` (one time step's
-    /// tokens) repeated — so the prior also sees contexts that open on a decay tail.
-    Silence {
-        audio: &'a [usize],
-        silence: &'a [i64],
-    },
-}
-
-impl<'a> StreamEnd<'a> {
-    fn audio(&self) -> Option<&'a [usize]> {
-        match *self {
-            Self::Padding => None,
-            Self::Audio(a) | Self::Silence { audio: a, .. } => Some(a),
-        }
-    }
-}
-
 /// The prior's sequences of a set of chunks: in time-major order each file's chunks form one
-/// stream cut into windows of `seq_len` tokens every `stride` tokens, the stream ending as
-/// `end` says; in raster order (the reference's) each chunk is one sequence. `files[i]` is
-/// the file of `grids[i]`.
+/// stream cut into windows of `seq_len` tokens every `stride` tokens; in raster order (the
+/// reference's) each chunk is one sequence. `files[i]` is the file of `grids[i]`.
+///
+/// With `audio` (each chunk's samples of the file's audio, out of [`CHUNK_SAMPLES`]) a
+/// time-major stream stops at the time step where its file's audio ends instead of running
+/// on through the zero padding of the last chunk — but never short of one window: a sound
+/// shorter than the prior's context keeps its padding, as a window must be full.
 pub fn prior_sequences(
     order: TokenOrder,
     files: &[usize],
@@ -169,13 +146,13 @@ pub fn prior_sequences(
     shape: GridShape,
     seq_len: usize,
     stride: usize,
-    end: StreamEnd<'_>,
+    audio: Option<&[usize]>,
 ) -> anyhow::Result<Vec<Vec<i64>>> {
     if order == TokenOrder::Raster {
         return grids.iter().map(|g| Ok(order.tokens(g, shape)?)).collect();
     }
     Ok(
-        prior_sequences_by_file(order, files, grids, shape, seq_len, stride, end)?
+        prior_sequences_by_file(order, files, grids, shape, seq_len, stride, audio)?
             .into_iter()
             .flatten()
             .collect(),
@@ -191,21 +168,12 @@ pub fn prior_sequences_by_file(
     shape: GridShape,
     seq_len: usize,
     stride: usize,
-    end: StreamEnd<'_>,
+    audio: Option<&[usize]>,
 ) -> anyhow::Result<Vec<Vec<Vec<i64>>>> {
-    if let Some(a) = end.audio()
+    if let Some(a) = audio
         && a.len() != grids.len()
     {
         bail!("{} chunk lengths for {} code grids", a.len(), grids.len());
-    }
-    if let StreamEnd::Silence { silence, .. } = end
-        && silence.len() != shape.tokens_per_step()
-    {
-        bail!(
-            "{} silence tokens for {} tokens per time step",
-            silence.len(),
-            shape.tokens_per_step()
-        );
     }
     let mut ids: Vec<usize> = files.to_vec();
     ids.sort_unstable();
@@ -225,7 +193,7 @@ pub fn prior_sequences_by_file(
         }
         let refs: Vec<&[i64]> = mine.iter().map(|&i| grids[i].as_slice()).collect();
         let mut stream = order.stream(&refs, shape)?;
-        if let Some(a) = end.audio() {
+        if let Some(a) = audio {
             // The step holding the last audio sample ends the file's stream.
             let end_step = mine
                 .iter()
@@ -234,17 +202,8 @@ pub fn prior_sequences_by_file(
                 .map(|(j, i)| j * shape.steps + (a[*i] * shape.steps).div_ceil(CHUNK_SAMPLES))
                 .max()
                 .unwrap_or(0);
-            let per_step = shape.tokens_per_step();
-            if let StreamEnd::Silence { silence, .. } = end {
-                // The last window opens on the step holding the last sample.
-                let keep = end_step.saturating_sub(1) * per_step + seq_len;
-                while stream.len() < keep {
-                    stream.extend_from_slice(silence);
-                }
-                stream.truncate(keep);
-            } else {
-                stream.truncate((end_step * per_step).max(seq_len));
-            }
+            let keep = (end_step * shape.tokens_per_step()).max(seq_len);
+            stream.truncate(keep);
         }
         let mine = windows(&stream, seq_len, stride);
         if !mine.is_empty() {
@@ -292,8 +251,7 @@ mod tests {
         let grids = [grid(1, 0), grid(0, 0), grid(1, 1), grid(1, 2)];
         for order in [TokenOrder::TimeMajor, TokenOrder::Raster] {
             let groups =
-                prior_sequences_by_file(order, &files, &grids, SHAPE, 8, 2, StreamEnd::Padding)
-                    .expect("groups");
+                prior_sequences_by_file(order, &files, &grids, SHAPE, 8, 2, None).expect("groups");
             let sizes: Vec<usize> = groups.iter().map(Vec::len).collect();
             // Time-major: file 0's 4 steps → 1 window, file 1's 12 → 9; raster: per chunk.
             let expected = if order == TokenOrder::Raster {
@@ -305,15 +263,16 @@ mod tests {
             assert!(groups[0].iter().flatten().all(|&c| c < 100), "file 0 first");
             assert!(groups[1].iter().flatten().all(|&c| c >= 100), "then file 1");
             if order == TokenOrder::TimeMajor {
-                let flat = prior_sequences(order, &files, &grids, SHAPE, 8, 2, StreamEnd::Padding)
-                    .expect("sequences");
+                let flat =
+                    prior_sequences(order, &files, &grids, SHAPE, 8, 2, None).expect("sequences");
                 assert_eq!(groups.concat(), flat);
             }
         }
     }
 
-    /// File 0: 2.3 chunks of audio; file 1: a quarter chunk, shorter than a window.
-    fn two_files() -> ([usize; 4], [Vec<i64>; 4], [usize; 4]) {
+    #[test]
+    fn a_trimmed_stream_stops_where_the_audio_ends_but_fills_one_window() {
+        // File 0: 2.3 chunks of audio; file 1: a quarter chunk, shorter than a window.
         let files = [0, 0, 0, 1];
         let grids = [grid(0, 0), grid(0, 1), grid(0, 2), grid(1, 0)];
         let audio = [
@@ -322,18 +281,10 @@ mod tests {
             CHUNK_SAMPLES * 3 / 10,
             CHUNK_SAMPLES / 4,
         ];
-        (files, grids, audio)
-    }
-
-    #[test]
-    fn a_trimmed_stream_stops_where_the_audio_ends_but_fills_one_window() {
-        // File 0: 2.3 chunks of audio; file 1: a quarter chunk, shorter than a window.
-        let (files, grids, audio) = two_files();
         let order = TokenOrder::TimeMajor;
-        let kept = prior_sequences(order, &files, &grids, SHAPE, 8, 2, StreamEnd::Padding)
-            .expect("sequences");
-        let trimmed = prior_sequences(order, &files, &grids, SHAPE, 8, 2, StreamEnd::Audio(&audio))
-            .expect("sequences");
+        let kept = prior_sequences(order, &files, &grids, SHAPE, 8, 2, None).expect("sequences");
+        let trimmed =
+            prior_sequences(order, &files, &grids, SHAPE, 8, 2, Some(&audio)).expect("sequences");
         // Untrimmed: 12 steps of file 0 → 9 windows, file 1 → 1.
         assert_eq!(kept.len(), 10);
         // Trimmed: file 0 ends in chunk 2's second step (0.3 of 4 steps, rounded up) → 10
@@ -355,58 +306,13 @@ mod tests {
             SHAPE,
             8,
             8,
-            StreamEnd::Audio(&audio[..2]),
+            Some(&audio[..2]),
         )
         .expect("raster");
         assert_eq!(raster.len(), 4);
         assert!(
-            prior_sequences(
-                order,
-                &files,
-                &grids,
-                SHAPE,
-                8,
-                2,
-                StreamEnd::Audio(&audio[..2])
-            )
-            .is_err(),
+            prior_sequences(order, &files, &grids, SHAPE, 8, 2, Some(&audio[..2])).is_err(),
             "lengths must match the grids"
-        );
-    }
-
-    #[test]
-    fn tail_windows_open_on_every_audio_step_and_run_on_into_silence() {
-        // As above: file 0 ends in chunk 2's second step (step 9 of its stream), file 1
-        // in its first step.
-        let (files, grids, audio) = two_files();
-        let silence = [7, 7];
-        let order = TokenOrder::TimeMajor;
-        let end = StreamEnd::Silence {
-            audio: &audio,
-            silence: &silence,
-        };
-        let tails =
-            prior_sequences_by_file(order, &files, &grids, SHAPE, 8, 2, end).expect("tails");
-        let trimmed =
-            prior_sequences_by_file(order, &files, &grids, SHAPE, 8, 2, StreamEnd::Audio(&audio))
-                .expect("trimmed");
-        // File 0: a window opens on each of its 10 audio steps; the trimmed stream's 7
-        // come first, unchanged.
-        assert_eq!(tails[0].len(), 10);
-        assert_eq!(tails[0][..7], trimmed[0][..]);
-        // The last opens on the step with the last sample, runs through the chunk's two
-        // padding steps, then one step of silence.
-        assert_eq!(tails[0][9], [21, 21, 22, 22, 23, 23, 7, 7]);
-        // File 1's audio ends in its first step: its one window, as before.
-        assert_eq!(tails[1], trimmed[1]);
-        assert!(tails.iter().flatten().all(|w| w.len() == 8));
-        let wrong = StreamEnd::Silence {
-            audio: &audio,
-            silence: &[7],
-        };
-        assert!(
-            prior_sequences(order, &files, &grids, SHAPE, 8, 2, wrong).is_err(),
-            "one time step of silence has as many tokens as a step of the grid"
         );
     }
 }

@@ -83,7 +83,6 @@ const PRIOR_OPTIONAL: &[&str] = &[
     "patience",
     "weight_average",
     "row_embedding",
-    "tail_windows",
     "seq_len",
     "num_quantizers",
 ];

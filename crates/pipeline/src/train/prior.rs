@@ -7,7 +7,7 @@ use audio::mel::MelSpectrogram;
 use burn::optim::{AdamWConfig, ModuleOptimizer};
 use burn::prelude::*;
 use prior_config::PriorConfig;
-use prior_model::{CodePrior, GridShape, PriorShape, TokenOrder};
+use prior_model::{CodePrior, PriorShape, TokenOrder};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use vqvae::ConvVqvae;
@@ -21,8 +21,7 @@ use super::optim::assign_param_ids;
 use super::parts::{descend_parts, parts_for, split_batch};
 use super::runner::{Best, Runner, Stage, StageStart, epoch_seed};
 use crate::evaluate::{
-    StreamEnd, code_grids, perplexity, prior_cross_entropy, prior_sequences,
-    prior_sequences_by_file,
+    code_grids, perplexity, prior_cross_entropy, prior_sequences, prior_sequences_by_file,
 };
 use crate::modelfile::EpochMetrics;
 
@@ -165,8 +164,9 @@ impl<'a> PriorStage<'a> {
         let seq_len = grid.len();
         let files =
             |which: &[super::data::Chunk]| -> Vec<usize> { which.iter().map(|c| c.file).collect() };
-        let audio = |which: &[super::data::Chunk]| -> Vec<usize> {
-            which.iter().map(|c| c.audio).collect()
+        let audio = |which: &[super::data::Chunk]| -> Option<Vec<usize>> {
+            cfg.trim_padding
+                .then(|| which.iter().map(|c| c.audio).collect())
         };
         let (val_audio, val_files) = (audio(&data.val), files(&data.val));
         // Speed copies join the training data as files of their own (ids past the
@@ -191,23 +191,9 @@ impl<'a> PriorStage<'a> {
             .collect();
         let all_codes: Vec<Vec<i64>> = train_codes.iter().cloned().chain(extra_codes).collect();
         let train_audio = audio(&all_train);
-        let silence = if cfg.tail_windows {
-            silence_step(vq, mel, grid, device)?
-        } else {
-            Vec::new()
-        };
-        let end = |audio| match (cfg.tail_windows, cfg.trim_padding) {
-            (true, _) => StreamEnd::Silence {
-                audio,
-                silence: &silence,
-            },
-            (false, true) => StreamEnd::Audio(audio),
-            (false, false) => StreamEnd::Padding,
-        };
         // Training draws from the windows at every time step. Validation: back-to-back
         // windows, so each token is scored once (as the reference's one sequence per chunk),
-        // at most MAX_VAL_WINDOWS of them spread evenly (the same ones every epoch), and
-        // never past a file's end (validation loss stays comparable between settings).
+        // at most MAX_VAL_WINDOWS of them spread evenly (the same ones every epoch).
         let by_file = prior_sequences_by_file(
             ORDER,
             &files(&all_train),
@@ -215,7 +201,7 @@ impl<'a> PriorStage<'a> {
             grid,
             seq_len,
             grid.tokens_per_step(),
-            end(&train_audio),
+            train_audio.as_deref(),
         )?;
         let mut train_files = Vec::with_capacity(by_file.len());
         let mut train_seqs = Vec::new();
@@ -232,11 +218,7 @@ impl<'a> PriorStage<'a> {
                 grid,
                 seq_len,
                 seq_len,
-                if cfg.trim_padding {
-                    StreamEnd::Audio(&val_audio)
-                } else {
-                    StreamEnd::Padding
-                },
+                val_audio.as_deref(),
             )?,
             MAX_VAL_WINDOWS,
         );
@@ -334,28 +316,6 @@ impl<'a> PriorStage<'a> {
             .as_ref()
             .ok_or_else(|| anyhow::anyhow!("the prior was lost in a failed step"))
     }
-}
-
-/// The tokens of one time step of silence: the middle column of an all-zero chunk's code
-/// grid (away from the edges, where the encoder sees the zero padding of the convolutions).
-fn silence_step(
-    vq: &ConvVqvae,
-    mel: &MelSpectrogram,
-    grid: GridShape,
-    device: &Device,
-) -> anyhow::Result<Vec<i64>> {
-    let zeros = vec![0.0f32; CHUNK_SAMPLES];
-    let (codes, _) = code_grids(vq, &[zeros.as_slice()], mel, 1, device)?;
-    let codes = codes
-        .first()
-        .ok_or_else(|| anyhow::anyhow!("no codes for a silent chunk"))?;
-    let stream = ORDER.stream(&[codes.as_slice()], grid)?;
-    let per_step = grid.tokens_per_step();
-    let at = grid.steps / 2 * per_step;
-    stream
-        .get(at..at + per_step)
-        .map(<[i64]>::to_vec)
-        .ok_or_else(|| anyhow::anyhow!("a silent chunk's code stream is shorter than its grid"))
 }
 
 /// Copies of each file of `chunks` (its chunks back to back) played at each speed, re-cut
