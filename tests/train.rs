@@ -170,9 +170,10 @@ fn trains_both_stages_deterministically_and_skips_broken_files() {
         info["codebook_health_snapshot"]
             .as_object()
             .map(|o| o.len()),
-        Some(3)
+        Some(2)
     );
-    assert_eq!(info["prior"]["seq_len"], 144);
+    // The small tier's grid: 16 rows × 6 columns × 2 levels per second.
+    assert_eq!(info["prior"]["seq_len"], 16 * 6 * 2);
     assert_eq!(info["prior"]["hidden_size"], 32);
     assert_eq!(
         info["first_token_distribution"].as_array().map(Vec::len),
@@ -267,25 +268,26 @@ fn shipped_presets_work_with_config_and_unknown_keys_are_refused() {
             .expect("hidden_size");
         assert_eq!(config["prior_config"]["hidden_size"], hidden, "{tier}");
     }
-    // The codec grid for one-shot hits: its [vqvae] settings reach the run and the model.
-    let (config, table, out) = resolve("vqvae-hits");
-    for key in ["freq_downsample", "num_quantizers"] {
-        let want = table["vqvae"][key].as_integer().expect(key);
-        assert_eq!(config["vqvae_config"][key], want, "{key}");
-    }
-    assert_eq!(
-        info_json(&out)["code_grid"]["tokens_per_second"],
-        16 * 6 * 2
-    );
-    // The same grid with a prior that embeds each code's row.
-    let (config, table, _) = resolve("fine-grid");
-    for key in ["freq_downsample", "num_quantizers"] {
+    // The grid presets: their [vqvae] grid and the prior's row embedding reach the run, and
+    // the model's code grid is the one they name (coarse-grid differs from the small tier's).
+    for name in ["coarse-grid", "vqvae-hits", "fine-grid"] {
+        let (config, table, out) = resolve(name);
+        let setting = |key: &str| table["vqvae"][key].as_integer().expect(key);
+        for key in ["freq_downsample", "num_quantizers"] {
+            assert_eq!(config["vqvae_config"][key], setting(key), "{name} {key}");
+        }
+        let rows = 128 / setting("freq_downsample");
         assert_eq!(
-            config["vqvae_config"][key],
-            table["vqvae"][key].as_integer().expect(key)
+            info_json(&out)["code_grid"]["tokens_per_second"],
+            rows * 6 * setting("num_quantizers"),
+            "{name}"
         );
+        let embed = table["prior"]["row_embedding"]
+            .as_bool()
+            .expect("row_embedding");
+        let recorded = config["prior_config"]["row_embedding"].as_bool();
+        assert_eq!(recorded.unwrap_or(false), embed, "{name}");
     }
-    assert_eq!(config["prior_config"]["row_embedding"], true);
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "[prior]\nhidden_sise = 64\n").expect("write");
     let o = distill(&[
@@ -555,11 +557,16 @@ fn a_step_budget_caps_the_epochs_and_explicit_epochs_lift_it() {
 }
 
 #[test]
-fn a_finer_frequency_layout_flows_through_training_encoding_and_generation() {
+fn a_frequency_layout_from_a_config_flows_through_training_encoding_and_generation() {
     let (dir, data) = sounds(4);
-    let config = dir.path().join("rows16.toml");
-    std::fs::write(&config, "[vqvae]\nfreq_downsample = 8\n").expect("write");
-    let model = dir.path().join("rows16.distill");
+    // The reference's 8 rows of 3 levels, not the small tier's 16 rows of 2.
+    let config = dir.path().join("rows8.toml");
+    std::fs::write(
+        &config,
+        "[vqvae]\nfreq_downsample = 16\nnum_quantizers = 3\n",
+    )
+    .expect("write");
+    let model = dir.path().join("rows8.distill");
     let o = train(
         &data,
         &model,
@@ -569,9 +576,9 @@ fn a_finer_frequency_layout_flows_through_training_encoding_and_generation() {
     assert!(o.status.success(), "{}", stderr(&o));
     let m = model.to_str().expect("utf-8");
     let info = info_json(&model);
-    assert_eq!(info["vqvae_config"]["freq_downsample"], 8, "recorded");
-    // 128 mels in rows of 8 bands: 16 rows; the prior's context is one second of them.
-    assert_eq!(info["prior_config"]["seq_len"], 16 * 6 * 3);
+    assert_eq!(info["vqvae_config"]["freq_downsample"], 16, "recorded");
+    // 128 mels in rows of 16 bands: 8 rows; the prior's context is one second of them.
+    assert_eq!(info["prior_config"]["seq_len"], 8 * 6 * 3);
 
     let codes = dir.path().join("codes.json");
     let file = std::fs::read_dir(&data)
@@ -590,7 +597,7 @@ fn a_finer_frequency_layout_flows_through_training_encoding_and_generation() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let j = json_file(&codes);
-    assert_eq!(j["grid"][0], 16, "{}", j["grid"]);
+    assert_eq!(j["grid"][0], 8, "{}", j["grid"]);
     let decoded = dir.path().join("decoded.wav");
     let o = distill(&[
         "decode",
@@ -613,7 +620,7 @@ fn a_finer_frequency_layout_flows_through_training_encoding_and_generation() {
         .find(|p| p.extension().is_some_and(|e| e == "json"))
         .expect("a sidecar");
     let s = json_file(&sidecar);
-    assert_eq!(s["codes"]["shape"]["rows"], 16);
+    assert_eq!(s["codes"]["shape"]["rows"], 8);
     assert_eq!(s["codes"]["shape"]["steps"], 9, "1.5 s of 16-frame columns");
 }
 
@@ -695,18 +702,18 @@ fn small_collections_learn_semitone_copies_recorded_and_switchable_off() {
 }
 
 #[test]
-fn a_row_embedding_is_opt_in_recorded_and_adds_one_vector_per_code_row() {
+fn the_small_tier_embeds_code_rows_recorded_as_one_vector_per_row() {
     let (dir, data, vq) = tiny_vq(8, "4");
-    let (_, plain) = prior_on(&vq, &data, "plain", "4", &[]);
+    let (_, rows) = prior_on(&vq, &data, "rows", "4", &[]);
+    assert_eq!(rows["prior_config"]["row_embedding"], true, "on by default");
+    let config = dir.path().join("plain.toml");
+    std::fs::write(&config, "[prior]\nrow_embedding = false\n").expect("write");
+    let args = ["--config", config.to_str().expect("utf-8")];
+    let (_, plain) = prior_on(&vq, &data, "plain", "4", &args);
     assert!(
         plain["prior_config"].get("row_embedding").is_none(),
-        "off by default, and not written when off"
+        "not written when off"
     );
-    let config = dir.path().join("rows.toml");
-    std::fs::write(&config, "[prior]\nrow_embedding = true\n").expect("write");
-    let args = ["--config", config.to_str().expect("utf-8")];
-    let (_, rows) = prior_on(&vq, &data, "rows", "4", &args);
-    assert_eq!(rows["prior_config"]["row_embedding"], true);
     // The only new weights: one vector of the prior's width per row of the code grid.
     let count = |info: &serde_json::Value, key: &str| info["prior"][key].as_u64().expect(key);
     let grid_rows = rows["code_grid"]["rows"].as_u64().expect("rows");

@@ -204,7 +204,8 @@ pub fn get_adaptive_prior_config(file_count: usize) -> PriorConfig {
 /// learning rate of 1e-3 for 100 epochs (an epoch draws as many windows as the data has
 /// chunks): the reference's 50 epochs of one or two steps at 3e-4 leave the prior near its
 /// unigram statistics (drums20, padding still in the data: validation perplexity 8.3
-/// against 2.9 this way). The large tier (> 100 files) keeps the reference's 19 M-parameter
+/// against 2.9 this way), and embeds each token's code row ([`PriorConfig::row_embedding`]),
+/// which the small tier's 16-row codec grid needs to keep pitched notes in tune. The large tier (> 100 files) keeps the reference's 19 M-parameter
 /// model but trains it in batches of 16 for at most [`NATIVE_LARGE_STEPS`] steps: its
 /// 150 epochs take hours on a laptop's CPU, and batches of 32 peak at 2.6 GB. Every tier
 /// draws its windows file by file ([`PriorConfig::balance_files`]): on drums20, where one
@@ -223,6 +224,7 @@ pub fn native_prior_config(file_count: usize) -> PriorConfig {
             c.hidden_size = NATIVE_SMALL_HIDDEN;
             c.augment_speeds = SEMITONE_COPIES.to_vec();
             c.weight_average = Some(NATIVE_WEIGHT_AVERAGE);
+            c.row_embedding = true;
         }
         DatasetTier::Medium => {
             c.batch_size = c.batch_size.min(NATIVE_BATCH);
@@ -491,6 +493,9 @@ mod tests {
             let average = (n <= 100).then_some(NATIVE_WEIGHT_AVERAGE);
             assert_eq!(native.weight_average, average, "{n} files");
             assert_eq!(reference.weight_average, None, "{n} files");
+            // The small tier embeds each code's row (its codec has 16 rows: see `vqvae`).
+            assert_eq!(native.row_embedding, n <= 20, "{n} files");
+            assert!(!reference.row_embedding, "{n} files");
             // Every native tier stops after 20 epochs without a better validation loss; the
             // reference trains every epoch.
             assert_eq!(native.patience, Some(NATIVE_PATIENCE), "{n} files");
@@ -507,6 +512,7 @@ mod tests {
                 hidden_size: native.hidden_size,
                 patience: native.patience,
                 weight_average: native.weight_average,
+                row_embedding: native.row_embedding,
                 ..reference
             };
             assert_eq!(native, same, "{n} files");
