@@ -205,7 +205,8 @@ pub fn get_adaptive_prior_config(file_count: usize) -> PriorConfig {
 /// chunks): the reference's 50 epochs of one or two steps at 3e-4 leave the prior near its
 /// unigram statistics (drums20, padding still in the data: validation perplexity 8.3
 /// against 2.9 this way), and embeds each token's code row ([`PriorConfig::row_embedding`]),
-/// which the small tier's 16-row codec grid needs to keep pitched notes in tune. The large tier (> 100 files) keeps the reference's 19 M-parameter
+/// which the small tier's 16-row codec grid needs to keep pitched notes in tune (README,
+/// "The small tier's grid"). The large tier (> 100 files) keeps the reference's 19 M-parameter
 /// model but trains it in batches of 16 for at most [`NATIVE_LARGE_STEPS`] steps: its
 /// 150 epochs take hours on a laptop's CPU, and batches of 32 peak at 2.6 GB. Every tier
 /// draws its windows file by file ([`PriorConfig::balance_files`]): on drums20, where one

@@ -136,9 +136,9 @@ pub fn get_adaptive_vqvae_config(file_count: usize) -> VqvaeConfig {
 /// decoder learns silence instead of a faint bed under it) and small batches, so that an
 /// epoch is many optimiser steps rather than a handful. Small collections (≤ 20 files: one-shot
 /// hits) code each second as 16 rows × 6 columns × 2 levels rather than the reference's
-/// 8 × 6 × 3 and decode by repetition and convolution (no checkerboard) over 60 epochs; larger ones keep
-/// the transposed convolutions, whose checkerboard stays below the one harmonic lines put in
-/// real mels and which take 0.7 of the time per epoch on a CPU (notes96; a half to a third
+/// 8 × 6 × 3 and decode by repetition and convolution (no checkerboard) over 60 epochs; larger
+/// ones keep the transposed convolutions, whose checkerboard stays below the one harmonic
+/// lines put in real mels and which take 0.7 of the time per epoch on a CPU (notes96; a half to a third
 /// before the resize decoder ran as a transposed convolution). Dead codes restart where the
 /// codebook fits worst, and the small tier keeps its code counts over many steps, so rare
 /// sounds keep their codes. Measured with `distill evaluate` at equal
@@ -214,7 +214,7 @@ const NATIVE_BATCH: usize = 8;
 /// [`NATIVE_SMALL_LEVELS`] levels a second is 16 × 6 × 2 = 192 prior tokens (the reference's
 /// 144), and the small tier's prior embeds each code's row (`prior_config`'s
 /// `row_embedding`), without which pitched notes moved away. Measured on eight twenty-file
-/// collections (README, "Finer code grids" and "Row embedding").
+/// collections over five training seeds (README, "The small tier's grid").
 pub const NATIVE_SMALL_FREQ_DOWNSAMPLE: usize = 8;
 /// Residual levels of the small tier's codes (the reference's 3): a third level on the
 /// 16-row grid doubles the tokens and brought drums20's sounds no nearer.
