@@ -33,10 +33,10 @@ pub struct EvaluateArgs {
     #[arg(long)]
     pub duration: Option<f64>,
     /// Sampling temperature of the generated sounds.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = GenerateSettings::default().temperature)]
     pub temperature: f64,
     /// Nucleus sampling mass of the generated sounds (0 or 1 = off).
-    #[arg(long, default_value_t = 0.9)]
+    #[arg(long, default_value_t = GenerateSettings::default().top_p)]
     pub top_p: f64,
     /// Candidates per generated sound (as `distill generate --candidates`).
     #[arg(long, default_value_t = 1)]

@@ -60,13 +60,13 @@ pub struct GenerateArgs {
     #[arg(long)]
     pub seed: Option<u64>,
     /// Sampling temperature; 0 = always the most likely code.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = GenerateSettings::default().temperature)]
     pub temperature: f64,
     /// Keep only the k most likely codes (0 = off).
     #[arg(long, default_value_t = 0)]
     pub top_k: usize,
     /// Nucleus sampling mass (0 or 1 = off).
-    #[arg(long, default_value_t = 0.9)]
+    #[arg(long, default_value_t = GenerateSettings::default().top_p)]
     pub top_p: f64,
     /// Candidates sampled per sound, of which the one the model finds most plausible
     /// throughout is kept (its least likely moment is the likeliest): closer to the collection,

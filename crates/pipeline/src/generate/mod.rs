@@ -58,7 +58,8 @@ pub const MAX_CANDIDATES: usize = 16;
 
 impl Default for GenerateSettings {
     fn default() -> Self {
-        // The sampler's defaults (SamplingParams), as the user-facing f64 values.
+        // The sampler's defaults (SamplingParams, a test keeps them equal) as the user-facing
+        // f64 values, which the CLI, `evaluate` and the studio take from here.
         Self {
             temperature: 1.0,
             top_k: 0,
@@ -427,6 +428,14 @@ pub fn crossfade_join(chunks: &[Vec<f32>], overlap: usize) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn user_facing_defaults_are_the_samplers() {
+        assert_eq!(
+            GenerateSettings::default().sampling(),
+            SamplingParams::default()
+        );
+    }
 
     #[test]
     fn equal_power_crossfade_keeps_a_constant_level() {

@@ -12,6 +12,7 @@ use serde_json::{Value as Json_, json};
 
 use super::{S, blocking, serve_file};
 use crate::fsutil::atomic_write;
+use crate::generate::GenerateSettings;
 use crate::studio::Studio;
 use crate::studio::error::{ApiError, ApiResult, JsonBody, QueryParams};
 use crate::studio::jobs::JobKind;
@@ -23,13 +24,13 @@ pub const MAX_DURATION_S: f64 = 60.0;
 pub const MAX_COUNT: usize = 16;
 
 fn default_temperature() -> f64 {
-    1.0
+    GenerateSettings::default().temperature
 }
 fn default_top_p() -> f64 {
-    0.9
+    GenerateSettings::default().top_p
 }
 fn default_iterations() -> usize {
-    audio::vocoder::DEFAULT_ITERATIONS
+    GenerateSettings::default().iterations
 }
 fn default_duration() -> f64 {
     2.0
