@@ -28,6 +28,7 @@ fn same_seed_gives_identical_files_of_the_exact_length() {
                 "44100",
                 "--bit-depth",
                 "16",
+                "--exact-duration",
             ],
         );
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -59,6 +60,57 @@ fn same_seed_gives_identical_files_of_the_exact_length() {
     assert_eq!(sidecar["token_order"], "raster");
     assert_eq!(sidecar["top_p"], 0.9);
     assert_eq!(sidecar["candidates"], 1);
+    assert_eq!(
+        (
+            sidecar["duration_s"].as_f64(),
+            sidecar["exact_duration"].as_bool()
+        ),
+        (Some(1.5), Some(true))
+    );
+}
+
+#[test]
+fn sounds_end_where_they_die_away_unless_the_length_is_exact() {
+    let model = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/drums20-time-major/model.distill");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (cut, exact) = (dir.path().join("cut"), dir.path().join("exact"));
+    let common = [
+        "--duration",
+        "3",
+        "--count",
+        "4",
+        "--seed",
+        "5",
+        "--iterations",
+        "4",
+        "--bit-depth",
+        "32f",
+    ];
+    for (out, extra) in [(&cut, &[][..]), (&exact, &["--exact-duration"][..])] {
+        let o = generate_from(&model, out, &[&common[..], extra].concat());
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let read = |p: &Path| -> Vec<f32> {
+        hound::WavReader::open(p)
+            .expect("wav")
+            .samples::<f32>()
+            .map(|s| s.expect("sample"))
+            .collect()
+    };
+    for (c, e) in wavs(&cut).iter().zip(wavs(&exact)) {
+        let (a, mut b) = (read(c), read(&e));
+        assert_eq!(b.len(), 3 * 48_000, "--exact-duration keeps the length");
+        let side = json_file(&c.with_extension("json"));
+        assert_eq!(side["requested_duration_s"], 3.0);
+        assert_eq!(side["exact_duration"], false);
+        assert_eq!(side["duration_s"].as_f64(), Some(a.len() as f64 / 48_000.0));
+        // The same sound, ended where it dies away (this model's noisy sounds never do; the
+        // cut itself is tested on known signals beside `trim_trailing_silence`).
+        pipeline::generate::trim_trailing_silence(&mut b);
+        assert_eq!(a.len(), b.len());
+        assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-6));
+    }
 }
 
 #[test]

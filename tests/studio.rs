@@ -771,7 +771,7 @@ async fn train_generate_keep_export_rename_and_delete() {
         assert_eq!(s, status, "{body}: {v}");
         assert!(v["error"].is_string());
     }
-    let settings = json!({"model": "tiny.distill", "duration": 1.5, "count": 2, "seed": 11, "temperature": 0.9, "top_k": 0, "top_p": 0.9, "iterations": 4, "candidates": 2});
+    let settings = json!({"model": "tiny.distill", "duration": 1.5, "count": 2, "seed": 11, "temperature": 0.9, "top_k": 0, "top_p": 0.9, "iterations": 4, "candidates": 2, "exact_duration": true});
     let (s, v) = app.call("POST", "/api/jobs/generate", Some(settings)).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let gen_job = v["job"].as_u64().expect("job");
@@ -789,6 +789,13 @@ async fn train_generate_keep_export_rename_and_delete() {
         (Some(1.5), Some(0.9))
     );
     assert_eq!(first["candidates"], 2, "the result records its candidates");
+    assert_eq!(
+        (
+            first["requested_duration_s"].as_f64(),
+            first["exact_duration"].as_bool()
+        ),
+        (Some(1.5), Some(true))
+    );
     let seed: u64 = first["seed"]
         .as_str()
         .and_then(|s| s.parse().ok())

@@ -45,7 +45,7 @@ function settings() {
   return {
     model: $('gen-model').value, duration: n('gen-duration'), count: n('gen-count'), seed,
     temperature: n('gen-temperature'), top_k: n('gen-topk'), top_p: n('gen-topp'), iterations: n('gen-iterations'),
-    candidates: n('gen-candidates'),
+    candidates: n('gen-candidates'), exact_duration: $('gen-exact').checked,
   };
 }
 
@@ -106,7 +106,7 @@ function card(r, i) {
     audio,
     el('p', { class: 'params' }, `${seconds(r.duration_s)} · seed ${r.seed} · temperature ${r.temperature} · top-k ${r.top_k} · top-p ${r.top_p} · ${r.iterations} iterations${r.candidates > 1 ? ` · best of ${r.candidates}` : ''}`),
     el('div', { class: 'row' },
-      el('button', { class: 'secondary', title: 'make this exact sound again', onclick: () => generate({ model: r.model, duration: r.duration_s, count: 1, seed: r.seed, temperature: r.temperature, top_k: r.top_k, top_p: r.top_p, iterations: r.iterations, candidates: r.candidates }) }, '↻ again'),
+      el('button', { class: 'secondary', title: 'make this exact sound again', onclick: () => generate({ model: r.model, duration: r.requested_duration_s ?? r.duration_s, exact_duration: r.exact_duration, count: 1, seed: r.seed, temperature: r.temperature, top_k: r.top_k, top_p: r.top_p, iterations: r.iterations, candidates: r.candidates }) }, '↻ again'),
       keep,
       el('a', { class: 'button secondary', href: url(`/api/results/${r.job}/${r.seed}/audio.wav`, { download: 1 }), download: `distill_${r.job}_${r.seed}.wav` }, 'WAV'),
       el('a', { class: 'button secondary', href: url(`/api/results/${r.job}/${r.seed}/audio.flac`), download: `distill_${r.job}_${r.seed}.flac` }, 'FLAC')));

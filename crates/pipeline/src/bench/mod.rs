@@ -135,7 +135,11 @@ pub fn generate(seconds: f64) -> anyhow::Result<serde_json::Value> {
             SpectrogramConfig::default(),
             &device,
             crate::backend::Decoding::Host,
-            crate::generate::GenerateSettings::default(),
+            // Speed per second of audio asked for: nothing cut.
+            crate::generate::GenerateSettings {
+                exact_duration: true,
+                ..Default::default()
+            },
         )?;
         let mut rng = rand::rngs::StdRng::seed_from_u64(9);
         let t = Instant::now();

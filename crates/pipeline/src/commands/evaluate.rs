@@ -28,10 +28,15 @@ pub struct EvaluateArgs {
     /// Seed of the generated sounds.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Length of each generated sound in seconds (default: the lengths of files spread
-    /// through the collection, within 0.5–10 s).
+    /// Longest a generated sound may be, in seconds (default: the lengths of files spread
+    /// through the collection, within 0.5–10 s); a sound that dies away sooner ends there,
+    /// as `distill generate` ends it.
     #[arg(long)]
     pub duration: Option<f64>,
+    /// Keep every generated sound exactly that long, trailing silence and all (as `distill
+    /// generate --exact-duration`).
+    #[arg(long)]
+    pub exact_duration: bool,
     /// Sampling temperature of the generated sounds.
     #[arg(long, default_value_t = GenerateSettings::default().temperature)]
     pub temperature: f64,
@@ -62,6 +67,7 @@ pub fn run(args: &EvaluateArgs, backend: Backend, device: &Device) -> anyhow::Re
             temperature: args.temperature,
             top_p: args.top_p,
             candidates: args.candidates,
+            exact_duration: args.exact_duration,
             ..GenerateSettings::default()
         },
         decoding: backend.decoding(),

@@ -50,9 +50,14 @@ pub struct GenerateArgs {
     /// Output folder for the WAV files and their JSON sidecars.
     #[arg(short, long, default_value = "generated")]
     pub output: PathBuf,
-    /// Length of each sound in seconds (exact).
+    /// Length of each sound in seconds: the most it lasts — a sound that dies away sooner
+    /// ends there, its trailing silence cut (see --exact-duration).
     #[arg(long, default_value_t = 4.0)]
     pub duration: f64,
+    /// Keep every sound exactly --duration long, trailing silence and all (to line sounds up
+    /// on a grid, or for textures that must fill a length).
+    #[arg(long)]
+    pub exact_duration: bool,
     /// How many sounds (each with its own derived seed).
     #[arg(long, default_value_t = 1)]
     pub count: usize,
@@ -104,6 +109,7 @@ pub fn run(args: &GenerateArgs, backend: Backend, device: &Device) -> anyhow::Re
         top_p: args.top_p,
         iterations: args.iterations,
         candidates: args.candidates,
+        exact_duration: args.exact_duration,
     };
     let format = WavFormat {
         sample_rate: args.sample_rate,
@@ -144,16 +150,14 @@ pub fn run(args: &GenerateArgs, backend: Backend, device: &Device) -> anyhow::Re
                 backend: backend.name(),
             };
             let wav = write_sound(&args.output, sound, &file)?;
+            let seconds = sound.seconds();
             if !args.json {
                 bar.println(format!(
-                    "{} ({:.1} s of audio in {:.1} s)",
-                    wav.display(),
-                    args.duration,
-                    wall
+                    "{} ({seconds:.2} s of audio in {wall:.1} s)",
+                    wav.display()
                 ));
             }
-            results
-                .push(json!({"file": wav, "seed": seed, "seconds": args.duration, "wall_s": wall}));
+            results.push(json!({"file": wav, "seed": seed, "seconds": seconds, "wall_s": wall}));
         }
     }
     bar.finish_and_clear();

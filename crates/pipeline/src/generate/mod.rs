@@ -51,6 +51,9 @@ pub struct GenerateSettings {
     /// Candidates sampled per sound; the one whose least likely code column is most likely
     /// under the prior is kept (1 = the first, as sampled).
     pub candidates: usize,
+    /// Keep every sound exactly as long as asked, silence and all; otherwise a sound that
+    /// dies away sooner ends there ([`end_of_sound`]).
+    pub exact_duration: bool,
 }
 
 /// Most candidates per sound (each costs a full sampling pass).
@@ -66,6 +69,7 @@ impl Default for GenerateSettings {
             top_p: 0.9,
             iterations: audio::vocoder::DEFAULT_ITERATIONS,
             candidates: 1,
+            exact_duration: false,
         }
     }
 }
@@ -107,6 +111,45 @@ impl GenerateSettings {
     }
 }
 
+/// Level re a sound's peak below which its tail counts as over: a sound ends after its last
+/// 50 ms frame above it. The collection's own files end about here (drums20: cutting them
+/// after their last frame above −60 dB leaves their lengths within 5 %), while a generated
+/// sound that has died away keeps a floor of codec and vocoder residue between −60 and
+/// −70 dB, which is no part of the sound.
+pub const END_OF_SOUND_DB: f64 = -60.0;
+
+/// Where a sound ends: after its last [`metrics::levels::LEVEL_FRAME`] frame above
+/// [`END_OF_SOUND_DB`] re its peak, plus one more frame for the fade-out
+/// ([`trim_trailing_silence`]). A sound loud to its end, or all zero, keeps its length.
+pub fn end_of_sound(audio: &[f32]) -> usize {
+    let frame = metrics::levels::LEVEL_FRAME;
+    let Ok(levels) = metrics::levels::frame_levels_db(audio, frame) else {
+        return audio.len();
+    };
+    match levels.iter().rposition(|&l| l > END_OF_SOUND_DB) {
+        // The last counted frame loud (or only a short partial frame after it): keep all.
+        Some(last) if last + 1 >= levels.len() => audio.len(),
+        Some(last) => ((last + 2) * frame).min(audio.len()),
+        None => audio.len(),
+    }
+}
+
+/// Cuts a sound's tail after [`end_of_sound`] and fades the kept quiet frame out (a raised
+/// cosine), so the file ends in silence rather than a step.
+pub fn trim_trailing_silence(audio: &mut Vec<f32>) {
+    let end = end_of_sound(audio);
+    if end == audio.len() {
+        return;
+    }
+    audio.truncate(end);
+    let fade = metrics::levels::LEVEL_FRAME.min(end);
+    let start = end - fade;
+    for (i, v) in audio[start..].iter_mut().enumerate() {
+        let t = (i + 1) as f32 / fade as f32;
+        *v *= 0.5 * (1.0 + (std::f32::consts::PI * t).cos());
+    }
+}
+
 /// Samples of a sound of `seconds` (exact, at the model rate), after checking the range.
 pub fn duration_samples(seconds: f64) -> anyhow::Result<usize> {
     if !(seconds > 0.0 && seconds <= MAX_DURATION_S) {
@@ -115,7 +158,8 @@ pub fn duration_samples(seconds: f64) -> anyhow::Result<usize> {
     Ok((seconds * RATE as f64).round().max(1.0) as usize)
 }
 
-/// The code grid a sound was decoded from.
+/// The code grid a sound was decoded from. It covers the duration asked for: a sound cut
+/// after it died away ([`trim_trailing_silence`]) is the start of the grid's decoding.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SoundCodes {
     pub order: TokenOrder,
@@ -130,6 +174,13 @@ pub struct SoundCodes {
 pub struct Sound {
     pub audio: Vec<f32>,
     pub codes: SoundCodes,
+}
+
+impl Sound {
+    /// Length of the audio in seconds.
+    pub fn seconds(&self) -> f64 {
+        self.audio.len() as f64 / RATE as f64
+    }
 }
 
 /// Everything needed to turn a seed into audio.
@@ -284,7 +335,8 @@ impl Generator {
         }
     }
 
-    /// One sound of exactly `samples` samples at 48 kHz.
+    /// One sound of `samples` samples at 48 kHz (fewer where it dies away sooner, unless the
+    /// settings ask for the exact duration).
     pub fn render(
         &self,
         samples: usize,
@@ -332,7 +384,7 @@ impl Generator {
                 let grid = self.order.grid(stream, shape)?;
                 let mel = self.decode(&grid, shape, frames)?;
                 Ok(Sound {
-                    audio: self.vocoder.synthesize(&mel, frames, Some(samples)),
+                    audio: self.ending(self.vocoder.synthesize(&mel, frames, Some(samples))),
                     codes: SoundCodes {
                         order: self.order,
                         grids: vec![grid],
@@ -370,13 +422,21 @@ impl Generator {
         let mut joined = crossfade_join(&chunks, CROSSFADE_SAMPLES);
         joined.resize(samples, 0.0);
         Ok(Sound {
-            audio: joined,
+            audio: self.ending(joined),
             codes: SoundCodes {
                 order: self.order,
                 grids,
                 shape,
             },
         })
+    }
+
+    /// The sound as the settings end it: exact, or cut after it has died away.
+    fn ending(&self, mut audio: Vec<f32>) -> Vec<f32> {
+        if !self.settings.exact_duration {
+            trim_trailing_silence(&mut audio);
+        }
+        audio
     }
 
     /// Log-mel `[n_mels][frames]` of a raster-order grid.
@@ -435,6 +495,73 @@ mod tests {
             GenerateSettings::default().sampling(),
             SamplingParams::default()
         );
+    }
+
+    /// A 440 Hz tone decaying by `db_per_s`, `seconds` long.
+    fn decaying_tone(db_per_s: f32, seconds: f32) -> Vec<f32> {
+        let n = (seconds * RATE as f32) as usize;
+        (0..n)
+            .map(|i| {
+                let t = i as f32 / RATE as f32;
+                10f32.powf(-db_per_s * t / 20.0) * (t * 440.0 * std::f32::consts::TAU).sin()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_sound_ends_one_frame_after_it_falls_below_the_end_level() {
+        let frame = metrics::levels::LEVEL_FRAME;
+        // 100 dB/s: 60 dB below the start (≈ peak) at 0.6 s; frame RMS sits 3 dB under the
+        // envelope, so the last frame above −60 dB re peak is the one ending near 0.57 s.
+        let tone = decaying_tone(100.0, 2.0);
+        let end = end_of_sound(&tone);
+        assert_eq!(end % frame, 0, "cut on a frame boundary");
+        let seconds = end as f64 / RATE as f64;
+        assert!((0.55..0.7).contains(&seconds), "ends at {seconds} s");
+        let levels = metrics::levels::frame_levels_db(&tone, frame).expect("levels");
+        let kept = end / frame;
+        assert!(
+            levels[kept - 2] > END_OF_SOUND_DB,
+            "the last loud frame is kept"
+        );
+        assert!(levels[kept - 1..].iter().all(|&l| l <= END_OF_SOUND_DB));
+
+        let mut trimmed = tone.clone();
+        trim_trailing_silence(&mut trimmed);
+        assert_eq!(trimmed.len(), end);
+        assert_eq!(
+            trimmed[..end - frame],
+            tone[..end - frame],
+            "untouched before the fade"
+        );
+        assert!(trimmed[end - 1].abs() < 1e-6, "faded to silence");
+        assert!(
+            trimmed[end - frame..]
+                .iter()
+                .zip(&tone[end - frame..])
+                .all(|(t, o)| t.abs() <= o.abs()),
+            "the fade only lowers"
+        );
+    }
+
+    #[test]
+    fn sounds_loud_to_their_end_or_all_silent_keep_their_length() {
+        for sound in [
+            decaying_tone(0.0, 1.0),
+            // 40 dB down at its end: still sounding.
+            decaying_tone(40.0, 1.0),
+            vec![0.0; RATE],
+            vec![0.0; 100],
+            Vec::new(),
+        ] {
+            let mut kept = sound.clone();
+            trim_trailing_silence(&mut kept);
+            assert_eq!(kept, sound);
+        }
+        // Dying away inside the last, partial frame: nothing worth cutting.
+        let mut tone = decaying_tone(0.0, 1.0);
+        tone.extend(vec![0.0; metrics::levels::LEVEL_FRAME / 3]);
+        assert_eq!(end_of_sound(&tone), tone.len());
     }
 
     #[test]

@@ -78,6 +78,8 @@ pub struct SoundFile<'a> {
     pub base_seed: u64,
     pub index: usize,
     pub count: usize,
+    /// The duration asked for (the sound may be shorter: see
+    /// [`super::GenerateSettings::exact_duration`]).
     pub duration_s: f64,
     pub settings: &'a GenerateSettings,
     pub format: WavFormat,
@@ -99,7 +101,9 @@ pub fn write_sound(dir: &Path, sound: &Sound, file: &SoundFile) -> anyhow::Resul
         "base_seed": file.base_seed,
         "index": file.index,
         "count": file.count,
-        "duration_s": file.duration_s,
+        "duration_s": sound.seconds(),
+        "requested_duration_s": file.duration_s,
+        "exact_duration": s.exact_duration,
         "temperature": s.temperature,
         "top_k": s.top_k,
         "top_p": s.top_p,

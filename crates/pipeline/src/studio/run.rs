@@ -47,6 +47,14 @@ pub struct GenerateJob {
     /// Candidates per sound (jobs saved before it existed had one).
     #[serde(default = "default_candidates")]
     pub candidates: usize,
+    /// Keep trailing silence (jobs saved before it existed were exact).
+    #[serde(default = "default_exact")]
+    pub exact_duration: bool,
+}
+
+/// Jobs saved before sounds were cut after dying away kept their full length.
+fn default_exact() -> bool {
+    true
 }
 
 /// One candidate per sound: the default of requests and of jobs saved before the field.
@@ -62,6 +70,7 @@ impl GenerateJob {
             top_p: self.top_p,
             iterations: self.iterations,
             candidates: self.candidates,
+            exact_duration: self.exact_duration,
         }
     }
 }

@@ -87,6 +87,10 @@ pub struct GenerateRequest {
     pub iterations: usize,
     #[serde(default = "crate::studio::run::default_candidates")]
     pub candidates: usize,
+    /// Keep every sound exactly `duration` long (default: a sound that dies away sooner
+    /// ends there, as `distill generate` ends it).
+    #[serde(default)]
+    pub exact_duration: bool,
 }
 
 /// Queues a generation job.
@@ -119,6 +123,7 @@ pub async fn start(
         top_p: req.top_p,
         iterations: req.iterations,
         candidates: req.candidates,
+        exact_duration: req.exact_duration,
     };
     job.settings()
         .validate()
@@ -187,6 +192,9 @@ pub fn result_info(s: &Studio, job: u64, sidecar: &Path) -> anyhow::Result<Json_
         "file": side["file"],
         "model": model,
         "duration_s": side["duration_s"],
+        // Sidecars written before sounds were cut after dying away: the length asked for.
+        "requested_duration_s": side.get("requested_duration_s").unwrap_or(&side["duration_s"]),
+        "exact_duration": side["exact_duration"].as_bool().unwrap_or(true),
         "count": side["count"],
         "index": side["index"],
         "base_seed": side["base_seed"].as_u64().map(|b| b.to_string()),
