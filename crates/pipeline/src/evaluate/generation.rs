@@ -199,12 +199,13 @@ pub fn generation(
     let generation_s = started.elapsed().as_secs_f64();
     let audio: Vec<Vec<f32>> = sounds.iter().map(|s| s.audio.clone()).collect();
 
-    let lengths_from_files = match (options.samples, generator.settings().exact_duration) {
-        (Some(_), _) => FileLengths::AsTheyAre,
-        (None, true) => FileLengths::Exact,
-        (None, false) => FileLengths::Capped,
-    };
-    let r = resemblance(&audio, collection, lengths_from_files, mel, options.seed)?;
+    let r = resemblance(
+        &audio,
+        collection,
+        options.samples.is_none(),
+        mel,
+        options.seed,
+    )?;
 
     // Seconds of audio per code column.
     let column_s = (options.time_downsample * mel.config.hop_length) as f64
@@ -228,35 +229,25 @@ pub fn generation(
     })
 }
 
-/// How the level statistics measure the collection's files against generated sounds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileLengths {
-    /// As they are (sounds of a fixed length, or made by another tool).
-    AsTheyAre,
-    /// Each sound took a file's length as its longest and ended where it died away: files
-    /// are measured up to that longest (cut at 10 s).
-    Capped,
-    /// Each sound took exactly a file's length: files are measured at it (a 0.2-s hit
-    /// generated as 0.5 s is a hit and then silence, as is the file padded to 0.5 s).
-    Exact,
-}
-
-/// Compares `sounds` (48 kHz mono) with `collection`, the files' lengths for the level
-/// statistics as `lengths` says.
+/// Compares `sounds` (48 kHz mono) with `collection`. With `at_collection_lengths`, each
+/// sound took the length of a collection file as its length (or, ending where it died
+/// away, as its longest), and level statistics measure each file at that length (a 0.2-s
+/// hit generated as 0.5 s is a hit and then silence, as is the file padded to 0.5 s; a
+/// sound that died away sooner is measured as made, its level shape against the file's over
+/// the same span); otherwise files are measured as they are.
 pub fn resemblance(
     sounds: &[Vec<f32>],
     collection: &[Vec<f32>],
-    lengths: FileLengths,
+    at_collection_lengths: bool,
     mel: &MelSpectrogram,
     seed: u64,
 ) -> anyhow::Result<Resemblance> {
     let closeness = nearest_neighbour_ratio(sounds, collection, mel)?;
     let levelled: Vec<Cow<[f32]>> = collection
         .iter()
-        .map(|f| match lengths {
-            FileLengths::AsTheyAre => Cow::Borrowed(f.as_slice()),
-            FileLengths::Capped => at_generated_length(f, false),
-            FileLengths::Exact => at_generated_length(f, true),
+        .map(|f| match at_collection_lengths {
+            true => at_generated_length(f),
+            false => Cow::Borrowed(f.as_slice()),
         })
         .collect();
     let levelled: Vec<&[f32]> = levelled.iter().map(|f| f.as_ref()).collect();
@@ -365,7 +356,7 @@ pub fn sounds_in_folder(
         .iter()
         .map(|p| audio::load_48k(p).with_context(|| format!("reading {}", p.display())))
         .collect::<anyhow::Result<_>>()?;
-    let resemblance = resemblance(&sounds, collection, FileLengths::AsTheyAre, mel, seed)?;
+    let resemblance = resemblance(&sounds, collection, false, mel, seed)?;
     let verdicts = resemblance_verdicts(&resemblance);
     let seconds: Vec<f64> = sounds
         .iter()
@@ -485,11 +476,10 @@ fn length_source(i: usize, count: usize, files: usize) -> usize {
     }
 }
 
-/// A file cut to the (longest) length a sound generated after it gets, and with `pad`
-/// padded with silence to it.
-fn at_generated_length(file: &[f32], pad: bool) -> Cow<'_, [f32]> {
+/// A file padded with silence or cut to the length a sound generated after it gets.
+fn at_generated_length(file: &[f32]) -> Cow<'_, [f32]> {
     let n = collection_length(file);
-    if n == file.len() || (!pad && n > file.len()) {
+    if n == file.len() {
         return Cow::Borrowed(file);
     }
     let mut v = file[..n.min(file.len())].to_vec();
@@ -529,29 +519,20 @@ mod tests {
         let rate = audio::SAMPLE_RATE as usize;
         // A 0.2-s burst: generated as 0.5 s, so measured padded to 0.5 s, mostly silence.
         let hit = vec![0.5f32; rate / 5];
-        let padded = at_generated_length(&hit, true);
+        let padded = at_generated_length(&hit);
         assert_eq!(padded.len(), rate / 2);
         assert_eq!(&padded[..hit.len()], hit.as_slice());
         let share = near_silent_share(&padded, NEAR_SILENT_DB).expect("share");
         assert!((0.5..0.7).contains(&share), "{share}");
         assert_eq!(near_silent_share(&hit, NEAR_SILENT_DB).expect("share"), 0.0);
-        // Sounds that end where they die away: the file as it is, only cut at 10 s.
-        assert!(matches!(
-            at_generated_length(&hit, false),
-            std::borrow::Cow::Borrowed(_)
-        ));
-        assert_eq!(
-            at_generated_length(&vec![0.1f32; 11 * rate], false).len(),
-            10 * rate
-        );
         // Within 0.5–10 s a file is its own length; above, it is cut at 10 s.
         let mid = vec![0.1f32; rate];
         assert!(matches!(
-            at_generated_length(&mid, true),
+            at_generated_length(&mid),
             std::borrow::Cow::Borrowed(_)
         ));
         assert_eq!(
-            at_generated_length(&vec![0.1f32; 11 * rate], true).len(),
+            at_generated_length(&vec![0.1f32; 11 * rate]).len(),
             10 * rate
         );
     }
