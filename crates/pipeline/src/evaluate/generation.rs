@@ -233,8 +233,8 @@ pub fn generation(
 /// sound took the length of a collection file as its length (or, ending where it died
 /// away, as its longest), and level statistics measure each file at that length (a 0.2-s
 /// hit generated as 0.5 s is a hit and then silence, as is the file padded to 0.5 s; a
-/// sound that died away sooner is measured as made, its level shape against the file's over
-/// the same span); otherwise files are measured as they are.
+/// sound that died away sooner is measured as made, the file still at that length);
+/// otherwise files are measured as they are.
 pub fn resemblance(
     sounds: &[Vec<f32>],
     collection: &[Vec<f32>],
