@@ -384,6 +384,7 @@ fn novelty(
         "no training files to compare codes with"
     );
     let shape = training[0].shape;
+    let column_samples = ((column_s * f64::from(audio::SAMPLE_RATE)).round() as usize).max(1);
     let train_columns: Vec<Vec<Vec<i64>>> = training
         .iter()
         .map(|t| columns(&t.grids, t.shape))
@@ -399,12 +400,20 @@ fn novelty(
             sound.codes.shape.rows == shape.rows && sound.codes.shape.levels == shape.levels,
             "generated grids do not have the training grids' rows and levels"
         );
-        let cols = columns(&sound.codes.grids, sound.codes.shape)?;
+        let mut cols = columns(&sound.codes.grids, sound.codes.shape)?;
+        // Only the columns the sound keeps: one that ended where it died away is the start
+        // of its grid, and codes of the residue after it are heard by no one.
+        cols.truncate(sound.audio.len().div_ceil(column_samples).max(1));
         let span = longest_copied_span(&cols, &train_columns);
         let share = span.share();
         copied_s.push(span.len as f64 * column_s);
         shares.push(share);
-        let tokens = stream(order, &sound.codes.grids, sound.codes.shape)?;
+        // A time-major stream is its columns in order; a raster one (1-s grids of the
+        // reference's priors) is scored whole.
+        let tokens = match order {
+            TokenOrder::TimeMajor => cols.concat(),
+            TokenOrder::Raster => stream(order, &sound.codes.grids, sound.codes.shape)?,
+        };
         overlaps.push(ngram_overlap(&tokens, &train_streams, NGRAM)?);
         cases.push(CopyCase {
             seed,
@@ -496,10 +505,56 @@ fn collection_length(file: &[f32]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::{
-        Distribution, NEAR_SILENT_DB, at_generated_length, effect_sizes, furthest_features,
-        length_source, level_shape,
+        Distribution, NEAR_SILENT_DB, TrainingCodes, at_generated_length, effect_sizes,
+        furthest_features, length_source, level_shape, novelty,
     };
+    use crate::generate::{Sound, SoundCodes};
     use metrics::levels::near_silent_share;
+    use prior_model::{GridShape, TokenOrder};
+
+    #[test]
+    fn copies_count_only_in_the_columns_a_sound_keeps() {
+        // One row, one level: a grid is its columns. The sound's last two columns are a
+        // training file's; its first two are not.
+        let shape = |steps| GridShape {
+            rows: 1,
+            steps,
+            levels: 1,
+        };
+        let training = [TrainingCodes {
+            name: "file".into(),
+            grids: vec![vec![7, 8, 9, 3, 4, 9]],
+            shape: shape(6),
+        }];
+        let column_s = 0.1;
+        let sound = |samples: usize| Sound {
+            audio: vec![0.1; samples],
+            codes: SoundCodes {
+                order: TokenOrder::TimeMajor,
+                grids: vec![vec![1, 2, 3, 4]],
+                shape: shape(4),
+            },
+        };
+        let copied = |samples| {
+            let n = novelty(
+                TokenOrder::TimeMajor,
+                &[sound(samples)],
+                &[1],
+                &training,
+                column_s,
+            )
+            .expect("novelty");
+            (n.copied_s.max, n.copied_share.max)
+        };
+        // Whole: the last two of four columns copied.
+        let (s, share) = copied(4 * 4_800);
+        assert!(
+            (s - 0.2).abs() < 1e-9 && (share - 0.5).abs() < 1e-9,
+            "{s} {share}"
+        );
+        // Ended after 1.5 columns: two columns kept, none copied.
+        assert_eq!(copied(7_200), (0.0, 0.0));
+    }
 
     #[test]
     fn sound_lengths_come_from_files_spread_through_the_collection() {
