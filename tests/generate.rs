@@ -107,6 +107,8 @@ fn sounds_end_where_they_die_away_unless_the_length_is_exact() {
         assert_eq!(side["duration_s"].as_f64(), Some(a.len() as f64 / 48_000.0));
         // The same sound, ended where it dies away (this model's noisy sounds never do; the
         // cut itself is tested on known signals beside `trim_trailing_silence`).
+        let exact_side = json_file(&e.with_extension("json"));
+        assert_eq!(exact_side["exact_duration"], true);
         pipeline::generate::trim_trailing_silence(&mut b);
         assert_eq!(a.len(), b.len());
         assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-6));

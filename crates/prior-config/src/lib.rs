@@ -243,11 +243,12 @@ pub fn native_prior_config(file_count: usize) -> PriorConfig {
     c
 }
 
-/// The small tier's speed copies: each training file also a semitone down and up
+/// The small and medium tiers' speed copies: each training file also a semitone down and up
 /// (2^∓1/12), as a sampler plays a note on the neighbouring keys, so pitched sounds stay in
 /// tune. On drums20 (five training seeds, three evaluation seeds each) they lowered the
 /// nearest-neighbour ratio from 1.79 to 1.57 (11 of 15 runs) and the feature MMD² from 0.66
-/// to 0.57; on eight drum hits 0.70 → 0.67, on twenty notes of notes96 1.27 → 1.14.
+/// to 0.57; on eight drum hits 0.70 → 0.67, on twenty notes of notes96 1.27 → 1.14; with
+/// the medium tier on all of notes96 1.56 / 1.44 → 1.36 / 1.33 and 1.58 / 1.62 → 1.18 / 1.20.
 pub const SEMITONE_COPIES: [f64; 2] = [0.943_874_312_681_693_5, 1.059_463_094_359_295_3];
 
 /// Width of the small tier's prior (the reference's 128, two layers kept). The small tier's

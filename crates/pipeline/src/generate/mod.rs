@@ -84,6 +84,14 @@ impl GenerateSettings {
         }
     }
 
+    /// A rendered sound as these settings end it: exact, or cut after it has died away.
+    pub fn end(&self, mut audio: Vec<f32>) -> Vec<f32> {
+        if !self.exact_duration {
+            trim_trailing_silence(&mut audio);
+        }
+        audio
+    }
+
     /// Refuses settings that cannot give a sound.
     pub fn validate(&self) -> anyhow::Result<()> {
         if !(self.temperature >= 0.0 && self.temperature.is_finite()) {
@@ -386,7 +394,9 @@ impl Generator {
                 let grid = self.order.grid(stream, shape)?;
                 let mel = self.decode(&grid, shape, frames)?;
                 Ok(Sound {
-                    audio: self.ending(self.vocoder.synthesize(&mel, frames, Some(samples))),
+                    audio: self
+                        .settings
+                        .end(self.vocoder.synthesize(&mel, frames, Some(samples))),
                     codes: SoundCodes {
                         order: self.order,
                         grids: vec![grid],
@@ -424,21 +434,13 @@ impl Generator {
         let mut joined = crossfade_join(&chunks, CROSSFADE_SAMPLES);
         joined.resize(samples, 0.0);
         Ok(Sound {
-            audio: self.ending(joined),
+            audio: self.settings.end(joined),
             codes: SoundCodes {
                 order: self.order,
                 grids,
                 shape,
             },
         })
-    }
-
-    /// The sound as the settings end it: exact, or cut after it has died away.
-    fn ending(&self, mut audio: Vec<f32>) -> Vec<f32> {
-        if !self.settings.exact_duration {
-            trim_trailing_silence(&mut audio);
-        }
-        audio
     }
 
     /// Log-mel `[n_mels][frames]` of a raster-order grid.
@@ -544,6 +546,19 @@ mod tests {
                 .all(|(t, o)| t.abs() <= o.abs()),
             "the fade only lowers"
         );
+    }
+
+    #[test]
+    fn settings_end_a_sound_unless_its_length_is_exact() {
+        let tone = decaying_tone(100.0, 2.0);
+        let ended = GenerateSettings::default().end(tone.clone());
+        assert_eq!(ended.len(), end_of_sound(&tone));
+        assert!(ended.len() < tone.len());
+        let exact = GenerateSettings {
+            exact_duration: true,
+            ..GenerateSettings::default()
+        };
+        assert_eq!(exact.end(tone.clone()), tone);
     }
 
     #[test]
