@@ -486,6 +486,37 @@ fn the_log_power_weight_reaches_the_training_loss_and_the_model_file() {
 }
 
 #[test]
+fn quantiser_dropout_reaches_the_training_loss_and_the_model_file() {
+    let (dir, data) = sounds(4);
+    let run = |name: &str, share: &str| {
+        let config = dir.path().join(format!("{name}.toml"));
+        std::fs::write(&config, format!("[vqvae]\nquantizer_dropout = {share}\n")).expect("write");
+        let out = dir.path().join(format!("{name}.distill"));
+        let args = ["--stage", "vqvae", "--config", config.to_str().expect("utf-8")];
+        (train(&data, &out, "3", &args), out)
+    };
+    let history = |out: &Path| {
+        let info = info_json(out);
+        let loss = |e: usize| info["vqvae_training"]["history"][e]["train_loss"].as_f64();
+        (info["vqvae_config"]["quantizer_dropout"].as_f64(), loss(0), loss(1))
+    };
+    let (o, plain) = run("plain", "0");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (o, dropped) = run("dropped", "1");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (plain, dropped) = (history(&plain), history(&dropped));
+    // Not written when unused (reference files have no such field); recorded when used.
+    assert_eq!(plain.0, None);
+    assert_eq!(dropped.0, Some(1.0));
+    // Same seed and data: the decoder given fewer levels for some chunks learns otherwise.
+    assert!(plain.1.is_some() && plain.2.is_some());
+    assert_ne!((plain.1, plain.2), (dropped.1, dropped.2));
+    let (o, _) = run("refused", "1.5");
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("quantizer_dropout"), "{}", stderr(&o));
+}
+
+#[test]
 fn the_native_prior_learns_no_padding_after_a_file_ends() {
     // 0.6 … 2.7 s: the one validation file (native models hold out 10 % below 50 files, at
     // least one) is longer than the 1-s window, so its padding would make a second window.

@@ -55,6 +55,15 @@ pub struct VqvaeConfig {
     /// [`prior_config::epochs_within_steps`]). Not in reference files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_steps: Option<usize>,
+    /// Share of training chunks whose decoder is given only a random number of the first
+    /// residual levels (quantiser dropout), so the coarse levels are trained to stand alone.
+    /// Not in reference files (0: every chunk decodes all levels).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub quantizer_dropout: f64,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 fn reference_time_downsample() -> usize {
@@ -105,6 +114,7 @@ impl Default for VqvaeConfig {
             log_power_weight: 0.0,
             code_restart: CodeRestart::Random,
             max_steps: None,
+            quantizer_dropout: 0.0,
         }
     }
 }
@@ -267,6 +277,12 @@ impl VqvaeConfig {
         if !(0.0..1.0).contains(&self.dropout) {
             return Err(format!("dropout must be in [0, 1), got {}", self.dropout));
         }
+        if !(0.0..=1.0).contains(&self.quantizer_dropout) {
+            return Err(format!(
+                "quantizer_dropout must be in [0, 1], got {}",
+                self.quantizer_dropout
+            ));
+        }
         if !(self.commitment_weight >= 0.0 && self.commitment_weight.is_finite()) {
             return Err(format!(
                 "commitment_weight must be zero or positive, got {}",
@@ -347,6 +363,30 @@ mod tests {
                 .expect_err("negative")
                 .contains("log_power_weight")
         );
+        for share in [-0.1, 1.5, f64::NAN] {
+            let c = VqvaeConfig {
+                quantizer_dropout: share,
+                ..VqvaeConfig::default()
+            };
+            let e = c.validate().expect_err("outside [0, 1]");
+            assert!(e.contains("quantizer_dropout"), "{share}: {e}");
+        }
+    }
+
+    #[test]
+    fn quantiser_dropout_is_written_only_when_used() {
+        // Reference files do not have the field: a config without dropout serialises as before.
+        let plain = serde_json::to_value(VqvaeConfig::default()).expect("serialises");
+        assert!(plain.get("quantizer_dropout").is_none());
+        let read: VqvaeConfig = serde_json::from_value(plain).expect("reads");
+        assert_eq!(read.quantizer_dropout, 0.0);
+        let with = VqvaeConfig {
+            quantizer_dropout: 0.5,
+            ..VqvaeConfig::default()
+        };
+        let text = serde_json::to_string(&with).expect("serialises");
+        let back: VqvaeConfig = serde_json::from_str(&text).expect("reads");
+        assert_eq!(back.quantizer_dropout, 0.5);
     }
 
     #[test]

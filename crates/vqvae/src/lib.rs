@@ -11,7 +11,7 @@ pub use loss::{
     LevelHealth, codebook_health, log_power_l1, multi_scale_mel_loss, reconstruction_loss,
 };
 pub use model::{Architecture, ConvVqvae, Upsample, VqvaeOutput, VqvaeShape};
-pub use rvq::{Assignment, CodeRestart, ResidualVq, RvqOutput, RvqTraining};
+pub use rvq::{Assignment, CodeRestart, ResidualVq, RvqOutput, RvqTraining, draw_kept_levels};
 
 /// Errors of the VQ-VAE crate.
 #[derive(Debug, thiserror::Error)]

@@ -472,16 +472,24 @@ impl ConvVqvae {
 
     /// Full pass: encode, quantise, decode.
     pub fn forward(&self, mel: Tensor<4>) -> VqvaeOutput {
+        self.forward_levels(mel, self.shape.num_quantizers)
+    }
+
+    /// [`forward`](Self::forward) decoding only the first `levels` residual levels (at
+    /// least one; all when `levels` is larger): how much the coarse codes carry alone.
+    /// The output's codes have that many levels.
+    pub fn forward_levels(&self, mel: Tensor<4>, levels: usize) -> VqvaeOutput {
         let [_, _, n_mels, frames] = mel.dims();
         let z = self.encode(mel);
         let [b, d, h, w] = z.dims();
         let flat = z.permute([0, 2, 3, 1]).reshape([b * h * w, d]);
-        let q = self.quantizer.forward(flat);
+        let q = self.quantizer.forward_levels(flat, levels);
+        let used = q.indices.dims()[1];
         let quantized = q.quantized.reshape([b, h, w, d]).permute([0, 3, 1, 2]);
         let recon = self.decode(quantized, (n_mels, frames));
         VqvaeOutput {
             recon,
-            indices: q.indices.reshape([b, h * w, self.shape.num_quantizers]),
+            indices: q.indices.reshape([b, h * w, used]),
             commit_loss: q.commit_loss,
             grid: (h, w),
         }

@@ -308,9 +308,46 @@ pub struct Assignment {
     indices: Vec<Vec<i64>>,
     restarted: Vec<usize>,
     commitment_weight: f32,
+    /// Per row, how many levels the decoder is given (quantiser dropout); empty: all.
+    kept: Vec<usize>,
+}
+
+/// Levels each of `chunks` training chunks hands the decoder under quantiser dropout: with
+/// probability `p` a uniform draw from `1..=levels`, otherwise all of them (SoundStream's
+/// scheme, per example), so the decoder learns to make the most of the coarse levels alone.
+/// Draws nothing from `rng` when `p` is 0, so runs without dropout are unchanged.
+pub fn draw_kept_levels(chunks: usize, levels: usize, p: f64, rng: &mut StdRng) -> Vec<usize> {
+    if p <= 0.0 || levels < 2 {
+        return vec![levels; chunks];
+    }
+    (0..chunks)
+        .map(|_| match rng.random_bool(p.min(1.0)) {
+            true => rng.random_range(1..=levels),
+            false => levels,
+        })
+        .collect()
 }
 
 impl Assignment {
+    /// Hands the decoder only the first `per_chunk[c]` levels of chunk `c`'s rows (the batch's
+    /// rows are chunk-major, an equal number per chunk). Codebooks and codes are unchanged:
+    /// every level was still assigned and updated on the whole residual chain.
+    pub fn keep_levels(&mut self, per_chunk: &[usize]) -> Result<(), VqvaeError> {
+        let chunks = per_chunk.len();
+        if chunks == 0 || self.n % chunks != 0 {
+            return Err(VqvaeError::InvalidShape(format!(
+                "{} rows cannot be split evenly into {chunks} chunks",
+                self.n
+            )));
+        }
+        let rows = self.n / chunks;
+        self.kept = per_chunk
+            .iter()
+            .flat_map(|&k| std::iter::repeat_n(k, rows))
+            .collect();
+        Ok(())
+    }
+
     /// Straight-through output and commitment loss for `rows` of the batch, given those
     /// rows' encoder output `x` (`[rows, D]`). The loss is weighted by the rows' share of
     /// the batch, so the parts of a batch add up to the whole batch's loss.
@@ -320,15 +357,23 @@ impl Assignment {
         let mut residual = x.clone();
         let mut total: Option<Tensor<2>> = None;
         let mut loss: Option<Tensor<1>> = None;
-        for chosen in &self.chosen {
+        for (level, chosen) in self.chosen.iter().enumerate() {
             let part = chosen[rows.start * d..rows.end * d].to_vec();
             let q = Tensor::<2>::from_data(TensorData::new(part, [m, d]), &device);
+            // The commitment term covers every level: the codes were all assigned.
             let level_loss = (q.clone() - residual.clone()).powi_scalar(2).mean();
             loss = Some(match loss {
                 Some(l) => l + level_loss,
                 None => level_loss,
             });
             residual = residual - q.clone();
+            let q = match self.kept.get(rows.clone()) {
+                Some(kept) if kept.iter().any(|&k| k <= level) => {
+                    let mask: Vec<f32> = kept.iter().map(|&k| f32::from(k > level)).collect();
+                    q * Tensor::<2>::from_data(TensorData::new(mask, [m, 1]), &device)
+                }
+                _ => q,
+            };
             total = Some(match total {
                 Some(t) => t + q,
                 None => q,
@@ -376,11 +421,17 @@ impl ResidualVq {
 
     /// Eval-mode quantisation of `x [N, D]`: no statistics change, zero loss.
     pub fn forward(&self, x: Tensor<2>) -> RvqOutput {
+        self.forward_levels(x, self.levels.len())
+    }
+
+    /// [`forward`](Self::forward) with only the first `levels` levels (all of them when
+    /// `levels` is larger): the same codes at those levels, the rest never chosen.
+    pub fn forward_levels(&self, x: Tensor<2>, levels: usize) -> RvqOutput {
         let device = x.device();
         let mut residual = x;
         let mut total: Option<Tensor<2>> = None;
         let mut indices = Vec::with_capacity(self.levels.len());
-        for cb in &self.levels {
+        for cb in self.levels.iter().take(levels.max(1)) {
             let idx = cb.nearest(residual.clone());
             let q = cb.embed.val().select(0, idx.clone());
             residual = residual - q.clone();
@@ -390,11 +441,12 @@ impl ResidualVq {
             });
             indices.push(idx.unsqueeze_dim::<2>(1));
         }
+        let used = indices.len();
         RvqOutput {
             quantized: total.unwrap_or_else(|| residual.zeros_like()),
             indices: Tensor::cat(indices, 1),
             commit_loss: Tensor::zeros([1], &device),
-            restarted: vec![0; self.levels.len()],
+            restarted: vec![0; used],
         }
     }
 
@@ -505,6 +557,7 @@ impl ResidualVq {
             indices,
             restarted,
             commitment_weight: cfg.commitment_weight,
+            kept: Vec::new(),
         }
     }
     /// Sum of the codes `indices [N, Q]` → `[N, D]`.

@@ -290,3 +290,104 @@ fn a_batch_output_in_parts_adds_up_to_the_whole() {
         assert_eq!(host(a.cluster_size.val()), host(b.cluster_size.val()));
     }
 }
+
+#[test]
+fn quantiser_dropout_hands_each_chunk_only_its_kept_levels() {
+    let device = Device::flex();
+    let mut rng = StdRng::seed_from_u64(2);
+    let (x, _) = clustered(64, 8, 4, &mut rng);
+    let mut rvq = ResidualVq::new(3, 16, 4, &device);
+    let input = || Tensor::<2>::from_data(TensorData::new(x.clone(), [64, 4]), &device);
+    let mut assignment = rvq.assign_train(&x, 4, &cfg(), &mut rng, &device);
+    // Every chunk (16 rows each) given 1, 2 or 3 levels.
+    let uniform = |levels: usize, a: &mut vqvae::Assignment| {
+        a.keep_levels(&[levels; 4]).expect("64 rows in 4 chunks");
+        let out = a.output(input(), 0..64);
+        (host(out.quantized), host(out.commit_loss))
+    };
+    let (one, loss) = uniform(1, &mut assignment);
+    let (two, _) = uniform(2, &mut assignment);
+    let (all, full_loss) = uniform(3, &mut assignment);
+    assert_ne!(one, all, "the finer levels add to the sum");
+    assert_ne!(two, all);
+    assert_eq!(loss, full_loss, "every level is still committed to");
+    // Mixed: chunk-major rows, in the chunks' order and across parts of the batch.
+    assignment.keep_levels(&[1, 3, 2, 3]).expect("4 chunks");
+    let mixed: Vec<f32> = [0..32, 32..64]
+        .into_iter()
+        .flat_map(|rows| {
+            let part = Tensor::<2>::from_data(
+                TensorData::new(x[rows.start * 4..rows.end * 4].to_vec(), [32, 4]),
+                &device,
+            );
+            host(assignment.output(part, rows).quantized)
+        })
+        .collect();
+    let chunk = |v: &[f32], c: usize| v[c * 64..(c + 1) * 64].to_vec();
+    assert_eq!(chunk(&mixed, 0), chunk(&one, 0));
+    assert_eq!(chunk(&mixed, 1), chunk(&all, 1));
+    assert_eq!(chunk(&mixed, 2), chunk(&two, 2));
+    assert_eq!(chunk(&mixed, 3), chunk(&all, 3));
+    assert!(assignment.keep_levels(&[1, 2, 3]).is_err(), "64 rows, 3 chunks");
+    assert!(assignment.keep_levels(&[]).is_err());
+}
+
+#[test]
+fn kept_levels_are_drawn_only_under_dropout() {
+    let mut rng = StdRng::seed_from_u64(5);
+    assert_eq!(vqvae::draw_kept_levels(6, 3, 0.0, &mut rng), vec![3; 6]);
+    let untouched: u64 = rng.random();
+    assert_eq!(untouched, StdRng::seed_from_u64(5).random::<u64>(), "no draw at p = 0");
+    let all = vqvae::draw_kept_levels(3000, 3, 1.0, &mut rng);
+    for levels in 1..=3 {
+        let n = all.iter().filter(|&&k| k == levels).count();
+        assert!((900..=1100).contains(&n), "{levels} levels: {n} of 3000");
+    }
+    // Half the chunks drop: a third of those still keep all three levels.
+    let half = vqvae::draw_kept_levels(6000, 3, 0.5, &mut rng);
+    let whole = half.iter().filter(|&&k| k == 3).count() as f64 / 6000.0;
+    assert!((whole - 2.0 / 3.0).abs() < 0.03, "{whole}");
+    assert!(half.iter().all(|k| (1..=3).contains(k)));
+}
+
+#[test]
+fn the_coarse_levels_alone_give_the_same_first_codes() {
+    let device = Device::flex();
+    let mut rng = StdRng::seed_from_u64(8);
+    let (x, _) = clustered(128, 12, 6, &mut rng);
+    let mut rvq = ResidualVq::new(3, 16, 6, &device);
+    let input = || Tensor::<2>::from_data(TensorData::new(x.clone(), [128, 6]), &device);
+    rvq.forward_train(input(), &cfg(), &mut rng);
+    let full = rvq.forward(input());
+    let codes = |t: Tensor<2, Int>| {
+        t.into_data()
+            .convert::<i64>()
+            .try_to_vec::<i64>()
+            .expect("ints")
+    };
+    let full_codes = codes(full.indices.clone());
+    let mut previous_error = f32::INFINITY;
+    for levels in 1..=3 {
+        let out = rvq.forward_levels(input(), levels);
+        assert_eq!(out.indices.dims(), [128, levels]);
+        let first: Vec<i64> = full_codes
+            .chunks_exact(3)
+            .flat_map(|row| row[..levels].to_vec())
+            .collect();
+        assert_eq!(codes(out.indices), first, "{levels} level(s)");
+        // The sum of those codes, as the decoder of a model with that many levels sees it.
+        let decoded = rvq
+            .decode(full.indices.clone())
+            .expect("three levels");
+        let error: f32 = host(out.quantized.clone() - input())
+            .iter()
+            .map(|v| v * v)
+            .sum();
+        assert!(error <= previous_error, "{levels} level(s): {error} > {previous_error}");
+        previous_error = error;
+        if levels == 3 {
+            assert_eq!(host(out.quantized), host(decoded));
+        }
+    }
+    assert_eq!(rvq.forward_levels(input(), 9).indices.dims(), [128, 3]);
+}

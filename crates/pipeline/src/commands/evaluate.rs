@@ -133,6 +133,16 @@ fn print_text(report: &FitReport) {
         spread(&r.codec_mel.lsd_db, 1),
         spread(&r.codec_mel.lsd_high_db, 1)
     );
+    if let [coarse @ .., _] = r.codec_mel.log_mel_l1_by_levels.as_slice() {
+        let levels: Vec<String> = coarse
+            .iter()
+            .enumerate()
+            .map(|(k, l1)| format!("{} level(s) {:.3}", k + 1, l1.median))
+            .collect();
+        if !levels.is_empty() {
+            println!("  coarse codes alone, log-mel L1: {}", levels.join(", "));
+        }
+    }
     if let Some(bias) = &r.codec_mel.loud_bias {
         println!(
             "  codec level on loud cells (true log-mel ≥ {}): {} (negative: peaks flattened)",

@@ -73,6 +73,10 @@ pub struct CodecSummary {
     /// Mean `decoded − true` over the loud cells ([`metrics::spectral::loud_bias`]) of the
     /// files that have any: how far the codec flattens the peaks. `None` when none has.
     pub loud_bias: Option<Summary>,
+    /// Log-mel L1 of the mel decoded from the first 1, 2, … levels of the codes alone (the
+    /// last is `log_mel_l1`): how much the coarse levels carry by themselves, what quantiser
+    /// dropout trains for.
+    pub log_mel_l1_by_levels: Vec<Summary>,
 }
 
 /// The 2-periodic ("checkerboard") pattern's energy in decoded mels and in the true ones.
@@ -174,6 +178,7 @@ pub fn reconstruction(
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut board_decoded, mut board_true) = (Vec::new(), Vec::new());
     let mut loud = Vec::new();
+    let mut by_levels: Vec<Vec<f64>> = vec![Vec::new(); vq.shape().num_quantizers.max(1)];
     for (_, recording) in recordings {
         let mut x = recording.clone();
         audio::chunk::peak_normalise(&mut x);
@@ -183,7 +188,16 @@ pub fn reconstruction(
             TensorData::new(true_mel.clone(), [1, 1, n_mels, frames]),
             device,
         );
+        let levels = vq.shape().num_quantizers;
+        for (k, l1) in by_levels.iter_mut().enumerate().take(levels - 1) {
+            let coarse = floats(
+                vq.forward_levels(input.clone(), k + 1).recon,
+                "decoded mel",
+            )?;
+            l1.push(log_mel_l1(&coarse, &true_mel)?);
+        }
         let decoded = floats(vq.forward(input).recon, "decoded mel")?;
+        by_levels[levels - 1].push(log_mel_l1(&decoded, &true_mel)?);
         floors.push(noise_floor(&true_mel)?);
         board_decoded.push(checkerboard_energy(&decoded, n_mels, frames)?);
         board_true.push(checkerboard_energy(&true_mel, n_mels, frames)?);
@@ -235,6 +249,10 @@ pub fn reconstruction(
             lsd_db: Summary::of(&codec_lsd)?,
             lsd_high_db: Summary::of(&codec_lsd_high)?,
             loud_bias: (!loud.is_empty()).then(|| Summary::of(&loud)).transpose()?,
+            log_mel_l1_by_levels: by_levels
+                .iter()
+                .map(|v| Summary::of(v))
+                .collect::<Result<_, _>>()?,
         },
         checkerboard: Checkerboard {
             decoded: Summary::of(&board_decoded)?,

@@ -74,7 +74,7 @@ const PRIOR_UNUSED: &[(&str, &str)] = &[
 
 /// Settings that a config leaves out of its serialised form while unset (so that reference
 /// files round-trip unchanged) but that a TOML file may still give.
-const VQVAE_OPTIONAL: &[&str] = &["max_steps"];
+const VQVAE_OPTIONAL: &[&str] = &["max_steps", "quantizer_dropout"];
 const PRIOR_OPTIONAL: &[&str] = &[
     "max_steps",
     "trim_padding",

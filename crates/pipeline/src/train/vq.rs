@@ -10,7 +10,10 @@ use burn::prelude::*;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use vqvae::{ConvVqvae, LevelHealth, RvqTraining, VqvaeConfig, VqvaeShape, reconstruction_loss};
+use vqvae::{
+    ConvVqvae, LevelHealth, RvqTraining, VqvaeConfig, VqvaeShape, draw_kept_levels,
+    reconstruction_loss,
+};
 use weights::StateDict;
 
 use super::checkpoint::StageCheckpoint;
@@ -262,9 +265,19 @@ impl<'a> VqStage<'a> {
         .collect::<anyhow::Result<Vec<_>>>()?;
         let dim = encoded.first().map_or(1, |e| e.2.dims()[1]);
         let host: Vec<f32> = encoded.iter().flat_map(|e| e.4.iter().copied()).collect();
-        let assignment = model
+        let mut assignment = model
             .quantizer
             .assign_train(&host, dim, &self.rvq, rng, device);
+        if self.cfg.quantizer_dropout > 0.0 {
+            // Parts keep the batch's chunk order, so the rows are chunk-major.
+            let kept = draw_kept_levels(
+                chunks.len(),
+                self.cfg.num_quantizers,
+                self.cfg.quantizer_dropout,
+                rng,
+            );
+            assignment.keep_levels(&kept)?;
+        }
         let mut offset = 0;
         let jobs: Vec<_> = encoded
             .into_iter()
