@@ -492,13 +492,22 @@ fn quantiser_dropout_reaches_the_training_loss_and_the_model_file() {
         let config = dir.path().join(format!("{name}.toml"));
         std::fs::write(&config, format!("[vqvae]\nquantizer_dropout = {share}\n")).expect("write");
         let out = dir.path().join(format!("{name}.distill"));
-        let args = ["--stage", "vqvae", "--config", config.to_str().expect("utf-8")];
+        let args = [
+            "--stage",
+            "vqvae",
+            "--config",
+            config.to_str().expect("utf-8"),
+        ];
         (train(&data, &out, "3", &args), out)
     };
     let history = |out: &Path| {
         let info = info_json(out);
         let loss = |e: usize| info["vqvae_training"]["history"][e]["train_loss"].as_f64();
-        (info["vqvae_config"]["quantizer_dropout"].as_f64(), loss(0), loss(1))
+        (
+            info["vqvae_config"]["quantizer_dropout"].as_f64(),
+            loss(0),
+            loss(1),
+        )
     };
     let (o, plain) = run("plain", "0");
     assert!(o.status.success(), "{}", stderr(&o));

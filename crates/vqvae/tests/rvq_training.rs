@@ -328,7 +328,10 @@ fn quantiser_dropout_hands_each_chunk_only_its_kept_levels() {
     assert_eq!(chunk(&mixed, 1), chunk(&all, 1));
     assert_eq!(chunk(&mixed, 2), chunk(&two, 2));
     assert_eq!(chunk(&mixed, 3), chunk(&all, 3));
-    assert!(assignment.keep_levels(&[1, 2, 3]).is_err(), "64 rows, 3 chunks");
+    assert!(
+        assignment.keep_levels(&[1, 2, 3]).is_err(),
+        "64 rows, 3 chunks"
+    );
     assert!(assignment.keep_levels(&[]).is_err());
 }
 
@@ -337,7 +340,11 @@ fn kept_levels_are_drawn_only_under_dropout() {
     let mut rng = StdRng::seed_from_u64(5);
     assert_eq!(vqvae::draw_kept_levels(6, 3, 0.0, &mut rng), vec![3; 6]);
     let untouched: u64 = rng.random();
-    assert_eq!(untouched, StdRng::seed_from_u64(5).random::<u64>(), "no draw at p = 0");
+    assert_eq!(
+        untouched,
+        StdRng::seed_from_u64(5).random::<u64>(),
+        "no draw at p = 0"
+    );
     let all = vqvae::draw_kept_levels(3000, 3, 1.0, &mut rng);
     for levels in 1..=3 {
         let n = all.iter().filter(|&&k| k == levels).count();
@@ -376,14 +383,15 @@ fn the_coarse_levels_alone_give_the_same_first_codes() {
             .collect();
         assert_eq!(codes(out.indices), first, "{levels} level(s)");
         // The sum of those codes, as the decoder of a model with that many levels sees it.
-        let decoded = rvq
-            .decode(full.indices.clone())
-            .expect("three levels");
+        let decoded = rvq.decode(full.indices.clone()).expect("three levels");
         let error: f32 = host(out.quantized.clone() - input())
             .iter()
             .map(|v| v * v)
             .sum();
-        assert!(error <= previous_error, "{levels} level(s): {error} > {previous_error}");
+        assert!(
+            error <= previous_error,
+            "{levels} level(s): {error} > {previous_error}"
+        );
         previous_error = error;
         if levels == 3 {
             assert_eq!(host(out.quantized), host(decoded));

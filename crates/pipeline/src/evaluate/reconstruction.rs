@@ -190,10 +190,7 @@ pub fn reconstruction(
         );
         let levels = vq.shape().num_quantizers;
         for (k, l1) in by_levels.iter_mut().enumerate().take(levels - 1) {
-            let coarse = floats(
-                vq.forward_levels(input.clone(), k + 1).recon,
-                "decoded mel",
-            )?;
+            let coarse = floats(vq.forward_levels(input.clone(), k + 1).recon, "decoded mel")?;
             l1.push(log_mel_l1(&coarse, &true_mel)?);
         }
         let decoded = floats(vq.forward(input).recon, "decoded mel")?;
