@@ -334,7 +334,7 @@ impl Assignment {
     /// every level was still assigned and updated on the whole residual chain.
     pub fn keep_levels(&mut self, per_chunk: &[usize]) -> Result<(), VqvaeError> {
         let chunks = per_chunk.len();
-        if chunks == 0 || self.n % chunks != 0 {
+        if chunks == 0 || !self.n.is_multiple_of(chunks) {
             return Err(VqvaeError::InvalidShape(format!(
                 "{} rows cannot be split evenly into {chunks} chunks",
                 self.n
