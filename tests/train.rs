@@ -486,6 +486,46 @@ fn the_log_power_weight_reaches_the_training_loss_and_the_model_file() {
 }
 
 #[test]
+fn many_short_files_train_with_the_small_tier() {
+    // 24 files: the medium tier by count, but 24 one-second chunks of 0.3-s hits are small;
+    // the same count of 0.6–7.5-s sounds (204 chunks) stays medium.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let short = dir.path().join("short");
+    std::fs::create_dir(&short).expect("mkdir");
+    for i in 0..24 {
+        let name = short.join(format!("hit{i}.wav"));
+        crate::util::tone_with_noise_burst(&name, 110.0 + 20.0 * i as f32, 13_230, 99 + i);
+    }
+    let long = dir.path().join("long");
+    std::fs::create_dir(&long).expect("mkdir");
+    crate::util::synthetic_collection(&long, 24);
+    let resolved = |data: &Path, name: &str| {
+        let out = dir.path().join(name);
+        let o = train_json(data, &out, &["--stage", "vqvae", "--epochs", "1"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let c = config_event(&o);
+        let pick = |section: &str, key: &str| c[section][key].as_u64();
+        (
+            pick("vqvae_config", "freq_downsample"),
+            pick("vqvae_config", "num_quantizers"),
+            pick("prior_config", "num_layers"),
+            // Written only when set.
+            c["prior_config"]["row_embedding"]
+                .as_bool()
+                .unwrap_or(false),
+        )
+    };
+    assert_eq!(
+        resolved(&short, "short.distill"),
+        (Some(8), Some(2), Some(2), true)
+    );
+    assert_eq!(
+        resolved(&long, "long.distill"),
+        (Some(16), Some(3), Some(4), false)
+    );
+}
+
+#[test]
 fn quantiser_dropout_reaches_the_training_loss_and_the_model_file() {
     let (dir, data) = sounds(4);
     let run = |name: &str, share: &str| {

@@ -147,6 +147,7 @@ pub enum DatasetTier {
 }
 
 impl DatasetTier {
+    /// The reference system's tier.
     pub fn for_file_count(file_count: usize) -> Self {
         match file_count {
             0..=20 => Self::Small,
@@ -154,7 +155,25 @@ impl DatasetTier {
             _ => Self::Large,
         }
     }
+
+    /// Distill's tier for `file_count` files that cut into `chunks` one-second chunks: the
+    /// reference's, except that a collection of 21–100 short sounds no longer than
+    /// [`NATIVE_SMALL_MAX_CHUNKS`] chunks is small. What a model can learn follows the sound
+    /// it is given more than the number of files: fifty footsteps (foley50, 56 chunks) give
+    /// the prior as many windows as drums20's twenty hits (32), and the medium tier's wider
+    /// codec and four-layer prior learned them no better in twice the time (README, "Tiers
+    /// by length").
+    pub fn native(file_count: usize, chunks: usize) -> Self {
+        match Self::for_file_count(file_count) {
+            Self::Medium if chunks <= NATIVE_SMALL_MAX_CHUNKS => Self::Small,
+            tier => tier,
+        }
+    }
 }
+
+/// Most one-second chunks of a collection of more than 20 files that Distill still trains
+/// with its small tier (see [`DatasetTier::native`]).
+pub const NATIVE_SMALL_MAX_CHUNKS: usize = 64;
 
 /// Validation fraction by file count (file-level split): 0.5 below 10 files, 0.3 below 50,
 /// 0.2 below 200, else 0.1.
@@ -174,12 +193,16 @@ pub fn adaptive_batch_size(file_count: usize) -> usize {
 
 /// The reference system's dataset-adaptive prior configuration.
 pub fn get_adaptive_prior_config(file_count: usize) -> PriorConfig {
-    let (hidden_size, num_layers, num_heads, dropout, max_epochs, learning_rate) =
-        match DatasetTier::for_file_count(file_count) {
-            DatasetTier::Small => (128, 2, 4, 0.3, 50, 3e-4),
-            DatasetTier::Medium => (256, 4, 4, 0.2, 100, 1e-3),
-            DatasetTier::Large => (512, 6, 8, 0.1, 150, 1e-3),
-        };
+    adaptive_prior_for(DatasetTier::for_file_count(file_count), file_count)
+}
+
+/// The reference's prior of `tier`, with the validation share and batch of `file_count` files.
+fn adaptive_prior_for(tier: DatasetTier, file_count: usize) -> PriorConfig {
+    let (hidden_size, num_layers, num_heads, dropout, max_epochs, learning_rate) = match tier {
+        DatasetTier::Small => (128, 2, 4, 0.3, 50, 3e-4),
+        DatasetTier::Medium => (256, 4, 4, 0.2, 100, 1e-3),
+        DatasetTier::Large => (512, 6, 8, 0.1, 150, 1e-3),
+    };
     PriorConfig {
         hidden_size,
         num_layers,
@@ -193,7 +216,8 @@ pub fn get_adaptive_prior_config(file_count: usize) -> PriorConfig {
     }
 }
 
-/// Distill's own prior for a collection of `file_count` files: the reference tier trained
+/// Distill's own prior for a collection of `file_count` files cut into `chunks` one-second
+/// chunks ([`DatasetTier::native`]): the reference tier trained
 /// on the files' audio only, not on the zero padding after a file's end (a quarter of the
 /// chunks' time in a collection of 2-s notes, which taught short-trained priors to fall
 /// silent mid-note; three prior seeds on one VQ-VAE each, trimmed against padded, gave
@@ -212,12 +236,13 @@ pub fn get_adaptive_prior_config(file_count: usize) -> PriorConfig {
 /// draws its windows file by file ([`PriorConfig::balance_files`]): on drums20, where one
 /// 6-s roll had as many windows as a dozen hits, generated sounds came nearer the collection
 /// (nearest-neighbour ratio 1.99 → 1.67 and 2.57 → 2.20 over two training seeds).
-pub fn native_prior_config(file_count: usize) -> PriorConfig {
-    let mut c = get_adaptive_prior_config(file_count);
+pub fn native_prior_config(file_count: usize, chunks: usize) -> PriorConfig {
+    let tier = DatasetTier::native(file_count, chunks);
+    let mut c = adaptive_prior_for(tier, file_count);
     c.trim_padding = true;
     c.balance_files = true;
     c.patience = Some(NATIVE_PATIENCE);
-    match DatasetTier::for_file_count(file_count) {
+    match tier {
         DatasetTier::Small => {
             c.batch_size = c.batch_size.min(NATIVE_BATCH);
             c.learning_rate = 1e-3;
@@ -448,6 +473,37 @@ mod tests {
     }
 
     #[test]
+    fn a_short_collection_of_many_files_trains_as_small() {
+        assert_eq!(DatasetTier::native(50, 56), DatasetTier::Small);
+        assert_eq!(
+            DatasetTier::native(21, NATIVE_SMALL_MAX_CHUNKS),
+            DatasetTier::Small
+        );
+        assert_eq!(
+            DatasetTier::native(21, NATIVE_SMALL_MAX_CHUNKS + 1),
+            DatasetTier::Medium
+        );
+        assert_eq!(DatasetTier::native(20, 500), DatasetTier::Small);
+        assert_eq!(DatasetTier::native(101, 40), DatasetTier::Large);
+        // The small tier's prior, with the file count's own validation share and batch.
+        let (short, hits) = (native_prior_config(50, 56), native_prior_config(20, 32));
+        assert_eq!(short.val_fraction, adaptive_val_fraction(50));
+        assert_eq!(
+            PriorConfig {
+                val_fraction: hits.val_fraction,
+                ..short
+            },
+            hits
+        );
+        assert_eq!(
+            native_prior_config(50, 65),
+            native_prior_config(50, 288),
+            "longer: the medium tier"
+        );
+        assert_ne!(native_prior_config(50, 65).num_layers, hits.num_layers);
+    }
+
+    #[test]
     fn native_priors_differ_from_the_reference_where_documented() {
         let semitone = [2f64.powf(-1.0 / 12.0), 2f64.powf(1.0 / 12.0)];
         assert!(
@@ -456,8 +512,9 @@ mod tests {
                 .zip(semitone)
                 .all(|(a, b)| (a - b).abs() < 1e-15)
         );
+        // Four chunks a file: a collection long enough for its file count's tier.
         for n in [1, 5, 20, 21, 100, 101, 500] {
-            let (native, reference) = (native_prior_config(n), get_adaptive_prior_config(n));
+            let (native, reference) = (native_prior_config(n, 4 * n), get_adaptive_prior_config(n));
             native.validate().expect("native tier is valid");
             assert!(native.trim_padding && !reference.trim_padding, "{n} files");
             assert!(
@@ -640,7 +697,7 @@ mod tests {
         };
         assert!(!keys(&c).contains(&"trim_padding".to_string()));
         assert!(!keys(&c).contains(&"balance_files".to_string()));
-        let native = native_prior_config(42);
+        let native = native_prior_config(42, 100);
         assert!(keys(&native).contains(&"trim_padding".to_string()));
         assert!(keys(&native).contains(&"balance_files".to_string()));
         let text = native.to_toml_string().expect("serialises");

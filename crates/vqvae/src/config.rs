@@ -3,6 +3,8 @@
 use audio::chunk::Normalisation;
 use serde::{Deserialize, Serialize};
 
+use prior_config::DatasetTier;
+
 use crate::model::{Architecture, Upsample};
 use crate::rvq::CodeRestart;
 
@@ -121,9 +123,13 @@ impl Default for VqvaeConfig {
 
 /// The reference system's dataset-adaptive VQ-VAE configuration.
 pub fn get_adaptive_vqvae_config(file_count: usize) -> VqvaeConfig {
-    use prior_config::DatasetTier;
+    adaptive_vqvae_for(DatasetTier::for_file_count(file_count), file_count)
+}
+
+/// The reference's VQ-VAE of `tier`, with the validation share and batch of `file_count` files.
+fn adaptive_vqvae_for(tier: DatasetTier, file_count: usize) -> VqvaeConfig {
     let (codebook_size, decay, dropout, max_epochs, learning_rate, augmentation_expansion) =
-        match DatasetTier::for_file_count(file_count) {
+        match tier {
             DatasetTier::Small => (64, 0.8, 0.4, 100, 5e-4, 15),
             DatasetTier::Medium => (128, 0.9, 0.2, 200, 1e-3, 10),
             DatasetTier::Large => (256, 0.95, 0.1, 300, 1e-3, 5),
@@ -141,11 +147,12 @@ pub fn get_adaptive_vqvae_config(file_count: usize) -> VqvaeConfig {
     }
 }
 
-/// Distill's own VQ-VAE for a collection of `file_count` files: the reference tier with
+/// Distill's own VQ-VAE for a collection of `file_count` files cut into `chunks` one-second
+/// chunks (its tier: [`DatasetTier::native`]): the reference tier with
 /// chunks levelled per file (quiet tails stay quiet), a log-power term in the loss (the
 /// decoder learns silence instead of a faint bed under it) and small batches, so that an
-/// epoch is many optimiser steps rather than a handful. Small collections (≤ 20 files: one-shot
-/// hits) code each second as 16 rows × 6 columns × 2 levels rather than the reference's
+/// epoch is many optimiser steps rather than a handful. Small collections (≤ 20 files, or up
+/// to [`prior_config::NATIVE_SMALL_MAX_CHUNKS`] seconds of short sounds) code each second as 16 rows × 6 columns × 2 levels rather than the reference's
 /// 8 × 6 × 3 and decode by repetition and convolution (no checkerboard) over 60 epochs; larger
 /// ones keep the transposed convolutions, whose checkerboard stays below the one harmonic
 /// lines put in real mels and which take 0.7 of the time per epoch on a CPU (notes96; a half to a third
@@ -155,8 +162,9 @@ pub fn get_adaptive_vqvae_config(file_count: usize) -> VqvaeConfig {
 /// training time: see README, "Presets". Collections under [`NATIVE_SMALL_VAL_BELOW`] files
 /// hold out [`NATIVE_SMALL_VAL_FRACTION`] of their files for validation (the prior validates
 /// on the same files), larger ones the reference's share.
-pub fn native_vqvae_config(file_count: usize) -> VqvaeConfig {
-    let mut c = get_adaptive_vqvae_config(file_count);
+pub fn native_vqvae_config(file_count: usize, chunks: usize) -> VqvaeConfig {
+    let tier = DatasetTier::native(file_count, chunks);
+    let mut c = adaptive_vqvae_for(tier, file_count);
     if file_count < NATIVE_SMALL_VAL_BELOW {
         c.val_fraction = NATIVE_SMALL_VAL_FRACTION;
     }
@@ -164,7 +172,7 @@ pub fn native_vqvae_config(file_count: usize) -> VqvaeConfig {
     c.log_power_weight = NATIVE_LOG_POWER_WEIGHT;
     c.code_restart = CodeRestart::Farthest;
     c.dropout = c.dropout.min(NATIVE_DROPOUT);
-    if prior_config::DatasetTier::for_file_count(file_count) == prior_config::DatasetTier::Small {
+    if tier == DatasetTier::Small {
         c.upsample = Upsample::Resize;
         c.batch_size = c.batch_size.min(NATIVE_SMALL_BATCH);
         c.max_epochs = NATIVE_SMALL_EPOCHS;
@@ -175,7 +183,7 @@ pub fn native_vqvae_config(file_count: usize) -> VqvaeConfig {
     } else {
         c.batch_size = c.batch_size.min(NATIVE_BATCH);
     }
-    if prior_config::DatasetTier::for_file_count(file_count) == prior_config::DatasetTier::Large {
+    if tier == DatasetTier::Large {
         c.max_steps = Some(NATIVE_LARGE_STEPS);
     }
     c
@@ -390,10 +398,30 @@ mod tests {
     }
 
     #[test]
+    fn a_short_collection_of_many_files_gets_the_small_codec() {
+        // Fifty footsteps in 56 chunks: drums20's codec, with fifty files' validation share.
+        let (short, hits) = (native_vqvae_config(50, 56), native_vqvae_config(20, 32));
+        assert_eq!(
+            short.val_fraction,
+            get_adaptive_vqvae_config(50).val_fraction
+        );
+        assert_eq!(
+            VqvaeConfig {
+                val_fraction: hits.val_fraction,
+                ..short
+            },
+            hits
+        );
+        let long = native_vqvae_config(50, 150);
+        assert_eq!((long.freq_downsample, long.num_quantizers), (16, 3));
+    }
+
+    #[test]
     fn native_tiers_differ_from_the_reference_where_measured() {
         use audio::chunk::Normalisation;
+        // Four chunks a file: a collection long enough for its file count's tier.
         for n in [5, 20, 21, 49, 50, 100, 101, 500] {
-            let (native, reference) = (native_vqvae_config(n), get_adaptive_vqvae_config(n));
+            let (native, reference) = (native_vqvae_config(n, 4 * n), get_adaptive_vqvae_config(n));
             native.validate().expect("native tier is valid");
             assert_eq!(reference.log_power_weight, 0.0, "{n} files");
             assert_eq!(reference.arch(), Architecture::REFERENCE, "{n} files");

@@ -59,8 +59,9 @@ pub fn generate(seconds: f64) -> anyhow::Result<serde_json::Value> {
         (60, "21-100 files"),
         (200, ">100 files"),
     ] {
-        let pc = prior_config::native_prior_config(files);
-        let vc = vqvae::native_vqvae_config(files);
+        // Three seconds a file: each file count's own tier.
+        let pc = prior_config::native_prior_config(files, 3 * files);
+        let vc = vqvae::native_vqvae_config(files, 3 * files);
         device.seed(1);
         let (rows, _) = vc.grid_per_second(&audio::SpectrogramConfig::default());
         let shape = PriorShape {

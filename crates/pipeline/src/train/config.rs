@@ -134,16 +134,18 @@ fn overlay<T: serde::Serialize + serde::de::DeserializeOwned>(
     })
 }
 
-/// The effective configuration for a collection of `file_count` usable files.
+/// The effective configuration for a collection of `file_count` usable files that cut into
+/// `chunks` one-second chunks.
 pub fn resolve(
     o: &ConfigOverrides,
     file_count: usize,
+    chunks: usize,
     warn: &mut dyn FnMut(String),
 ) -> anyhow::Result<(VqvaeConfig, PriorConfig)> {
     let (mut vq, mut pr) = match o.preset {
         Preset::Native => (
-            native_vqvae_config(file_count),
-            native_prior_config(file_count),
+            native_vqvae_config(file_count, chunks),
+            native_prior_config(file_count, chunks),
         ),
         Preset::Reference => (
             get_adaptive_vqvae_config(file_count),

@@ -148,6 +148,7 @@ struct Plan {
 fn plan(
     options: &TrainOptions,
     files: usize,
+    chunks: usize,
     warn: &mut dyn FnMut(String),
 ) -> anyhow::Result<Plan> {
     let resumed = match &options.resume {
@@ -183,7 +184,7 @@ fn plan(
             m.train_prior,
         ),
         None => {
-            let (v, p) = config::resolve(&options.overrides, files, warn)?;
+            let (v, p) = config::resolve(&options.overrides, files, chunks, warn)?;
             (v, p, options.stages != Stages::Vqvae)
         }
     };
@@ -241,7 +242,7 @@ pub fn train(
             data_dir.display()
         );
     }
-    let mut plan = plan(options, files, &mut warn)?;
+    let mut plan = plan(options, files, report.total_chunks(), &mut warn)?;
     let data = data::load(&report, plan.vq_cfg.val_fraction, plan.vq_cfg.normalization)?;
     if data.val.is_empty() || data.train.is_empty() {
         bail!(

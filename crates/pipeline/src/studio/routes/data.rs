@@ -112,18 +112,30 @@ pub fn scan_json(r: &ScanReport) -> Json_ {
             "duration_s": r.total_duration_s(),
             "chunks": r.total_chunks(),
         },
-        "tier": tier(usable),
+        "tier": tier(usable, r.total_chunks()),
     })
 }
 
-/// The size tier of a collection of `usable` files, what it means and its defaults.
-pub fn tier(usable: usize) -> Json_ {
-    let (name, range) = match DatasetTier::for_file_count(usable) {
+/// The size tier of a collection of `usable` files that cut into `chunks` one-second chunks,
+/// what it means and its defaults.
+pub fn tier(usable: usize, chunks: usize) -> Json_ {
+    let short = format!(
+        "21 to 100 files in at most {} one-second chunks",
+        prior_config::NATIVE_SMALL_MAX_CHUNKS
+    );
+    let (name, range) = match DatasetTier::native(usable, chunks) {
+        DatasetTier::Small if usable > 20 => ("small", short.as_str()),
         DatasetTier::Small => ("small", "up to 20 files"),
         DatasetTier::Medium => ("medium", "21 to 100 files"),
         DatasetTier::Large => ("large", "more than 100 files"),
     };
-    let Ok((vq, pr)) = resolve(&ConfigOverrides::default(), usable.max(1), &mut |_| {}) else {
+    let defaults = resolve(
+        &ConfigOverrides::default(),
+        usable.max(1),
+        chunks,
+        &mut |_| {},
+    );
+    let Ok((vq, pr)) = defaults else {
         return json!({"name": name, "range": range});
     };
     let meaning = match name {
@@ -341,7 +353,12 @@ mod tests {
 
     #[test]
     fn the_large_tier_states_its_step_budget() {
-        let meaning = |n: usize| tier(n)["meaning"].as_str().unwrap_or_default().to_string();
+        let meaning = |n: usize| {
+            tier(n, 3 * n)["meaning"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        };
         let large = meaning(500);
         let steps = format!(
             "at most {} + {} steps",
@@ -354,5 +371,13 @@ mod tests {
             small.contains("60 + 100 epochs") && !small.contains("steps"),
             "{small}"
         );
+        // Fifty footsteps (56 s) train as a small collection; fifty 3-s notes do not.
+        let footsteps = tier(50, 56);
+        assert_eq!(footsteps["name"], "small");
+        let range = footsteps["range"].as_str().unwrap_or_default();
+        assert!(range.contains("at most 64 one-second chunks"), "{range}");
+        assert_eq!(footsteps["defaults"]["rvq_levels"], 2);
+        assert_eq!(tier(50, 150)["name"], "medium");
+        assert_eq!(tier(50, 150)["defaults"]["rvq_levels"], 3);
     }
 }

@@ -120,7 +120,7 @@ pub async fn start(State(s): S, JsonBody(req): JsonBody<TrainRequest>) -> ApiRes
     };
     // The library checks the settings against each other (heads must divide the width…);
     // refusing now gives the message at once rather than in a failed job.
-    crate::train::config::resolve(&job.overrides, 20, &mut |_| {})
+    crate::train::config::resolve(&job.overrides, 20, 20, &mut |_| {})
         .map_err(|e| ApiError::from_library(&e))?;
     let request = serde_json::to_value(&job).map_err(|e| ApiError::internal(e.to_string()))?;
     let id = s.jobs.submit(
