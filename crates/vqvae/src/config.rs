@@ -151,9 +151,9 @@ fn adaptive_vqvae_for(tier: DatasetTier, file_count: usize) -> VqvaeConfig {
 /// chunks (its tier: [`DatasetTier::native`]): the reference tier with
 /// chunks levelled per file (quiet tails stay quiet), a log-power term in the loss (the
 /// decoder learns silence instead of a faint bed under it) and small batches, so that an
-/// epoch is many optimiser steps rather than a handful. Small collections (≤ 20 files, or up
-/// to [`prior_config::NATIVE_SMALL_MAX_CHUNKS`] seconds of short sounds) code each second as 16 rows × 6 columns × 2 levels rather than the reference's
-/// 8 × 6 × 3 and decode by repetition and convolution (no checkerboard) over 60 epochs; larger
+/// epoch is many optimiser steps rather than a handful. Small collections (≤ 20 files, or
+/// short sounds in at most [`prior_config::NATIVE_SMALL_MAX_CHUNKS`] one-second chunks) code
+/// each second as 16 rows × 6 columns × 2 levels rather than the reference's 8 × 6 × 3 and decode by repetition and convolution (no checkerboard) over 60 epochs; larger
 /// ones keep the transposed convolutions, whose checkerboard stays below the one harmonic
 /// lines put in real mels and which take 0.7 of the time per epoch on a CPU (notes96; a half to a third
 /// before the resize decoder ran as a transposed convolution). Dead codes restart where the

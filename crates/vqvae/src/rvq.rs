@@ -317,7 +317,7 @@ pub struct Assignment {
 /// scheme, per example), so the decoder learns to make the most of the coarse levels alone.
 /// Draws nothing from `rng` when `p` is 0, so runs without dropout are unchanged.
 pub fn draw_kept_levels(chunks: usize, levels: usize, p: f64, rng: &mut StdRng) -> Vec<usize> {
-    if p <= 0.0 || levels < 2 {
+    if p.is_nan() || p <= 0.0 || levels < 2 {
         return vec![levels; chunks];
     }
     (0..chunks)
