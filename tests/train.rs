@@ -488,7 +488,7 @@ fn the_log_power_weight_reaches_the_training_loss_and_the_model_file() {
 #[test]
 fn many_short_files_train_with_the_small_tier() {
     // 24 files: the medium tier by count, but 24 one-second chunks of 0.3-s hits are small;
-    // the same count of 0.6–7.5-s sounds (204 chunks) stays medium.
+    // the same count of 0.6–7.5-s sounds (over a hundred chunks) stays medium.
     let dir = tempfile::tempdir().expect("temp dir");
     let short = dir.path().join("short");
     std::fs::create_dir(&short).expect("mkdir");

@@ -179,6 +179,7 @@ pub fn reconstruction(
     let (mut board_decoded, mut board_true) = (Vec::new(), Vec::new());
     let mut loud = Vec::new();
     let mut by_levels: Vec<Vec<f64>> = vec![Vec::new(); vq.shape().num_quantizers.max(1)];
+    let levels = by_levels.len();
     for (_, recording) in recordings {
         let mut x = recording.clone();
         audio::chunk::peak_normalise(&mut x);
@@ -188,7 +189,6 @@ pub fn reconstruction(
             TensorData::new(true_mel.clone(), [1, 1, n_mels, frames]),
             device,
         );
-        let levels = vq.shape().num_quantizers;
         for (k, l1) in by_levels.iter_mut().enumerate().take(levels - 1) {
             let coarse = floats(vq.forward_levels(input.clone(), k + 1).recon, "decoded mel")?;
             l1.push(log_mel_l1(&coarse, &true_mel)?);
