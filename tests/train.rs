@@ -705,6 +705,54 @@ fn a_frequency_layout_from_a_config_flows_through_training_encoding_and_generati
 }
 
 #[test]
+fn a_one_level_codec_trains_generates_and_evaluates() {
+    let (dir, data) = sounds(4);
+    let config = dir.path().join("l1.toml");
+    std::fs::write(&config, "[vqvae]\nnum_quantizers = 1\n").expect("write");
+    let model = dir.path().join("l1.distill");
+    let args = ["--config", config.to_str().expect("utf-8")];
+    let o = train(&data, &model, "3", &args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let info = info_json(&model);
+    assert_eq!(info["vqvae_config"]["num_quantizers"], 1, "recorded");
+    // The small tier's 16 rows × 6 columns, one token each: the prior's second of context.
+    assert_eq!(info["prior_config"]["seq_len"], 16 * 6);
+
+    let out = dir.path().join("generated");
+    let o = generate_seed_1(&model, &out, "1.5");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let sidecar = std::fs::read_dir(&out)
+        .expect("output")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "json"))
+        .expect("a sidecar");
+    let s = json_file(&sidecar);
+    assert_eq!(s["codes"]["shape"]["levels"], 1, "{}", s["codes"]["shape"]);
+
+    let o = distill(&[
+        "evaluate",
+        "--model",
+        model.to_str().expect("utf-8"),
+        "--data",
+        data.to_str().expect("utf-8"),
+        "--generate",
+        "4",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let by_levels = &r["reconstruction"]["codec_mel"]["log_mel_l1_by_levels"];
+    assert_eq!(by_levels.as_array().map(Vec::len), Some(1), "{by_levels}");
+
+    // Zero levels is no codec: refused before any training, naming the setting.
+    std::fs::write(&config, "[vqvae]\nnum_quantizers = 0\n").expect("write");
+    let o = train(&data, &dir.path().join("l0.distill"), "3", &args);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("num_quantizers"), "{}", stderr(&o));
+}
+
+#[test]
 fn the_native_prior_draws_its_windows_file_by_file() {
     // 0.6 … 2.7 s: the long files have several windows each, the short ones one.
     let (dir, data, vq) = tiny_vq(8, "4");

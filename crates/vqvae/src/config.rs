@@ -261,9 +261,9 @@ impl VqvaeConfig {
     /// Checks the values a model can be built and trained with.
     pub fn validate(&self) -> Result<(), String> {
         self.arch().validate().map_err(|e| e.to_string())?;
-        if !(2..=4).contains(&self.num_quantizers) {
+        if !(1..=4).contains(&self.num_quantizers) {
             return Err(format!(
-                "num_quantizers (RVQ levels) must be 2–4, got {}",
+                "num_quantizers (RVQ levels) must be 1–4, got {}",
                 self.num_quantizers
             ));
         }
@@ -361,7 +361,18 @@ mod tests {
             num_quantizers: 5,
             ..VqvaeConfig::default()
         };
-        assert!(c.validate().expect_err("5 levels").contains("2–4"));
+        assert!(c.validate().expect_err("5 levels").contains("1–4"));
+        let c = VqvaeConfig {
+            num_quantizers: 0,
+            ..VqvaeConfig::default()
+        };
+        assert!(c.validate().expect_err("0 levels").contains("1–4"));
+        // One level is a plain VQ: allowed, since the small tier's second level adds little.
+        let c = VqvaeConfig {
+            num_quantizers: 1,
+            ..VqvaeConfig::default()
+        };
+        c.validate().expect("1 level");
         let c = VqvaeConfig {
             log_power_weight: -0.1,
             ..VqvaeConfig::default()

@@ -88,7 +88,7 @@ pub async fn start(State(s): S, JsonBody(req): JsonBody<TrainRequest>) -> ApiRes
     let ranges = [
         ("epochs", req.epochs, 1, 10_000),
         ("codebook size", req.codebook_size, 2, 4096),
-        ("levels", req.rvq_levels, 1, 8),
+        ("levels", req.rvq_levels, 1, 4),
         ("prior size", req.hidden_size, 8, 2048),
         ("layers", req.layers, 1, 24),
         ("heads", req.heads, 1, 32),
