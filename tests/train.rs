@@ -170,10 +170,10 @@ fn trains_both_stages_deterministically_and_skips_broken_files() {
         info["codebook_health_snapshot"]
             .as_object()
             .map(|o| o.len()),
-        Some(2)
+        Some(1)
     );
-    // The small tier's grid: 16 rows × 6 columns × 2 levels per second.
-    assert_eq!(info["prior"]["seq_len"], 16 * 6 * 2);
+    // The small tier's grid: 16 rows × 6 columns of one level per second.
+    assert_eq!(info["prior"]["seq_len"], 16 * 6);
     assert_eq!(info["prior"]["hidden_size"], 32);
     assert_eq!(
         info["first_token_distribution"].as_array().map(Vec::len),
@@ -517,7 +517,7 @@ fn many_short_files_train_with_the_small_tier() {
     };
     assert_eq!(
         resolved(&short, "short.distill"),
-        (Some(8), Some(2), Some(2), true)
+        (Some(8), Some(1), Some(2), true)
     );
     assert_eq!(
         resolved(&long, "long.distill"),
@@ -530,7 +530,9 @@ fn quantiser_dropout_reaches_the_training_loss_and_the_model_file() {
     let (dir, data) = sounds(4);
     let run = |name: &str, share: &str| {
         let config = dir.path().join(format!("{name}.toml"));
-        std::fs::write(&config, format!("[vqvae]\nquantizer_dropout = {share}\n")).expect("write");
+        // Two levels: the small tier's one leaves nothing to drop.
+        let toml = format!("[vqvae]\nnum_quantizers = 2\nquantizer_dropout = {share}\n");
+        std::fs::write(&config, toml).expect("write");
         let out = dir.path().join(format!("{name}.distill"));
         let args = [
             "--stage",
@@ -639,7 +641,7 @@ fn a_step_budget_caps_the_epochs_and_explicit_epochs_lift_it() {
 #[test]
 fn a_frequency_layout_from_a_config_flows_through_training_encoding_and_generation() {
     let (dir, data) = sounds(4);
-    // The reference's 8 rows of 3 levels, not the small tier's 16 rows of 2.
+    // The reference's 8 rows of 3 levels, not the small tier's 16 rows of 1.
     let config = dir.path().join("rows8.toml");
     std::fs::write(
         &config,
@@ -705,18 +707,18 @@ fn a_frequency_layout_from_a_config_flows_through_training_encoding_and_generati
 }
 
 #[test]
-fn a_one_level_codec_trains_generates_and_evaluates() {
+fn the_small_tiers_one_level_codec_trains_generates_and_evaluates() {
     let (dir, data) = sounds(4);
-    let config = dir.path().join("l1.toml");
-    std::fs::write(&config, "[vqvae]\nnum_quantizers = 1\n").expect("write");
     let model = dir.path().join("l1.distill");
-    let args = ["--config", config.to_str().expect("utf-8")];
-    let o = train(&data, &model, "3", &args);
+    let o = train(&data, &model, "3", &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     let info = info_json(&model);
     assert_eq!(info["vqvae_config"]["num_quantizers"], 1, "recorded");
     // The small tier's 16 rows × 6 columns, one token each: the prior's second of context.
     assert_eq!(info["prior_config"]["seq_len"], 16 * 6);
+    let o = distill(&["info", model.to_str().expect("utf-8")]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("1 level x 64 codes"), "{text}");
 
     let out = dir.path().join("generated");
     let o = generate_seed_1(&model, &out, "1.5");
@@ -746,7 +748,9 @@ fn a_one_level_codec_trains_generates_and_evaluates() {
     assert_eq!(by_levels.as_array().map(Vec::len), Some(1), "{by_levels}");
 
     // Zero levels is no codec: refused before any training, naming the setting.
+    let config = dir.path().join("l0.toml");
     std::fs::write(&config, "[vqvae]\nnum_quantizers = 0\n").expect("write");
+    let args = ["--config", config.to_str().expect("utf-8")];
     let o = train(&data, &dir.path().join("l0.distill"), "3", &args);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("num_quantizers"), "{}", stderr(&o));

@@ -131,6 +131,15 @@ impl CodeGrid {
     }
 }
 
+/// "1 level", "3 levels": how messages count residual levels (a codec may have one).
+pub fn levels_text(n: usize) -> String {
+    if n == 1 {
+        "1 level".into()
+    } else {
+        format!("{n} levels")
+    }
+}
+
 /// The readable view `levels[q][w][h]`: the time-major token stream, split by level.
 fn time_major_view(flat: &[i64], shape: GridShape) -> anyhow::Result<Vec<Vec<Vec<i64>>>> {
     let tokens = TokenOrder::TimeMajor.tokens(flat, shape)?;
@@ -237,8 +246,8 @@ pub fn decode(model: &ModelFile, grid: &CodeGrid, device: &Device) -> anyhow::Re
         || grid.codebook_size != vq.shape().codebook_size
     {
         bail!(
-            "codes are for {} levels x {} codes, the model has {} x {}",
-            grid.num_quantizers,
+            "codes are for {} x {} codes, the model has {} x {}",
+            levels_text(grid.num_quantizers),
             grid.codebook_size,
             vq.shape().num_quantizers,
             vq.shape().codebook_size

@@ -33,7 +33,7 @@ function card(m) {
     el('h3', {}, m.name),
     el('p', { class: 'hint' }, `${date} · ${bytes(m.size)} · ${(params / 1e6).toFixed(2)} M parameters`),
     el('p', {}, corpus),
-    el('p', {}, `${m.vqvae.levels} levels × ${m.vqvae.codes} codes`, m.prior ? ` · prior ${m.prior.layers} layers × ${m.prior.hidden_size}` : ''),
+    el('p', {}, `${m.vqvae.levels} level${m.vqvae.levels === 1 ? '' : 's'} × ${m.vqvae.codes} codes`, m.prior ? ` · prior ${m.prior.layers} layers × ${m.prior.hidden_size}` : ''),
     spark,
     el('div', { class: 'row badges' },
       el('span', { class: 'badge', dataset: { verdict: m.health.verdict }, title: m.health.text }, `codebook: ${m.health.verdict}`),

@@ -153,7 +153,8 @@ fn adaptive_vqvae_for(tier: DatasetTier, file_count: usize) -> VqvaeConfig {
 /// decoder learns silence instead of a faint bed under it) and small batches, so that an
 /// epoch is many optimiser steps rather than a handful. Small collections (≤ 20 files, or
 /// short sounds in at most [`prior_config::NATIVE_SMALL_MAX_CHUNKS`] one-second chunks) code
-/// each second as 16 rows × 6 columns × 2 levels rather than the reference's 8 × 6 × 3 and decode by repetition and convolution (no checkerboard) over 60 epochs; larger
+/// each second as 16 rows × 6 columns of one level rather than the reference's 8 × 6 × 3 and
+/// decode by repetition and convolution (no checkerboard) over 60 epochs; larger
 /// ones keep the transposed convolutions, whose checkerboard stays below the one harmonic
 /// lines put in real mels and which take 0.7 of the time per epoch on a CPU (notes96; a half to a third
 /// before the resize decoder ran as a transposed convolution). Dead codes restart where the
@@ -232,14 +233,17 @@ const NATIVE_DROPOUT: f64 = 0.1;
 const NATIVE_BATCH: usize = 8;
 /// Mel bands per code row of the small tier: 16 rows instead of the reference's 8, which
 /// lack the frequency detail of a note's harmonics or a drum's body. With
-/// [`NATIVE_SMALL_LEVELS`] levels a second is 16 × 6 × 2 = 192 prior tokens (the reference's
+/// [`NATIVE_SMALL_LEVELS`] level a second is 16 × 6 × 1 = 96 prior tokens (the reference's
 /// 144), and the small tier's prior embeds each code's row (`prior_config`'s
 /// `row_embedding`), without which pitched notes moved away. Measured on eight twenty-file
 /// collections over five training seeds (README, "The small tier's grid").
 pub const NATIVE_SMALL_FREQ_DOWNSAMPLE: usize = 8;
-/// Residual levels of the small tier's codes (the reference's 3): a third level on the
-/// 16-row grid doubles the tokens and brought drums20's sounds no nearer.
-pub const NATIVE_SMALL_LEVELS: usize = 2;
+/// Residual levels of the small tier's codes (the reference's 3): one, a plain VQ. A third
+/// level on the 16-row grid doubled the tokens and brought drums20's sounds no nearer; the
+/// second decodes only 0.02–0.04 log-mel L1 closer, and without it generated sounds came
+/// nearer the collection on most small collections measured, in about two thirds of the
+/// training time (README, "One level").
+pub const NATIVE_SMALL_LEVELS: usize = 1;
 
 impl VqvaeConfig {
     /// The layout of the model this config describes.
@@ -289,6 +293,13 @@ impl VqvaeConfig {
             return Err(format!(
                 "quantizer_dropout must be in [0, 1], got {}",
                 self.quantizer_dropout
+            ));
+        }
+        // With one level there is nothing to drop: say so rather than ignore the setting.
+        if self.quantizer_dropout > 0.0 && self.num_quantizers < 2 {
+            return Err(format!(
+                "quantizer_dropout needs at least 2 levels (num_quantizers = {})",
+                self.num_quantizers
             ));
         }
         if !(self.commitment_weight >= 0.0 && self.commitment_weight.is_finite()) {
@@ -390,6 +401,13 @@ mod tests {
             let e = c.validate().expect_err("outside [0, 1]");
             assert!(e.contains("quantizer_dropout"), "{share}: {e}");
         }
+        let c = VqvaeConfig {
+            quantizer_dropout: 0.5,
+            num_quantizers: 1,
+            ..VqvaeConfig::default()
+        };
+        let e = c.validate().expect_err("nothing to drop");
+        assert!(e.contains("at least 2 levels"), "{e}");
     }
 
     #[test]
@@ -465,8 +483,8 @@ mod tests {
             // Native models drop at most a tenth of their channels (the reference 0.4/0.2/0.1).
             assert_eq!(native.dropout, 0.1, "{n} files");
             assert!(reference.dropout >= native.dropout, "{n} files");
-            // Small collections: 16 rows of 2 levels; larger ones keep the reference's grid.
-            let grid = if small { (16, 8, 2) } else { (16, 16, 3) };
+            // Small collections: 16 rows of 1 level; larger ones keep the reference's grid.
+            let grid = if small { (16, 8, 1) } else { (16, 16, 3) };
             assert_eq!(
                 (
                     native.time_downsample,

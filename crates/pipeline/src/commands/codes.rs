@@ -52,9 +52,9 @@ pub fn encode(args: &EncodeArgs, device: &Device) -> anyhow::Result<ExitCode> {
     grid.save(&args.output)?;
     let [h, w] = grid.grid;
     println!(
-        "{}: {} levels x {} positions ({}x{} grid), codebook {}, {:.2} s -> {}",
+        "{}: {} x {} positions ({}x{} grid), codebook {}, {:.2} s -> {}",
         args.input.display(),
-        grid.num_quantizers,
+        crate::codes::levels_text(grid.num_quantizers),
         h * w,
         h,
         w,

@@ -41,6 +41,10 @@ fn text(r: &Json) -> String {
             .map(|x| format!("{x:.4}"))
             .unwrap_or_else(|| "-".into())
     };
+    let levels = |v: &Json| match v.as_u64() {
+        Some(n) => crate::codes::levels_text(n as usize),
+        None => format!("{} levels", s(v)),
+    };
     let vq = &r["vqvae_config"];
     let sp = &r["spectrogram_config"];
     let md = &r["metadata"];
@@ -61,10 +65,10 @@ fn text(r: &Json) -> String {
             s(&sp["n_mels"])
         ),
         format!(
-            "VQ-VAE      {} x {} codes per second, {} levels x {} codes x {} dims, {} parameters (+{} buffer values)",
+            "VQ-VAE      {} x {} codes per second, {} x {} codes x {} dims, {} parameters (+{} buffer values)",
             s(&r["code_grid"]["rows"]),
             s(&r["code_grid"]["columns_per_second"]),
-            s(&vq["num_quantizers"]),
+            levels(&vq["num_quantizers"]),
             s(&vq["codebook_size"]),
             s(&vq["codebook_dim"]),
             num(&r["parameters"]["vqvae"]),
@@ -93,12 +97,12 @@ fn text(r: &Json) -> String {
         }
         p => {
             lines.push(format!(
-                "Prior       hidden {}, {} layers, {} heads, context {} tokens ({} levels, {} codes), {} parameters",
+                "Prior       hidden {}, {} layers, {} heads, context {} tokens ({}, {} codes), {} parameters",
                 s(&p["hidden_size"]),
                 s(&p["num_layers"]),
                 s(&p["num_heads"]),
                 s(&p["seq_len"]),
-                s(&p["num_quantizers"]),
+                levels(&p["num_quantizers"]),
                 s(&p["codebook_size"]),
                 num(&p["parameters"])
             ));

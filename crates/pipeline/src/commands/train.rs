@@ -256,8 +256,8 @@ impl Printer {
                     // The grid of one second of sound: what the prior reads and writes.
                     let (rows, cols) = v.grid_per_second(&audio::SpectrogramConfig::default());
                     self.line(&format!(
-                        "VQ-VAE: {rows} x {cols} codes per second, {} levels x {} codes, {}, lr {}, batch {}, commitment {} (applied once)",
-                        v.num_quantizers,
+                        "VQ-VAE: {rows} x {cols} codes per second, {} x {} codes, {}, lr {}, batch {}, commitment {} (applied once)",
+                        crate::codes::levels_text(v.num_quantizers),
                         v.codebook_size,
                         epochs_text(v.max_epochs, v.max_steps),
                         v.learning_rate,

@@ -160,8 +160,8 @@ pub fn tier(usable: usize, chunks: usize) -> Json_ {
         "name": name,
         "range": range,
         "meaning": format!(
-            "{range}: {meaning} Defaults: {} levels × {} codes, a {}-layer prior of width {}, {epochs}.",
-            vq.num_quantizers, vq.codebook_size, pr.num_layers, pr.hidden_size
+            "{range}: {meaning} Defaults: {} × {} codes, a {}-layer prior of width {}, {epochs}.",
+            crate::codes::levels_text(vq.num_quantizers), vq.codebook_size, pr.num_layers, pr.hidden_size
         ),
         "defaults": {
             "epochs": vq.max_epochs,
@@ -376,7 +376,7 @@ mod tests {
         assert_eq!(footsteps["name"], "small");
         let range = footsteps["range"].as_str().unwrap_or_default();
         assert!(range.contains("at most 64 one-second chunks"), "{range}");
-        assert_eq!(footsteps["defaults"]["rvq_levels"], 2);
+        assert_eq!(footsteps["defaults"]["rvq_levels"], 1);
         assert_eq!(tier(50, 150)["name"], "medium");
         assert_eq!(tier(50, 150)["defaults"]["rvq_levels"], 3);
     }
