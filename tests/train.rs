@@ -98,6 +98,17 @@ fn generate_seed_1(model: &Path, out: &Path, seconds: &str) -> Output {
     generate_from(model, out, &["--duration", seconds, "--seed", "1"])
 }
 
+/// The JSON sidecar of the first sound `distill generate` wrote into `out`.
+fn first_sidecar(out: &Path) -> serde_json::Value {
+    let sidecar = std::fs::read_dir(out)
+        .expect("output")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "json"))
+        .expect("a sidecar");
+    json_file(&sidecar)
+}
+
 /// The `--json` events of one kind (`epoch`, `stage_finished`, …) from one stage.
 fn events(o: &Output, event: &str, stage: &str) -> Vec<serde_json::Value> {
     String::from_utf8_lossy(&o.stdout)
@@ -695,13 +706,7 @@ fn a_frequency_layout_from_a_config_flows_through_training_encoding_and_generati
     let out = dir.path().join("generated");
     let o = generate_seed_1(&model, &out, "1.5");
     assert!(o.status.success(), "{}", stderr(&o));
-    let sidecar = std::fs::read_dir(&out)
-        .expect("output")
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|e| e == "json"))
-        .expect("a sidecar");
-    let s = json_file(&sidecar);
+    let s = first_sidecar(&out);
     assert_eq!(s["codes"]["shape"]["rows"], 8);
     assert_eq!(s["codes"]["shape"]["steps"], 9, "1.5 s of 16-frame columns");
 }
@@ -723,13 +728,7 @@ fn the_small_tiers_one_level_codec_trains_generates_and_evaluates() {
     let out = dir.path().join("generated");
     let o = generate_seed_1(&model, &out, "1.5");
     assert!(o.status.success(), "{}", stderr(&o));
-    let sidecar = std::fs::read_dir(&out)
-        .expect("output")
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|e| e == "json"))
-        .expect("a sidecar");
-    let s = json_file(&sidecar);
+    let s = first_sidecar(&out);
     assert_eq!(s["codes"]["shape"]["levels"], 1, "{}", s["codes"]["shape"]);
 
     let o = distill(&[

@@ -249,7 +249,7 @@ pub fn decode(model: &ModelFile, grid: &CodeGrid, device: &Device) -> anyhow::Re
             "codes are for {} x {} codes, the model has {} x {}",
             levels_text(grid.num_quantizers),
             grid.codebook_size,
-            vq.shape().num_quantizers,
+            levels_text(vq.shape().num_quantizers),
             vq.shape().codebook_size
         );
     }

@@ -61,7 +61,7 @@ pub struct TrainArgs {
     /// Codes per RVQ codebook (default by dataset size: 64/128/256).
     #[arg(long)]
     pub codebook_size: Option<usize>,
-    /// RVQ levels, 1–4 (default by tier: 2 or 3).
+    /// RVQ levels, 1–4 (default by tier: 1 for small or short collections, 3 above).
     #[arg(long)]
     pub rvq_levels: Option<usize>,
     /// Commitment loss weight (default 0.25, applied once).
