@@ -26,7 +26,7 @@ fn run_evaluate(model: &Path, data: &Path, extra: &[&str]) -> Output {
 }
 
 /// The report of evaluating with 4 generated sounds, which must succeed.
-fn evaluate(model: &Path, data: &Path) -> serde_json::Value {
+pub fn evaluate(model: &Path, data: &Path) -> serde_json::Value {
     let o = run_evaluate(model, data, &["--generate", "4"]);
     assert!(o.status.success(), "evaluate failed: {}", stderr(&o));
     serde_json::from_slice(&o.stdout).expect("one JSON report")

@@ -731,18 +731,7 @@ fn the_small_tiers_one_level_codec_trains_generates_and_evaluates() {
     let s = first_sidecar(&out);
     assert_eq!(s["codes"]["shape"]["levels"], 1, "{}", s["codes"]["shape"]);
 
-    let o = distill(&[
-        "evaluate",
-        "--model",
-        model.to_str().expect("utf-8"),
-        "--data",
-        data.to_str().expect("utf-8"),
-        "--generate",
-        "4",
-        "--json",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let r = crate::evaluate::evaluate(&model, &data);
     let by_levels = &r["reconstruction"]["codec_mel"]["log_mel_l1_by_levels"];
     assert_eq!(by_levels.as_array().map(Vec::len), Some(1), "{by_levels}");
 

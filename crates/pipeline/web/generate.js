@@ -132,7 +132,7 @@ async function exportKit() {
   const name = $('kit-name').value.trim() || `kit ${new Date().toISOString().slice(0, 10)}`;
   try {
     const r = await post('/api/kit', { name });
-    $('kit-result').replaceChildren(`${r.sounds} sounds with their sidecars in ${r.folder} — `,
+    $('kit-result').replaceChildren(`${r.sounds === 1 ? '1 sound with its sidecar' : `${r.sounds} sounds with their sidecars`} in ${r.folder} — `,
       el('a', { href: url(`/api/kits/${encodeURIComponent(r.zip)}`), download: r.zip }, `download ${r.zip}`));
   } catch (e) { toast(e.message, 'error'); }
 }
