@@ -7,7 +7,9 @@
 //! squares, random phases, 128 iterations). Metrics per recording as `distill evaluate`
 //! measures a chain: log-mel L1 and LSD (all bands, above 8 kHz) between the mel handed to
 //! the vocoder and the mel of its output, MR-STFT against the recording, noise floor of the
-//! peak-normalised output; and seconds of compute per second of audio.
+//! peak-normalised output; the floor of the output as it comes (not normalised) beside the
+//! floor of the mel handed over, and their distance (a vocoder should neither raise the floor
+//! nor dig below it); and seconds of compute per second of audio.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -17,7 +19,7 @@ use audio::mel::MelSpectrogram;
 use audio::vocoder::{PhaseInit, Vocoder};
 use burn::prelude::*;
 use metrics::Summary;
-use metrics::spectral::checkerboard_energy;
+use metrics::spectral::{checkerboard_energy, noise_floor};
 use serde_json::{Value as Json, json};
 
 use super::{RATE, secs};
@@ -40,10 +42,17 @@ fn recipes(cfg: &audio::SpectrogramConfig) -> Vec<(&'static str, Vocoder)> {
     ]
 }
 
-/// Median of each chain metric and of the time per second of audio.
-fn summarise(rows: &[(ChainMetrics, f64)]) -> anyhow::Result<Json> {
+/// One recording through one recipe: its chain metrics, the seconds of compute per second
+/// of audio, and the noise floors of the mel it was handed and of its output's mel (both at
+/// the level they come at).
+type Row = (ChainMetrics, f64, (f64, f64));
+
+/// Median of each chain metric, of the output floor's distance from the handed mel's and of
+/// the time per second of audio.
+fn summarise(rows: &[Row]) -> anyhow::Result<Json> {
+    let median = |v: Vec<f64>| -> anyhow::Result<f64> { Ok(Summary::of(&v)?.median) };
     let pick = |f: fn(&ChainMetrics) -> f64| -> anyhow::Result<f64> {
-        Ok(Summary::of(&rows.iter().map(|(m, _)| f(m)).collect::<Vec<_>>())?.median)
+        median(rows.iter().map(|(m, _, _)| f(m)).collect())
     };
     Ok(json!({
         "log_mel_l1": pick(|m| m.log_mel_l1)?,
@@ -51,7 +60,10 @@ fn summarise(rows: &[(ChainMetrics, f64)]) -> anyhow::Result<Json> {
         "lsd_high_db": pick(|m| m.lsd_high_db)?,
         "mr_stft": pick(|m| m.mr_stft)?,
         "noise_floor": pick(|m| m.noise_floor)?,
-        "seconds_per_audio_second": Summary::of(&rows.iter().map(|(_, t)| *t).collect::<Vec<_>>())?.median,
+        "handed_noise_floor": median(rows.iter().map(|(_, _, (h, _))| *h).collect())?,
+        "output_noise_floor": median(rows.iter().map(|(_, _, (_, o))| *o).collect())?,
+        "noise_floor_gap": median(rows.iter().map(|(_, _, (h, o))| (o - h).abs()).collect())?,
+        "seconds_per_audio_second": median(rows.iter().map(|(_, t, _)| *t).collect())?,
     }))
 }
 
@@ -82,8 +94,8 @@ pub fn audio(data: &Path, max_files: usize, model: Option<&Path>) -> anyhow::Res
     let recipes = recipes(&cfg);
     let n_mels = cfg.n_mels;
     let (mut decode_s, mut mel_s, mut audio_s) = (0.0, 0.0, 0.0);
-    let mut true_rows: Vec<Vec<(ChainMetrics, f64)>> = vec![Vec::new(); recipes.len()];
-    let mut decoded_rows: Vec<Vec<(ChainMetrics, f64)>> = vec![Vec::new(); recipes.len()];
+    let mut true_rows: Vec<Vec<Row>> = vec![Vec::new(); recipes.len()];
+    let mut decoded_rows: Vec<Vec<Row>> = vec![Vec::new(); recipes.len()];
     let (mut board_decoded, mut board_true) = (Vec::new(), Vec::new());
     for path in &files {
         let t = Instant::now();
@@ -120,12 +132,16 @@ pub fn audio(data: &Path, max_files: usize, model: Option<&Path>) -> anyhow::Res
                 let t = Instant::now();
                 let out = vocoder.synthesize(handed, frames, Some(x.len()));
                 let per_second = secs(t) / seconds;
-                rows[i].push((chain(handed, &out, &x, &mel)?, per_second));
+                rows[i].push((
+                    chain(handed, &out, &x, &mel)?,
+                    per_second,
+                    (noise_floor(handed)?, noise_floor(&mel.log_mel(&out))?),
+                ));
             }
         }
         eprintln!("{}: {seconds:.1} s", crate::train::data::short(path));
     }
-    let table = |rows: &[Vec<(ChainMetrics, f64)>]| -> anyhow::Result<Json> {
+    let table = |rows: &[Vec<Row>]| -> anyhow::Result<Json> {
         let mut out = serde_json::Map::new();
         for ((name, _), r) in recipes.iter().zip(rows) {
             if !r.is_empty() {
