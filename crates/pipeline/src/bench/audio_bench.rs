@@ -123,19 +123,25 @@ pub fn audio(data: &Path, max_files: usize, model: Option<&Path>) -> anyhow::Res
             board_decoded.push(checkerboard_energy(d, n_mels, frames)?);
             board_true.push(checkerboard_energy(&true_mel, n_mels, frames)?);
         }
+        let true_floor = noise_floor(&true_mel)?;
+        let decoded_floor = decoded.as_deref().map(noise_floor).transpose()?;
         for (i, (_, vocoder)) in recipes.iter().enumerate() {
-            for (handed, rows) in [
-                (Some(&true_mel), &mut true_rows),
-                (decoded.as_ref(), &mut decoded_rows),
+            for (handed, handed_floor, rows) in [
+                (Some(&true_mel), Some(true_floor), &mut true_rows),
+                (decoded.as_ref(), decoded_floor, &mut decoded_rows),
             ] {
-                let Some(handed) = handed else { continue };
+                let (Some(handed), Some(handed_floor)) = (handed, handed_floor) else {
+                    continue;
+                };
                 let t = Instant::now();
                 let out = vocoder.synthesize(handed, frames, Some(x.len()));
                 let per_second = secs(t) / seconds;
                 rows[i].push((
                     chain(handed, &out, &x, &mel)?,
                     per_second,
-                    (noise_floor(handed)?, noise_floor(&mel.log_mel(&out))?),
+                    // The output's mel once more, unnormalised (`chain` measures the
+                    // peak-normalised one); outside the timed synthesis.
+                    (handed_floor, noise_floor(&mel.log_mel(&out))?),
                 ));
             }
         }
