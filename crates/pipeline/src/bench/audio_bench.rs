@@ -126,11 +126,11 @@ pub fn audio(data: &Path, max_files: usize, model: Option<&Path>) -> anyhow::Res
         let true_floor = noise_floor(&true_mel)?;
         let decoded_floor = decoded.as_deref().map(noise_floor).transpose()?;
         for (i, (_, vocoder)) in recipes.iter().enumerate() {
-            for (handed, handed_floor, rows) in [
-                (Some(&true_mel), Some(true_floor), &mut true_rows),
-                (decoded.as_ref(), decoded_floor, &mut decoded_rows),
+            for (handed, rows) in [
+                (Some((&true_mel, true_floor)), &mut true_rows),
+                (decoded.as_ref().zip(decoded_floor), &mut decoded_rows),
             ] {
-                let (Some(handed), Some(handed_floor)) = (handed, handed_floor) else {
+                let Some((handed, handed_floor)) = handed else {
                     continue;
                 };
                 let t = Instant::now();
