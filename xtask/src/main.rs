@@ -1,6 +1,6 @@
 //! Project automation:
 //! * `cargo xtask ci` — format check, clippy (warnings denied), tests;
-//! * `cargo xtask bench <audio|generate|train> [args]` — runs a benchmark (the
+//! * `cargo xtask bench <audio|generate|train|presets> [args]` — runs a benchmark (the
 //!   `distill-bench` binary), which writes `target/bench/<name>.json`.
 
 use std::process::Command;
@@ -63,11 +63,13 @@ fn main() -> anyhow::Result<()> {
         Some("bench") => match args.get(1) {
             Some(name) => bench(name, &args[2..]),
             None => {
-                bail!("usage: cargo xtask bench <audio|generate|train> [--data DIR] [--epochs N]")
+                bail!(
+                    "usage: cargo xtask bench <audio|generate|train|presets> [--data DIR] [--epochs N]"
+                )
             }
         },
         _ => {
-            eprintln!("usage: cargo xtask ci | test | bench <audio|generate|train> [args]");
+            eprintln!("usage: cargo xtask ci | test | bench <audio|generate|train|presets> [args]");
             bail!("unknown or missing task")
         }
     }

@@ -113,6 +113,55 @@ pub fn log_spectral_distance(
     Ok(total / frames as f64)
 }
 
+/// A log1p mel `[n_mels][frames]` with each cell of a code grid (`bands_per_row` bands ×
+/// `frames_per_col` frames from band 0 and frame 0; the last row and column may be narrower)
+/// replaced by the geometric mean of its power floored at [`LSD_POWER_EPS`] — the level that
+/// minimises the cell's squared dB error. What a codec that knew each cell's level exactly,
+/// and nothing finer, would decode: its distance from the mel is the part of a codec's
+/// distance that lies in detail finer than the grid.
+pub fn grid_cell_mean(
+    mel: &[f32],
+    n_mels: usize,
+    frames: usize,
+    bands_per_row: usize,
+    frames_per_col: usize,
+) -> Result<Vec<f32>> {
+    if mel.is_empty() {
+        return Err(MetricsError::Empty { what: "log mel" });
+    }
+    if n_mels * frames != mel.len() {
+        return Err(MetricsError::SizeMismatch {
+            what: "n_mels × frames against the mel length",
+            left: n_mels * frames,
+            right: mel.len(),
+        });
+    }
+    if bands_per_row == 0 || frames_per_col == 0 {
+        return Err(MetricsError::InvalidParameter {
+            name: "grid cell",
+            reason: "must span at least one band and one frame",
+        });
+    }
+    let log_power = |v: f32| (f64::from(v).exp_m1().max(0.0) + LSD_POWER_EPS).ln();
+    let mut out = vec![0.0f32; mel.len()];
+    for b0 in (0..n_mels).step_by(bands_per_row) {
+        let bands = b0..(b0 + bands_per_row).min(n_mels);
+        for t0 in (0..frames).step_by(frames_per_col) {
+            let cols = t0..(t0 + frames_per_col).min(frames);
+            let cells = bands
+                .clone()
+                .flat_map(|m| cols.clone().map(move |t| m * frames + t));
+            let n = (bands.len() * cols.len()) as f64;
+            let mean = cells.clone().map(|i| log_power(mel[i])).sum::<f64>() / n;
+            let level = (mean.exp() - LSD_POWER_EPS).max(0.0).ln_1p() as f32;
+            for i in cells {
+                out[i] = level;
+            }
+        }
+    }
+    Ok(out)
+}
+
 fn hz_to_mel_htk(f: f64) -> f64 {
     2595.0 * (1.0 + f / 700.0).log10()
 }
@@ -366,6 +415,39 @@ mod tests {
         );
         let l1 = log_mel_l1(&a, &c).expect("l1");
         assert!((l1 - 4f64.ln()).abs() < 0.05, "l1 {l1}");
+    }
+
+    #[test]
+    fn grid_cell_mean_keeps_each_cells_geometric_level() {
+        // 4 bands × 3 frames, cells of 2 × 2: the last column is one frame wide.
+        let power = [1.0, 4.0, 2.0, 16.0, 64.0, 8.0, 0.0, 0.0, 5.0, 0.0, 0.0, 5.0];
+        let mel: Vec<f32> = power.iter().map(|p: &f64| p.ln_1p() as f32).collect();
+        let out = grid_cell_mean(&mel, 4, 3, 2, 2).expect("grid");
+        let level = |v: f32| f64::from(v).exp_m1();
+        // Powers 1, 4, 16, 64: geometric mean 8 (the floor ε shifts it by < 1e-5).
+        for i in [0, 1, 3, 4] {
+            assert!(
+                (level(out[i]) - 8.0).abs() < 1e-3,
+                "cell {i}: {}",
+                level(out[i])
+            );
+        }
+        // The narrow column holds 2 and 8 → 4; the silent cell stays silent.
+        assert!((level(out[2]) - 4.0).abs() < 1e-3 && (level(out[5]) - 4.0).abs() < 1e-3);
+        for i in [6, 7, 9, 10] {
+            assert!(level(out[i]).abs() < 1e-6, "silent cell {i}");
+        }
+        // A mel already constant over its cells comes back as it was.
+        let again = grid_cell_mean(&out, 4, 3, 2, 2).expect("grid");
+        let lsd = log_spectral_distance(&again, &out, 4, 3, 0).expect("lsd");
+        assert!(lsd < 1e-3, "lsd {lsd}");
+        // Detail finer than the grid is a distance; a one-cell grid is the mel itself.
+        assert!(log_spectral_distance(&out, &mel, 4, 3, 0).expect("lsd") > 1.0);
+        let cells = grid_cell_mean(&mel, 4, 3, 1, 1).expect("grid");
+        assert!(log_spectral_distance(&cells, &mel, 4, 3, 0).expect("lsd") < 1e-3);
+        assert!(grid_cell_mean(&mel, 4, 3, 0, 2).is_err());
+        assert!(grid_cell_mean(&mel, 4, 2, 2, 2).is_err());
+        assert!(grid_cell_mean(&[], 0, 0, 2, 2).is_err());
     }
 
     #[test]

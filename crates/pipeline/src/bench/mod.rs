@@ -10,10 +10,12 @@ use serde_json::json;
 
 mod audio_bench;
 mod generate_bench;
+mod presets_bench;
 mod process;
 mod train_bench;
 pub use audio_bench::audio;
 pub use generate_bench::versus_original;
+pub use presets_bench::{PresetsOptions, presets};
 pub use train_bench::train;
 
 /// Samples per second of every model.

@@ -18,6 +18,28 @@ use super::process::{
     Measured, distill_exe, last_json, measure, original_command, original_config, ratio, threads,
 };
 
+/// The epochs of one stage (`vqvae` or `prior`) among `distill train --json`'s events: how
+/// many, their seconds, and the best validation loss.
+pub(super) fn stage_summary(events: &[Json], name: &str) -> Json {
+    let eps: Vec<&Json> = events
+        .iter()
+        .filter(|e| e["event"] == "epoch" && e["stage"] == name)
+        .collect();
+    let total: f64 = eps.iter().filter_map(|e| e["seconds"].as_f64()).sum();
+    let best = eps
+        .iter()
+        .filter_map(|e| e["val_loss"].as_f64().map(|v| (v, *e)))
+        .min_by(|a, b| a.0.total_cmp(&b.0));
+    json!({
+        "epochs": eps.len(),
+        "seconds": total,
+        "seconds_per_epoch": total / eps.len().max(1) as f64,
+        "best_val_loss": best.map(|b| b.0),
+        "best_epoch": best.map(|b| b.1["epoch"].clone()),
+        "per_epoch": eps.iter().map(|e| json!({"val_loss": e["val_loss"], "seconds": e["seconds"]})).collect::<Vec<_>>(),
+    })
+}
+
 /// Distill's run and per-stage summaries.
 fn ours(data: &Path, epochs: Option<usize>, preset: &str, dir: &Path) -> anyhow::Result<Json> {
     let mut cmd = Command::new(distill_exe()?);
@@ -47,33 +69,14 @@ fn ours(data: &Path, epochs: Option<usize>, preset: &str, dir: &Path) -> anyhow:
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
-    let stage = |name: &str| -> Json {
-        let eps: Vec<&Json> = events
-            .iter()
-            .filter(|e| e["event"] == "epoch" && e["stage"] == name)
-            .collect();
-        let total: f64 = eps.iter().filter_map(|e| e["seconds"].as_f64()).sum();
-        let best = eps
-            .iter()
-            .filter_map(|e| e["val_loss"].as_f64().map(|v| (v, *e)))
-            .min_by(|a, b| a.0.total_cmp(&b.0));
-        json!({
-            "epochs": eps.len(),
-            "seconds": total,
-            "seconds_per_epoch": total / eps.len().max(1) as f64,
-            "best_val_loss": best.map(|b| b.0),
-            "best_epoch": best.map(|b| b.1["epoch"].clone()),
-            "per_epoch": eps.iter().map(|e| json!({"val_loss": e["val_loss"], "seconds": e["seconds"]})).collect::<Vec<_>>(),
-        })
-    };
     Ok(json!({
         "preset": preset,
         "wall_s": m.wall_s,
         "cpu_s": m.cpu_s,
         "cores_busy": m.cpu_s / m.wall_s.max(1e-9),
         "peak_rss_mb": m.peak_rss_mb,
-        "vqvae": stage("vqvae"),
-        "prior": stage("prior"),
+        "vqvae": stage_summary(&events, "vqvae"),
+        "prior": stage_summary(&events, "prior"),
     }))
 }
 

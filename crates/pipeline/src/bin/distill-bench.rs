@@ -1,8 +1,8 @@
 //! `distill-bench`: the benchmarks behind `cargo xtask bench <name>` (kept out of the
 //! shipped `distill` binary). Each writes `target/bench/<name>.json` under `--root`.
 //!
-//! Usage: `distill-bench <audio|generate|train> [--data DIR] [--max-files N] [--epochs N]
-//! [--model M] [--count N] [--root DIR]`.
+//! Usage: `distill-bench <audio|generate|train|presets> [--data DIR] [--max-files N]
+//! [--epochs N] [--model M] [--count N] [--budget T] [--sounds N] [--root DIR]`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,6 +27,10 @@ struct BenchArgs {
     count: usize,
     /// Distill's preset in `bench train` (reference: the original's model, comparable).
     preset: String,
+    /// Training budget of each preset in `bench presets` (`--time-budget`).
+    budget: String,
+    /// Sounds `distill evaluate` generates per model in `bench presets`.
+    sounds: usize,
     /// Directory whose target/bench/ receives the report.
     root: PathBuf,
 }
@@ -35,13 +39,15 @@ fn parse(mut args: impl Iterator<Item = String>) -> anyhow::Result<BenchArgs> {
     let mut out = BenchArgs {
         name: args
             .next()
-            .context("usage: distill-bench <audio|generate|train> [--data DIR] [--max-files N] [--epochs N] [--model M] [--count N] [--root DIR]")?,
+            .context("usage: distill-bench <audio|generate|train|presets> [--data DIR] [--max-files N] [--epochs N] [--model M] [--count N] [--budget T] [--sounds N] [--root DIR]")?,
         data: PathBuf::from("examples/drums"),
         max_files: 4,
         epochs: None,
         model: None,
         count: 2,
         preset: "reference".into(),
+        budget: "2m".into(),
+        sounds: 128,
         root: PathBuf::from("."),
     };
     while let Some(flag) = args.next() {
@@ -60,6 +66,8 @@ fn parse(mut args: impl Iterator<Item = String>) -> anyhow::Result<BenchArgs> {
             "--model" => out.model = Some(PathBuf::from(value)),
             "--count" => out.count = number(&value)?,
             "--preset" => out.preset = value,
+            "--budget" => out.budget = value,
+            "--sounds" => out.sounds = number(&value)?,
             other => bail!("unknown option {other}"),
         }
     }
@@ -85,7 +93,13 @@ fn run() -> anyhow::Result<()> {
             report
         }
         "train" => pipeline::bench::train(&args.data, args.epochs, &args.preset)?,
-        other => bail!("unknown benchmark '{other}' (available: audio, generate, train)"),
+        "presets" => pipeline::bench::presets(&pipeline::bench::PresetsOptions {
+            data: args.data.clone(),
+            budget: args.budget.clone(),
+            sounds: args.sounds,
+            seed: 1,
+        })?,
+        other => bail!("unknown benchmark '{other}' (available: audio, generate, train, presets)"),
     };
     let path = pipeline::bench::write_report(&args.root, &args.name, &report)?;
     println!("{}", serde_json::to_string_pretty(&report)?);
