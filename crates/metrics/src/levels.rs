@@ -92,13 +92,7 @@ pub fn onset_frames(
     if n_mels == 0 || frames == 0 {
         return Err(MetricsError::Empty { what: "log mel" });
     }
-    if n_mels * frames != log_mel.len() {
-        return Err(MetricsError::SizeMismatch {
-            what: "n_mels × frames against the mel length",
-            left: n_mels * frames,
-            right: log_mel.len(),
-        });
-    }
+    crate::spectral::check_mel_shape(log_mel.len(), n_mels, frames)?;
     if !(hop_s > 0.0 && hop_s.is_finite()) {
         return Err(MetricsError::InvalidParameter {
             name: "hop_s",

@@ -26,6 +26,18 @@ pub const MRSTFT_RESOLUTIONS: [(usize, usize); 3] = [(512, 128), (1024, 256), (2
 /// tone and near the f32 FFT's rounding noise, which must not dominate the mean over bins.
 pub const MRSTFT_MAG_EPS: f64 = 1e-5;
 
+/// A mel of `len` values holds `n_mels × frames` of them.
+pub(crate) fn check_mel_shape(len: usize, n_mels: usize, frames: usize) -> Result<()> {
+    if n_mels * frames != len {
+        return Err(MetricsError::SizeMismatch {
+            what: "n_mels × frames against the mel length",
+            left: n_mels * frames,
+            right: len,
+        });
+    }
+    Ok(())
+}
+
 fn check_same(a: &[f32], b: &[f32], what: &'static str) -> Result<()> {
     if a.len() != b.len() {
         return Err(MetricsError::SizeMismatch {
@@ -85,13 +97,7 @@ pub fn log_spectral_distance(
     first_band: usize,
 ) -> Result<f64> {
     check_same(a, b, "log mels")?;
-    if n_mels * frames != a.len() {
-        return Err(MetricsError::SizeMismatch {
-            what: "n_mels × frames against the mel length",
-            left: n_mels * frames,
-            right: a.len(),
-        });
-    }
+    check_mel_shape(a.len(), n_mels, frames)?;
     if first_band >= n_mels {
         return Err(MetricsError::InvalidParameter {
             name: "first_band",
@@ -129,13 +135,7 @@ pub fn grid_cell_mean(
     if mel.is_empty() {
         return Err(MetricsError::Empty { what: "log mel" });
     }
-    if n_mels * frames != mel.len() {
-        return Err(MetricsError::SizeMismatch {
-            what: "n_mels × frames against the mel length",
-            left: n_mels * frames,
-            right: mel.len(),
-        });
-    }
+    check_mel_shape(mel.len(), n_mels, frames)?;
     if bands_per_row == 0 || frames_per_col == 0 {
         return Err(MetricsError::InvalidParameter {
             name: "grid cell",

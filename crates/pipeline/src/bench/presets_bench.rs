@@ -5,8 +5,9 @@
 //! after the vocoder, generated sounds against the collection) and `distill generate` times
 //! 8 sounds of 4 s. Beside each model's decoded-mel figures stands what a codec that knew
 //! every cell of that model's code grid exactly, and nothing finer, would score (the
-//! validation mels with each cell replaced by its geometric-mean level): the part of the
-//! distance a codec on that grid cannot close.
+//! validation mels with each cell replaced by its geometric-mean level): how much of the
+//! distance lies in detail finer than the grid (a codec that draws detail inside its cells,
+//! as decoders can, may come nearer).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
