@@ -50,10 +50,6 @@ pub fn presets(options: &PresetsOptions) -> anyhow::Result<Json> {
     let _ = std::fs::remove_dir_all(&dir);
     let runs = runs?;
     let (native, reference) = (&runs[0], &runs[1]);
-    let r = |path: &[&str]| {
-        let pick = |v: &Json| path.iter().fold(v.clone(), |v, k| v[*k].clone());
-        ratio(&pick(native), &pick(reference))
-    };
     Ok(json!({
         "bench": "presets",
         "data": options.data.display().to_string(),
@@ -64,17 +60,26 @@ pub fn presets(options: &PresetsOptions) -> anyhow::Result<Json> {
         "threads": threads(),
         "native": native,
         "reference": reference,
-        "ratios_native_over_reference": {
-            "decoded_log_mel_l1": r(&["decoded_mel", "log_mel_l1"]),
-            "decoded_lsd_db": r(&["decoded_mel", "lsd_db"]),
-            "decoded_lsd_high_db": r(&["decoded_mel", "lsd_high_db"]),
-            "mr_stft_after_vocoder": r(&["mr_stft_after_vocoder"]),
-            "generated_nn_ratio": r(&["generated", "nn_ratio"]),
-            "training_wall": r(&["training", "wall_s"]),
-            "generation_wall": r(&["generation", "wall_s"]),
-            "model_bytes": r(&["model_bytes"]),
-        },
+        "ratios_native_over_reference": ratios(native, reference),
     }))
+}
+
+/// Native's figures over the reference's, each `null` where either report lacks it.
+fn ratios(native: &Json, reference: &Json) -> Json {
+    let r = |pointer: &str| {
+        let pick = |v: &Json| v.pointer(pointer).cloned().unwrap_or(Json::Null);
+        ratio(&pick(native), &pick(reference))
+    };
+    json!({
+        "decoded_log_mel_l1": r("/decoded_mel/log_mel_l1"),
+        "decoded_lsd_db": r("/decoded_mel/lsd_db"),
+        "decoded_lsd_high_db": r("/decoded_mel/lsd_high_db"),
+        "mr_stft_after_vocoder": r("/mr_stft_after_vocoder"),
+        "generated_nn_ratio": r("/generated/nn_ratio"),
+        "training_wall": r("/training/wall_s"),
+        "generation_wall": r("/generation/wall_s"),
+        "model_bytes": r("/model_bytes"),
+    })
 }
 
 /// Trains, evaluates and times one preset.
@@ -213,4 +218,30 @@ fn cell_mean_floor(file: &ModelFile, data: &Path, names: &[String]) -> anyhow::R
     }
     let median = |v: &[f64]| -> anyhow::Result<f64> { Ok(metrics::Summary::of(v)?.median) };
     Ok(json!({ "log_mel_l1": median(&l1)?, "lsd_db": median(&lsd)? }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ratios_divide_native_by_reference_and_are_null_where_a_figure_is_missing() {
+        let native = json!({
+            "decoded_mel": {"log_mel_l1": 0.366, "lsd_db": 10.0},
+            "generated": {"nn_ratio": 1.2},
+            "model_bytes": 10,
+        });
+        let reference = json!({
+            "decoded_mel": {"log_mel_l1": 0.732, "lsd_db": 12.5, "lsd_high_db": 18.0},
+            "generated": {"nn_ratio": null},
+            "model_bytes": 5,
+        });
+        let r = ratios(&native, &reference);
+        assert!((r["decoded_log_mel_l1"].as_f64().unwrap_or(0.0) - 0.5).abs() < 1e-12);
+        assert!((r["decoded_lsd_db"].as_f64().unwrap_or(0.0) - 0.8).abs() < 1e-12);
+        assert_eq!(r["model_bytes"], json!(2.0));
+        for missing in ["decoded_lsd_high_db", "generated_nn_ratio", "training_wall"] {
+            assert!(r[missing].is_null(), "{missing}: {}", r[missing]);
+        }
+    }
 }
