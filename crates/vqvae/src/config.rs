@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use prior_config::DatasetTier;
 
-use crate::model::{Architecture, Upsample};
+use crate::model::{Architecture, EncoderInput, Upsample};
 use crate::rvq::CodeRestart;
 
 /// Configuration of the VQ-VAE and of its training run (reference `VQVAEConfig`).
@@ -43,6 +43,9 @@ pub struct VqvaeConfig {
     /// How the decoder upsamples (transposed convolutions in reference files).
     #[serde(default = "reference_upsample")]
     pub upsample: Upsample,
+    /// What the encoder reads (the log1p mel alone in reference files).
+    #[serde(default)]
+    pub encoder_input: EncoderInput,
     /// How training chunks are levelled (per chunk in reference files).
     #[serde(default = "reference_normalization")]
     pub normalization: Normalisation,
@@ -112,6 +115,7 @@ impl Default for VqvaeConfig {
             time_downsample: reference_time_downsample(),
             freq_downsample: reference_freq_downsample(),
             upsample: reference_upsample(),
+            encoder_input: EncoderInput::LogMel,
             normalization: reference_normalization(),
             log_power_weight: 0.0,
             code_restart: CodeRestart::Random,
@@ -150,7 +154,9 @@ fn adaptive_vqvae_for(tier: DatasetTier, file_count: usize) -> VqvaeConfig {
 /// Distill's own VQ-VAE for a collection of `file_count` files cut into `chunks` one-second
 /// chunks (its tier: [`DatasetTier::native`]): the reference tier with
 /// chunks levelled per file (quiet tails stay quiet), a log-power term in the loss (the
-/// decoder learns silence instead of a faint bed under it) and small batches, so that an
+/// decoder learns silence instead of a faint bed under it), an encoder that reads the
+/// mel's log power beside the log1p mel (so it sees decays far below the peak: see
+/// [`EncoderInput::LogMelAndPower`]) and small batches, so that an
 /// epoch is many optimiser steps rather than a handful. Small collections (≤ 20 files, or
 /// short sounds in at most [`prior_config::NATIVE_SMALL_MAX_CHUNKS`] one-second chunks) code
 /// each second as 16 rows × 6 columns of one level rather than the reference's 8 × 6 × 3 and
@@ -175,6 +181,7 @@ pub fn native_vqvae_config(file_count: usize, chunks: usize) -> VqvaeConfig {
         _ => NATIVE_LOG_POWER_WEIGHT,
     };
     c.code_restart = CodeRestart::Farthest;
+    c.encoder_input = EncoderInput::LogMelAndPower;
     c.dropout = c.dropout.min(NATIVE_DROPOUT);
     if tier == DatasetTier::Small {
         c.upsample = Upsample::Resize;
@@ -260,6 +267,7 @@ impl VqvaeConfig {
             time_downsample: self.time_downsample,
             freq_downsample: self.freq_downsample,
             upsample: self.upsample,
+            input: self.encoder_input,
         }
     }
 
@@ -482,6 +490,11 @@ mod tests {
             assert_eq!(reference.max_steps, None, "{n} files");
             assert_eq!(reference.code_restart, CodeRestart::Random, "{n} files");
             assert_eq!(native.code_restart, CodeRestart::Farthest, "{n} files");
+            assert_eq!(
+                native.encoder_input,
+                EncoderInput::LogMelAndPower,
+                "{n} files"
+            );
             if n < NATIVE_SMALL_VAL_BELOW {
                 assert_eq!(native.val_fraction, NATIVE_SMALL_VAL_FRACTION, "{n} files");
                 assert!(reference.val_fraction >= 0.3, "{n} files");
@@ -535,14 +548,21 @@ mod tests {
         let table = value.as_object_mut().expect("an object");
         table.remove("time_downsample");
         table.remove("freq_downsample");
+        table.remove("encoder_input");
         let read: VqvaeConfig = serde_json::from_value(value).expect("reads");
         assert_eq!(read.arch(), Architecture::REFERENCE);
         let finer = VqvaeConfig {
             freq_downsample: 8,
+            encoder_input: EncoderInput::LogMelAndPower,
             ..VqvaeConfig::default()
         };
         let text = serde_json::to_string(&finer).expect("serialises");
+        assert!(
+            text.contains(r#""encoder_input":"log_mel_and_power""#),
+            "{text}"
+        );
         let back: VqvaeConfig = serde_json::from_str(&text).expect("reads");
         assert_eq!(back.arch().freq_downsample, 8, "a finer layout is kept");
+        assert_eq!(back.arch().input, EncoderInput::LogMelAndPower);
     }
 }

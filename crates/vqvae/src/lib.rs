@@ -10,7 +10,7 @@ pub use config::{NATIVE_LARGE_STEPS, VqvaeConfig, get_adaptive_vqvae_config, nat
 pub use loss::{
     LevelHealth, codebook_health, log_power_l1, multi_scale_mel_loss, reconstruction_loss,
 };
-pub use model::{Architecture, ConvVqvae, Upsample, VqvaeOutput, VqvaeShape};
+pub use model::{Architecture, ConvVqvae, EncoderInput, Upsample, VqvaeOutput, VqvaeShape};
 pub use rvq::{Assignment, CodeRestart, ResidualVq, RvqOutput, RvqTraining, draw_kept_levels};
 
 /// Errors of the VQ-VAE crate.

@@ -1,7 +1,8 @@
 //! The convolutional VQ-VAE: the reference `ConvVQVAE`, and Distill's own layouts of it.
 //!
-//! Encoder: input right/bottom-padded to a multiple of the downsampling, four Conv2d(k3, p1)
-//! blocks 1→32→64→128→256 (BatchNorm, ReLU, channel dropout), each halving frequency or not
+//! Encoder: input right/bottom-padded to a multiple of the downsampling (with Distill's
+//! [`EncoderInput::LogMelAndPower`] a log-power channel beside it), four Conv2d(k3, p1)
+//! blocks 1 (or 2)→32→64→128→256 (BatchNorm, ReLU, channel dropout), each halving frequency or not
 //! and time or not ([`Architecture::freq_downsample`], [`Architecture::time_downsample`]; the
 //! reference halves both in all four), 1×1 projection to
 //! `codebook_dim`. Residual VQ over the `H×W` grid in raster order (position `p = h·W + w`,
@@ -23,6 +24,7 @@ use burn::tensor::ops::ConvTransposeOptions;
 use burn::tensor::ops::PadMode;
 
 use crate::VqvaeError;
+use crate::loss::LOG_POWER_EPS;
 use crate::rvq::{ResidualVq, RvqTraining};
 use rand::Rng;
 use rand::rngs::StdRng;
@@ -41,8 +43,54 @@ pub enum Upsample {
     Resize,
 }
 
-/// The layout of a VQ-VAE beyond its sizes: how coarse its code grid is in time and how
-/// its decoder upsamples. Stored in the model file's VQ-VAE config.
+/// What the encoder reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EncoderInput {
+    /// The log1p mel (the reference).
+    #[default]
+    LogMel,
+    /// The log1p mel and, as a second channel, its log power
+    /// `(ln(power + ε) − ln ε) / `[`LOG_POWER_INPUT_SCALE`] with ε = [`LOG_POWER_EPS`]. The
+    /// log1p mel is ≈ 0 everywhere below about −20 dB, so an encoder reading it alone cannot
+    /// tell a decay 70 dB down from digital silence, and a code for one decodes the other.
+    LogMelAndPower,
+}
+
+/// Divides the log-power input channel so that it spans about the log1p mel's range (0 for
+/// silence, ~8 at a loud peak-normalised cell).
+pub const LOG_POWER_INPUT_SCALE: f32 = 2.5;
+
+impl EncoderInput {
+    fn channels(self) -> usize {
+        match self {
+            Self::LogMel => 1,
+            Self::LogMelAndPower => 2,
+        }
+    }
+
+    /// The encoder's input `[B, channels, H, W]` for a (padded) log1p mel `[B, 1, H, W]`.
+    fn build(self, mel: Tensor<4>) -> Tensor<4> {
+        match self {
+            Self::LogMel => mel,
+            Self::LogMelAndPower => {
+                let power = mel
+                    .clone()
+                    .exp()
+                    .sub_scalar(1.0)
+                    .clamp_min(0.0)
+                    .add_scalar(LOG_POWER_EPS)
+                    .log()
+                    .sub_scalar(LOG_POWER_EPS.ln())
+                    .div_scalar(LOG_POWER_INPUT_SCALE);
+                Tensor::cat(vec![mel, power], 1)
+            }
+        }
+    }
+}
+
+/// The layout of a VQ-VAE beyond its sizes: how coarse its code grid is, what its encoder
+/// reads and how its decoder upsamples. Stored in the model file's VQ-VAE config.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Architecture {
     /// Mel frames per code column: 16 (reference), 8, 4 or 2.
@@ -50,6 +98,7 @@ pub struct Architecture {
     /// Mel bands per code row: 16 (reference), 8 or 4.
     pub freq_downsample: usize,
     pub upsample: Upsample,
+    pub input: EncoderInput,
 }
 
 impl Architecture {
@@ -58,6 +107,7 @@ impl Architecture {
         time_downsample: DOWNSAMPLE,
         freq_downsample: DOWNSAMPLE,
         upsample: Upsample::Transposed,
+        input: EncoderInput::LogMel,
     };
 
     pub fn validate(&self) -> Result<(), VqvaeError> {
@@ -343,9 +393,13 @@ impl ConvVqvae {
                 shape.dropout
             )));
         }
+        let in_channels = |block: usize| match block {
+            0 => arch.input.channels(),
+            _ => CHANNELS[block],
+        };
         let blocks = (0..4)
             .map(|i| ConvBlock {
-                conv: Conv2dConfig::new([CHANNELS[i], CHANNELS[i + 1]], [3, 3])
+                conv: Conv2dConfig::new([in_channels(i), CHANNELS[i + 1]], [3, 3])
                     .with_stride(arch.strides(i))
                     .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
                     .init(device),
@@ -423,11 +477,13 @@ impl ConvVqvae {
         let (f, t) = (self.arch.freq_downsample, self.arch.time_downsample);
         let ph = h.div_ceil(f) * f - h;
         let pw = w.div_ceil(t) * t - w;
-        let mut x = if ph > 0 || pw > 0 {
+        // Padded before the log-power channel is added, so padding reads as silence in both.
+        let padded = if ph > 0 || pw > 0 {
             mel.pad([(0, ph), (0, pw)], PadMode::Constant(0.0))
         } else {
             mel
         };
+        let mut x = self.arch.input.build(padded);
         for b in &self.encoder.blocks {
             x = b.dropout.forward(
                 relu(b.bn.forward(b.conv.forward(x))),
@@ -714,6 +770,42 @@ mod tests {
     }
 
     #[test]
+    fn the_log_power_channel_tells_faint_cells_from_silence() {
+        let device = Device::flex();
+        // Mel powers: silence, ε·(e^2.5 − 1) (reads 1 in the power channel), a cell 40 dB
+        // under a full-scale bin and a loud one.
+        let eps = f64::from(LOG_POWER_EPS);
+        let scale = f64::from(LOG_POWER_INPUT_SCALE);
+        let powers = [0.0, eps * (scale.exp() - 1.0), 1e-4, 6f64.exp_m1()];
+        let mel: Vec<f32> = powers.iter().map(|p| p.ln_1p() as f32).collect();
+        let input = Tensor::<4>::from_data(TensorData::new(mel.clone(), [1, 1, 2, 2]), &device);
+        let built = EncoderInput::LogMelAndPower.build(input.clone());
+        assert_eq!(built.dims(), [1, 2, 2, 2]);
+        let v: Vec<f32> = built.into_data().try_to_vec().expect("f32");
+        assert_eq!(
+            &v[..4],
+            mel.as_slice(),
+            "the first channel is the log1p mel unchanged"
+        );
+        for (got, p) in v[4..].iter().zip(powers) {
+            let want = ((p + eps).ln() - eps.ln()) / scale;
+            assert!(
+                (f64::from(*got) - want).abs() < 1e-3,
+                "{p}: {got} vs {want}"
+            );
+        }
+        assert!(v[4].abs() < 1e-6 && (v[5] - 1.0).abs() < 1e-3, "{v:?}");
+        // The faint cell lies 1e-4 above silence in the mel, about 1 in the power channel.
+        assert!(mel[2] < 2e-4 && v[6] > 0.9, "{v:?}");
+        let same: Vec<f32> = EncoderInput::LogMel
+            .build(input)
+            .into_data()
+            .try_to_vec()
+            .expect("f32");
+        assert_eq!(same, mel);
+    }
+
+    #[test]
     fn every_layout_keeps_the_mel_size_and_its_own_grid() {
         let device = Device::flex();
         let shape = VqvaeShape {
@@ -725,11 +817,16 @@ mod tests {
         // One second of mel (128 × 94): rows follow the frequency downsampling, columns the
         // time downsampling (rounded up: the encoder pads).
         for (freq, time, grid) in [(16, 16, (8, 6)), (8, 16, (16, 6)), (4, 4, (32, 24))] {
-            for upsample in [Upsample::Transposed, Upsample::Resize] {
+            let inputs = [EncoderInput::LogMel, EncoderInput::LogMelAndPower];
+            for (upsample, input) in [Upsample::Transposed, Upsample::Resize]
+                .into_iter()
+                .zip(inputs)
+            {
                 let arch = Architecture {
                     time_downsample: time,
                     freq_downsample: freq,
                     upsample,
+                    input,
                 };
                 let vq = ConvVqvae::with_arch(shape, arch, &device).expect("valid layout");
                 assert_eq!(vq.grid_for(128, 94), grid);
