@@ -24,14 +24,17 @@ pub const LOG_POWER_EPS: f32 = 1e-5;
 /// decoder that leaves a faint bed (−17 dB) under silence from one that is silent; in the
 /// log-power domain that bed is a large error, and it is what a listener hears as noise.
 pub fn log_power_l1(recon: Tensor<4>, target: Tensor<4>) -> Tensor<1> {
-    let log_power = |x: Tensor<4>| {
-        x.exp()
-            .sub_scalar(1.0)
-            .clamp_min(0.0)
-            .add_scalar(LOG_POWER_EPS)
-            .log()
-    };
     (log_power(recon) - log_power(target)).abs().mean()
+}
+
+/// `ln(power + ε)` of a log1p mel (power = `expm1`, clamped at 0; ε = [`LOG_POWER_EPS`]).
+pub fn log_power(log_mel: Tensor<4>) -> Tensor<4> {
+    log_mel
+        .exp()
+        .sub_scalar(1.0)
+        .clamp_min(0.0)
+        .add_scalar(LOG_POWER_EPS)
+        .log()
 }
 
 /// The VQ-VAE's reconstruction loss: [`multi_scale_mel_loss`], plus `log_power_weight` ×

@@ -1,8 +1,8 @@
 //! The convolutional VQ-VAE: the reference `ConvVQVAE`, and Distill's own layouts of it.
 //!
-//! Encoder: input right/bottom-padded to a multiple of the downsampling (with Distill's
-//! [`EncoderInput::LogMelAndPower`] a log-power channel beside it), four Conv2d(k3, p1)
-//! blocks 1 (or 2)→32→64→128→256 (BatchNorm, ReLU, channel dropout), each halving frequency or not
+//! Encoder: input right/bottom-padded to a multiple of the downsampling (with
+//! [`EncoderInput::LogMelAndPower`] a log-power channel beside it), four Conv2d(k3, p1) blocks
+//! 1 (or 2)→32→64→128→256 (BatchNorm, ReLU, channel dropout), each halving frequency or not
 //! and time or not ([`Architecture::freq_downsample`], [`Architecture::time_downsample`]; the
 //! reference halves both in all four), 1×1 projection to
 //! `codebook_dim`. Residual VQ over the `H×W` grid in raster order (position `p = h·W + w`,
@@ -24,7 +24,7 @@ use burn::tensor::ops::ConvTransposeOptions;
 use burn::tensor::ops::PadMode;
 
 use crate::VqvaeError;
-use crate::loss::LOG_POWER_EPS;
+use crate::loss::{LOG_POWER_EPS, log_power};
 use crate::rvq::{ResidualVq, RvqTraining};
 use rand::Rng;
 use rand::rngs::StdRng;
@@ -74,13 +74,7 @@ impl EncoderInput {
         match self {
             Self::LogMel => mel,
             Self::LogMelAndPower => {
-                let power = mel
-                    .clone()
-                    .exp()
-                    .sub_scalar(1.0)
-                    .clamp_min(0.0)
-                    .add_scalar(LOG_POWER_EPS)
-                    .log()
+                let power = log_power(mel.clone())
                     .sub_scalar(LOG_POWER_EPS.ln())
                     .div_scalar(LOG_POWER_INPUT_SCALE);
                 Tensor::cat(vec![mel, power], 1)
