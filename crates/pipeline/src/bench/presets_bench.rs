@@ -182,16 +182,16 @@ fn one_preset(options: &PresetsOptions, preset: &str, dir: &Path) -> anyhow::Res
     }))
 }
 
-/// The model's code grid for one second: rows, columns, levels.
+/// The model's code grid for one second (rows, columns, levels) and what its encoder reads.
 fn grid(file: &ModelFile) -> Json {
     let c = &file.vqvae_config;
-    let mel = MelSpectrogram::new(file.spectrogram_config.clone());
-    let frames = mel.frames_for(audio::SAMPLE_RATE as usize);
+    let (rows, columns) = c.grid_per_second(&file.spectrogram_config);
     json!({
-        "rows": mel.config.n_mels.div_ceil(c.freq_downsample),
-        "columns_per_second": frames.div_ceil(c.time_downsample),
+        "rows": rows,
+        "columns_per_second": columns,
         "levels": c.num_quantizers,
         "codebook_size": c.codebook_size,
+        "encoder_input": c.encoder_input,
     })
 }
 
@@ -202,6 +202,7 @@ fn cell_mean_floor(file: &ModelFile, data: &Path, names: &[String]) -> anyhow::R
         audio::scan::scan_dataset(data).with_context(|| format!("scanning {}", data.display()))?;
     let mel = MelSpectrogram::new(file.spectrogram_config.clone());
     let n_mels = mel.config.n_mels;
+    let c = &file.vqvae_config;
     let (mut l1, mut lsd) = (Vec::new(), Vec::new());
     for name in names {
         let Some(path) = scan.usable().map(|f| &f.path).find(|p| short(p) == *name) else {
@@ -211,7 +212,6 @@ fn cell_mean_floor(file: &ModelFile, data: &Path, names: &[String]) -> anyhow::R
         audio::chunk::peak_normalise(&mut x);
         let truth = mel.log_mel(&x);
         let frames = truth.len() / n_mels;
-        let c = &file.vqvae_config;
         let cells = grid_cell_mean(&truth, n_mels, frames, c.freq_downsample, c.time_downsample)?;
         l1.push(log_mel_l1(&cells, &truth)?);
         lsd.push(log_spectral_distance(&cells, &truth, n_mels, frames, 0)?);
